@@ -1,0 +1,1 @@
+"""Provider back ends: one module per library we build on."""
