@@ -359,9 +359,9 @@ def _build() -> dict[str, AlgorithmInfo]:
              (1952 + 32, 32 + 32, 3309 + 64), oid=_COMPOSITE + "48",
              description="ML-DSA-65 + Ed25519, the default for signing"),
         _sig("MLDSA65-ECDSA-P256-SHA512", hyb, 3, "draft-ietf-lamps-pq-composite-sigs", A,
-             "qrc", (1952 + 65, 32 + 121, 3309 + 72), oid=_COMPOSITE + "45"),
+             "qrc", (1952 + 65, 32 + 51, 3309 + 72), oid=_COMPOSITE + "45"),
         _sig("MLDSA87-ECDSA-P384-SHA512", hyb, 5, "draft-ietf-lamps-pq-composite-sigs", A,
-             "qrc", (2592 + 97, 32 + 167, 4627 + 104), oid=_COMPOSITE + "49"),
+             "qrc", (2592 + 97, 32 + 64, 4627 + 104), oid=_COMPOSITE + "49"),
         # --- Signatures: classical, for hybrids and inventory ---
         _sig("Ed25519", cls, None, "RFC 8032; FIPS 186-5", D, "pyca", (32, 32, 64),
              oid="1.3.101.112", quantum_safe=False),

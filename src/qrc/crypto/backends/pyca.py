@@ -294,7 +294,11 @@ class _DHKEM(_PycaKem):
 
     def _encapsulate(self, public: PycaKemPublicKey) -> tuple[bytes, bytes]:
         ephemeral = self._generate()
-        dh = self._exchange(ephemeral, public.to_pyca())
+        try:
+            dh = self._exchange(ephemeral, public.to_pyca())
+        except ValueError:
+            # RFC 9180 §7.1.4: an all-zero X25519 output (low-order public key) aborts Encap.
+            raise KeyFormatError(f"{self.algorithm} public key is a low-order point") from None
         enc = self._public_raw(ephemeral.public_key())
         return enc, self._extract_and_expand(dh, enc + public.public_bytes())
 
@@ -563,7 +567,7 @@ class _PycaAEAD(AEAD):
             raise DecryptionError
         try:
             return bytes(self._make(key).decrypt(nonce, ciphertext, aad))
-        except (InvalidTag, ValueError):
+        except (InvalidTag, ValueError, KeyFormatError):
             raise DecryptionError from None
 
 

@@ -1,0 +1,1 @@
+"""The ``qrc`` command line (Typer)."""

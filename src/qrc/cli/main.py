@@ -1,0 +1,302 @@
+"""``qrc``: the offline toolkit (like ``age`` and ``openssl``, for files and pipes).
+
+Every command reads stdin and writes stdout unless ``-i``/``-o`` name files, prints one
+line on failure, and exits non-zero: 1 for "signature not valid", 2 for any error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from qrc import __version__
+from qrc.crypto import bundle, keyfile
+from qrc.crypto.base import KemPrivateKey, KemPublicKey, SigningKey, VerifyingKey
+from qrc.crypto.bench_envelope import envelope_ratios
+from qrc.crypto.benchmark import bench_algorithms
+from qrc.crypto.envelope import open_sealed, seal
+from qrc.crypto.errors import CryptoError, InvalidSignature
+from qrc.crypto.registry import Kind, all_algorithms, get_info
+from qrc.crypto.selftest import generate_private_key, run_selftests
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="qrc",
+    help="Post-quantum cryptography toolkit: keys, encryption, signatures, self-tests.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+_out = Console()
+_err = Console(stderr=True)
+
+InputOpt = Annotated[Path | None, typer.Option("-i", "--input", help="Read from FILE, not stdin.")]
+OutputOpt = Annotated[
+    Path | None, typer.Option("-o", "--output", help="Write to FILE, not stdout.")
+]
+ContextOpt = Annotated[
+    str, typer.Option("-c", "--context", help="Context bound to the ciphertext or signature.")
+]
+PassOpt = Annotated[
+    Path | None,
+    typer.Option("--passphrase-file", help="File whose first line is the key file passphrase."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    _err.print(f"qrc: error: {message}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def _read_input(path: Path | None) -> bytes:
+    return path.read_bytes() if path is not None else sys.stdin.buffer.read()
+
+
+def _write_output(path: Path | None, data: bytes) -> None:
+    if path is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        path.write_bytes(data)
+
+
+def _passphrase(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    lines = path.read_bytes().splitlines()
+    if not lines or not lines[0]:
+        _fail(f"{path} is empty: put the passphrase on its first line")
+    return lines[0]
+
+
+def _load_private(path: Path, passphrase_file: Path | None) -> KemPrivateKey | SigningKey:
+    return keyfile.load_private_pem(path.read_bytes(), _passphrase(passphrase_file))
+
+
+def _load_public(path: Path) -> KemPublicKey | VerifyingKey:
+    return keyfile.load_public_pem(path.read_bytes())
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        _out.print(f"qrc {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def algorithms(
+    kind: Annotated[Kind | None, typer.Option(help="Only this kind.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the algorithm registry."""
+    infos = all_algorithms(kind)
+    if as_json:
+        _out.print_json(json.dumps([info.as_dict() for info in infos]))
+        return
+    table = Table("id", "kind", "family", "NIST level", "standard", "status", "provider")
+    for info in infos:
+        level = str(info.nist_level) if info.nist_level else "-"
+        table.add_row(info.id, info.kind.value, info.family.value, level, info.standard,
+                      info.status.value, info.provider)  # fmt: skip
+    _out.print(table)
+
+
+@app.command()
+def keygen(
+    algorithm: Annotated[
+        str, typer.Option("-a", "--algorithm", help="Registry ID, see `qrc algorithms`.")
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Private key file; FILE.pub gets the public key.")
+    ],
+    passphrase_file: PassOpt = None,
+) -> None:
+    """Generate a key pair: PKCS#8 PEM private key and SPKI PEM public key."""
+    info = get_info(algorithm)
+    if info.kind is Kind.AEAD:
+        _fail(f"{info.id} is a symmetric algorithm: keygen makes KEM and signature key pairs")
+    public_path = output.with_name(output.name + ".pub")
+    for path in (output, public_path):
+        if path.exists():
+            _fail(f"{path} exists; refusing to overwrite it (remove it first)")
+    key = generate_private_key(info.id)
+    pem = keyfile.private_key_to_pem(key, _passphrase(passphrase_file))
+    # O_EXCL: never follow a file that appeared since the check; 0600: private key.
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    public_path.write_bytes(keyfile.public_key_to_pem(key.public_key()))
+    _err.print(f"wrote {output} and {public_path} ({info.id})", markup=False, highlight=False)
+
+
+@app.command()
+def encrypt(
+    recipient: Annotated[
+        Path, typer.Option("-r", "--recipient", help="Recipient's public key (SPKI PEM).")
+    ],
+    context: ContextOpt = "",
+    input: InputOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Encrypt stdin (or -i FILE) to a recipient's public key."""
+    public = _load_public(recipient)
+    if not isinstance(public, KemPublicKey):
+        _fail(f"{recipient} is a {public.algorithm} signature key; encryption needs a KEM key")
+    _write_output(output, seal(public, _read_input(input), context=context.encode()))
+
+
+@app.command()
+def decrypt(
+    key: Annotated[Path, typer.Option("-k", "--key", help="Private key file (PKCS#8 PEM).")],
+    context: ContextOpt = "",
+    passphrase_file: PassOpt = None,
+    input: InputOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Decrypt stdin (or -i FILE) with a private key."""
+    private = _load_private(key, passphrase_file)
+    if not isinstance(private, KemPrivateKey):
+        _fail(f"{key} is a {private.algorithm} signature key; decryption needs a KEM key")
+    _write_output(output, open_sealed(private, _read_input(input), context=context.encode()))
+
+
+@app.command()
+def sign(
+    key: Annotated[Path, typer.Option("-k", "--key", help="Private key file (PKCS#8 PEM).")],
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Bare standard signature bytes, no bundle.")
+    ] = False,
+    context: ContextOpt = "",
+    passphrase_file: PassOpt = None,
+    input: InputOpt = None,
+    output: OutputOpt = None,
+) -> None:
+    """Sign stdin (or -i FILE); writes a signature bundle (or the raw signature)."""
+    private = _load_private(key, passphrase_file)
+    if not isinstance(private, SigningKey):
+        _fail(f"{key} is a {private.algorithm} KEM key; signing needs a signature key")
+    message = _read_input(input)
+    if raw:
+        _write_output(output, private.sign(message, context.encode()))
+    else:
+        _write_output(output, bundle.sign_bundle(private, message, context.encode()))
+
+
+@app.command()
+def verify(
+    public_key: Annotated[
+        Path, typer.Option("-p", "--public-key", help="Signer's public key (SPKI PEM).")
+    ],
+    signature: Annotated[
+        Path, typer.Option("-s", "--signature", help="Signature file (bundle or raw).")
+    ],
+    context: ContextOpt = "",
+    input: InputOpt = None,
+) -> None:
+    """Verify a signature over stdin (or -i FILE): exit 0 if valid, 1 if not."""
+    public = _load_public(public_key)
+    if not isinstance(public, VerifyingKey):
+        _fail(f"{public_key} is a {public.algorithm} KEM key; verification needs a signature key")
+    sig, message = signature.read_bytes(), _read_input(input)
+    try:
+        if sig.startswith(bundle.MAGIC):
+            bundle.verify_bundle(public, sig, message, context.encode())
+        else:
+            public.verify(sig, message, context.encode())
+    except InvalidSignature:
+        _err.print("qrc: signature NOT valid", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    _err.print(f"signature valid ({public.algorithm})", markup=False, highlight=False)
+
+
+@app.command()
+def selftest(
+    algorithm: Annotated[
+        list[str] | None, typer.Option("-a", "--algorithm", help="Only these.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the power-on self-tests: a known-answer and a pairwise test per algorithm."""
+    ids = [get_info(a).id for a in algorithm] if algorithm else None
+    results = run_selftests(ids)
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        _out.print_json(json.dumps([r.__dict__ for r in results]))
+    else:
+        table = Table("algorithm", "result", "ms")
+        for r in results:
+            table.add_row(r.algorithm, "[green]pass[/]" if r.ok else f"[red]FAIL[/] {r.detail}",
+                          f"{r.seconds * 1000:.1f}")  # fmt: skip
+        _out.print(table)
+        _out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A representative subset, short runs.")
+    ] = False,
+    algorithm: Annotated[
+        list[str] | None, typer.Option("-a", "--algorithm", help="Only these.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure every algorithm (ops/s, sizes) and the envelope's overhead ratios."""
+    ids = [get_info(a).id for a in algorithm] if algorithm else None
+    with Progress(console=_err, transient=True, disable=as_json) as progress:
+        count = len(ids) if ids else None
+        task = progress.add_task("benchmarking", total=count)
+
+        def step(name: str) -> None:
+            progress.update(task, description=f"benchmarking {name}", advance=1)
+
+        results = bench_algorithms(ids, quick=quick, progress=step)
+        progress.update(task, description="envelope overhead")
+        ratios = envelope_ratios(quick)
+    if as_json:
+        _out.print_json(json.dumps({"algorithms": [r.as_dict() for r in results],
+                                    "envelope": ratios}))  # fmt: skip
+        return
+    table = Table("algorithm", "keygen/s", "encaps|sign /s", "decaps|verify /s", "pk", "ct|sig")
+    for r in results:
+        rates = list(r.ops.values())
+        sizes = r.sizes
+        table.add_row(r.algorithm, *(f"{v:,.0f}" for v in rates[-3:]) if len(rates) == 3
+                      else ("-", *(f"{v:,.0f}" for v in rates)),
+                      str(sizes.get("public_key", sizes.get("key", ""))),
+                      str(sizes.get("ciphertext", sizes.get("signature", ""))))  # fmt: skip
+    _out.print(table)
+    env = Table("envelope", "operation", "ratio to raw primitive")
+    for row in ratios:
+        env.add_row(str(row["envelope"]), str(row["operation"]), f"{row['ratio']:.2f}x")
+    _out.print(env)
+
+
+def _error_line(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc}"
+    return str(exc) or type(exc).__name__
+
+
+def run() -> None:
+    """Console entry point: a one-line error and exit status 2 instead of a traceback."""
+    try:
+        app()
+    except (CryptoError, OSError, ValueError) as exc:
+        _err.print(f"qrc: error: {_error_line(exc)}", markup=False, highlight=False)
+        sys.exit(2)
