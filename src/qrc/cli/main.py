@@ -21,7 +21,12 @@ from qrc import __version__
 from qrc.crypto import bundle, keyfile
 from qrc.crypto.base import KemPrivateKey, KemPublicKey, SigningKey, VerifyingKey
 from qrc.crypto.bench_envelope import envelope_ratios
-from qrc.crypto.benchmark import bench_algorithms
+from qrc.crypto.benchmark import (
+    QUICK_SET,
+    AlgorithmBenchmark,
+    bench_algorithms,
+    compare_providers,
+)
 from qrc.crypto.envelope import open_sealed, seal
 from qrc.crypto.errors import CryptoError, InvalidSignature
 from qrc.crypto.registry import Kind, all_algorithms, get_info
@@ -257,10 +262,12 @@ def bench(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure every algorithm (ops/s, sizes) and the envelope's overhead ratios."""
-    ids = [get_info(a).id for a in algorithm] if algorithm else None
+    if algorithm:
+        ids = [get_info(a).id for a in algorithm]
+    else:
+        ids = list(QUICK_SET) if quick else [info.id for info in all_algorithms()]
     with Progress(console=_err, transient=True, disable=as_json) as progress:
-        count = len(ids) if ids else None
-        task = progress.add_task("benchmarking", total=count)
+        task = progress.add_task("benchmarking", total=len(ids))
 
         def step(name: str) -> None:
             progress.update(task, description=f"benchmarking {name}", advance=1)
@@ -268,23 +275,68 @@ def bench(
         results = bench_algorithms(ids, quick=quick, progress=step)
         progress.update(task, description="envelope overhead")
         ratios = envelope_ratios(quick)
+        progress.update(task, description="providers")
+        providers = [] if algorithm else compare_providers(quick)
     if as_json:
-        _out.print_json(json.dumps({"algorithms": [r.as_dict() for r in results],
-                                    "envelope": ratios}))  # fmt: skip
+        report = {"algorithms": [r.as_dict() for r in results], "envelope": ratios,
+                  "providers": providers}  # fmt: skip
+        _out.print_json(json.dumps(report))
         return
-    table = Table("algorithm", "keygen/s", "encaps|sign /s", "decaps|verify /s", "pk", "ct|sig")
+    _print_bench_tables(results, ratios, providers)
+
+
+def _rate(ops: dict[str, float], *names: str) -> str:
+    for name in names:
+        if name in ops:
+            return f"{ops[name]:,.0f}"
+    return "-"
+
+
+def _print_bench_tables(
+    results: list[AlgorithmBenchmark],
+    ratios: list[dict[str, object]],
+    providers: list[dict[str, object]],
+) -> None:
+    table = Table(
+        "algorithm",
+        "keygen/s",
+        "encaps|sign|enc /s",
+        "decaps|verify|dec /s",
+        "public key",
+        "ciphertext|signature",
+        title="Operations per second (median)",
+    )
     for r in results:
-        rates = list(r.ops.values())
         sizes = r.sizes
-        table.add_row(r.algorithm, *(f"{v:,.0f}" for v in rates[-3:]) if len(rates) == 3
-                      else ("-", *(f"{v:,.0f}" for v in rates)),
-                      str(sizes.get("public_key", sizes.get("key", ""))),
-                      str(sizes.get("ciphertext", sizes.get("signature", ""))))  # fmt: skip
+        table.add_row(
+            r.algorithm,
+            _rate(r.ops, "keygen"),
+            _rate(r.ops, "encapsulate", "sign", "encrypt_1KiB"),
+            _rate(r.ops, "decapsulate", "verify", "decrypt_1KiB"),
+            str(sizes.get("public_key", "-")),
+            str(sizes.get("ciphertext", sizes.get("signature", "-"))),
+        )
     _out.print(table)
-    env = Table("envelope", "operation", "ratio to raw primitive")
+    env = Table("envelope", "operation", "ratio to the raw primitive",
+                title="Envelope overhead, 1 KiB (same run)")  # fmt: skip
     for row in ratios:
-        env.add_row(str(row["envelope"]), str(row["operation"]), f"{row['ratio']:.2f}x")
+        env.add_row(str(row["envelope"]), str(row["operation"]), f"{float(str(row['ratio'])):.2f}x")
     _out.print(env)
+    if providers:
+        prov = Table("algorithm", "provider", "chosen", "keygen/s", "encaps|sign /s",
+                     "decaps|verify /s", title="Providers compared")  # fmt: skip
+        for row in providers:
+            ops = row["ops"]
+            assert isinstance(ops, dict)
+            prov.add_row(
+                str(row["algorithm"]),
+                str(row["provider"]),
+                "yes" if row["chosen"] else "",
+                _rate(ops, "keygen"),
+                _rate(ops, "encapsulate", "sign"),
+                _rate(ops, "decapsulate", "verify"),
+            )
+        _out.print(prov)
 
 
 def _error_line(exc: Exception) -> str:

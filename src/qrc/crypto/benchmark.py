@@ -14,10 +14,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 
 from qrc.crypto.base import KEM, SignatureScheme
+from qrc.crypto.errors import UnsupportedAlgorithm
 from qrc.crypto.registry import AlgorithmInfo, Kind, all_algorithms, get_info
 from qrc.crypto.schemes import get_aead, get_scheme
 
-__all__ = ["AlgorithmBenchmark", "bench_algorithm", "bench_algorithms", "ops_per_second"]
+__all__ = [
+    "QUICK_SET",
+    "AlgorithmBenchmark",
+    "bench_algorithm",
+    "bench_algorithms",
+    "compare_providers",
+    "ops_per_second",
+]
 
 
 @dataclass
@@ -122,3 +130,28 @@ def bench_algorithms(
             progress(algorithm)
         results.append(bench_algorithm(algorithm, budget))
     return results
+
+
+def compare_providers(quick: bool = False) -> list[dict[str, object]]:
+    """For each algorithm more than one provider implements: each one's rates, side by side.
+
+    This is the measurement behind the registry's ``provider`` choice (the faster one).
+    """
+    from qrc.crypto.schemes import providers_of  # noqa: PLC0415 - imports every back end
+
+    budget = 0.1 if quick else 0.5
+    rows: list[dict[str, object]] = []
+    for info in all_algorithms():
+        if info.kind is Kind.AEAD:
+            continue
+        try:
+            providers = providers_of(info.id)
+        except (ImportError, UnsupportedAlgorithm):
+            continue
+        if len(providers) < 2:
+            continue
+        for provider in providers:
+            result = bench_algorithm(info.id, budget, provider=provider)
+            rows.append({"algorithm": info.id, "provider": provider,
+                         "chosen": provider == info.provider, "ops": result.ops})  # fmt: skip
+    return rows

@@ -7,7 +7,9 @@ through :mod:`qrc.crypto.schemes`, keyed by the same IDs.
 Sizes are in bytes. ``private_key_size`` is the size of the standard *raw* private key
 encoding that :meth:`private_bytes` returns: the FIPS 203 64-byte seed for ML-KEM, the
 FIPS 204 32-byte seed for ML-DSA, the 32-byte seed for X-Wing, the FIPS 205 key for
-SLH-DSA, and the reference implementation's secret key for HQC and Classic McEliece.
+SLH-DSA, the reference implementation's secret key for HQC (which begins with the public
+key), and the reference secret key followed by the public key for Classic McEliece (whose
+reference secret key does not contain it).
 Signature sizes of ECDSA (DER) and composites that contain ECDSA are maxima.
 """
 
@@ -290,7 +292,7 @@ def _build() -> dict[str, AlgorithmInfo]:
                     "Classic McEliece (NIST round 4; ISO/IEC 18033-2 amendment)",
                     E,
                     "pqcrypto",
-                    (pk, sk, ct, 32),
+                    (pk, sk + pk, ct, 32),
                 )
             )
     items += [
