@@ -40,7 +40,7 @@ def test_algorithms_json_lists_the_registry() -> None:
     assert "MLDSA65-Ed25519-SHA512" in table
 
 
-@pytest.mark.parametrize("algorithm", ["X25519MLKEM768", "ML-KEM-512", "HQC-128"])
+@pytest.mark.parametrize("algorithm", ["X25519MLKEM768", "ML-KEM-512", "HQC-128", "P-256"])
 def test_encrypt_decrypt_pipe_round_trip(tmp_path: Path, algorithm: str) -> None:
     key = tmp_path / "alice"
     ok("keygen", "-a", algorithm, "-o", key)

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, cast
 
 import typer
 from rich.console import Console
@@ -28,7 +28,7 @@ from qrc.crypto.benchmark import (
     compare_providers,
 )
 from qrc.crypto.envelope import open_sealed, seal
-from qrc.crypto.errors import CryptoError, InvalidSignature
+from qrc.crypto.errors import CryptoError, InvalidSignature, KeyFormatError
 from qrc.crypto.registry import Kind, all_algorithms, get_info
 from qrc.crypto.selftest import generate_private_key, run_selftests
 
@@ -41,7 +41,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-_out = Console()
+# Piped output is for reading in files and logs, not an 80-column terminal: keep rows whole.
+_out = Console(width=None if sys.stdout.isatty() else 160)
 _err = Console(stderr=True)
 
 InputOpt = Annotated[Path | None, typer.Option("-i", "--input", help="Read from FILE, not stdin.")]
@@ -58,8 +59,14 @@ PassOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
+def _say(line: str) -> None:
+    """One plain line on stderr (no wrapping or markup: scripts parse it)."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
-    _err.print(f"qrc: error: {message}", markup=False, highlight=False)
+    _say(f"qrc: error: {message}")
     raise typer.Exit(code)
 
 
@@ -84,12 +91,22 @@ def _passphrase(path: Path | None) -> bytes | None:
     return lines[0]
 
 
-def _load_private(path: Path, passphrase_file: Path | None) -> KemPrivateKey | SigningKey:
-    return keyfile.load_private_pem(path.read_bytes(), _passphrase(passphrase_file))
+def _load_private(
+    path: Path, passphrase_file: Path | None, kind: Kind
+) -> KemPrivateKey | SigningKey:
+    # The kind settles what a bare EC key is for: P-256 DHKEM or ECDSA-P256.
+    data = path.read_bytes()
+    try:
+        return keyfile.load_private_pem(data, _passphrase(passphrase_file), kind=kind)
+    except KeyFormatError as exc:
+        raise KeyFormatError(f"{path}: {exc}") from None
 
 
-def _load_public(path: Path) -> KemPublicKey | VerifyingKey:
-    return keyfile.load_public_pem(path.read_bytes())
+def _load_public(path: Path, kind: Kind) -> KemPublicKey | VerifyingKey:
+    try:
+        return keyfile.load_public_pem(path.read_bytes(), kind=kind)
+    except KeyFormatError as exc:
+        raise KeyFormatError(f"{path}: {exc}") from None
 
 
 @app.callback()
@@ -109,9 +126,15 @@ def algorithms(
     """List the algorithm registry."""
     infos = all_algorithms(kind)
     if as_json:
-        _out.print_json(json.dumps([info.as_dict() for info in infos]))
+        print(json.dumps([info.as_dict() for info in infos], indent=2))
         return
-    table = Table("id", "kind", "family", "NIST level", "standard", "status", "provider")
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    for name in ("kind", "family", "NIST level"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("standard", overflow="fold")
+    for name in ("status", "provider"):
+        table.add_column(name, no_wrap=True)
     for info in infos:
         level = str(info.nist_level) if info.nist_level else "-"
         table.add_row(info.id, info.kind.value, info.family.value, level, info.standard,
@@ -144,7 +167,7 @@ def keygen(
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
     public_path.write_bytes(keyfile.public_key_to_pem(key.public_key()))
-    _err.print(f"wrote {output} and {public_path} ({info.id})", markup=False, highlight=False)
+    _say(f"wrote {output} and {public_path} ({info.id})")
 
 
 @app.command()
@@ -157,7 +180,7 @@ def encrypt(
     output: OutputOpt = None,
 ) -> None:
     """Encrypt stdin (or -i FILE) to a recipient's public key."""
-    public = _load_public(recipient)
+    public = _load_public(recipient, Kind.KEM)
     if not isinstance(public, KemPublicKey):
         _fail(f"{recipient} is a {public.algorithm} signature key; encryption needs a KEM key")
     _write_output(output, seal(public, _read_input(input), context=context.encode()))
@@ -172,7 +195,7 @@ def decrypt(
     output: OutputOpt = None,
 ) -> None:
     """Decrypt stdin (or -i FILE) with a private key."""
-    private = _load_private(key, passphrase_file)
+    private = _load_private(key, passphrase_file, Kind.KEM)
     if not isinstance(private, KemPrivateKey):
         _fail(f"{key} is a {private.algorithm} signature key; decryption needs a KEM key")
     _write_output(output, open_sealed(private, _read_input(input), context=context.encode()))
@@ -190,7 +213,7 @@ def sign(
     output: OutputOpt = None,
 ) -> None:
     """Sign stdin (or -i FILE); writes a signature bundle (or the raw signature)."""
-    private = _load_private(key, passphrase_file)
+    private = _load_private(key, passphrase_file, Kind.SIGNATURE)
     if not isinstance(private, SigningKey):
         _fail(f"{key} is a {private.algorithm} KEM key; signing needs a signature key")
     message = _read_input(input)
@@ -212,7 +235,7 @@ def verify(
     input: InputOpt = None,
 ) -> None:
     """Verify a signature over stdin (or -i FILE): exit 0 if valid, 1 if not."""
-    public = _load_public(public_key)
+    public = _load_public(public_key, Kind.SIGNATURE)
     if not isinstance(public, VerifyingKey):
         _fail(f"{public_key} is a {public.algorithm} KEM key; verification needs a signature key")
     sig, message = signature.read_bytes(), _read_input(input)
@@ -222,9 +245,9 @@ def verify(
         else:
             public.verify(sig, message, context.encode())
     except InvalidSignature:
-        _err.print("qrc: signature NOT valid", markup=False, highlight=False)
+        _say("qrc: signature NOT valid")
         raise typer.Exit(1) from None
-    _err.print(f"signature valid ({public.algorithm})", markup=False, highlight=False)
+    _say(f"signature valid ({public.algorithm})")
 
 
 @app.command()
@@ -239,7 +262,7 @@ def selftest(
     results = run_selftests(ids)
     failed = [r for r in results if not r.ok]
     if as_json:
-        _out.print_json(json.dumps([r.__dict__ for r in results]))
+        print(json.dumps([r.__dict__ for r in results], indent=2))
     else:
         table = Table("algorithm", "result", "ms")
         for r in results:
@@ -280,7 +303,7 @@ def bench(
     if as_json:
         report = {"algorithms": [r.as_dict() for r in results], "envelope": ratios,
                   "providers": providers}  # fmt: skip
-        _out.print_json(json.dumps(report))
+        print(json.dumps(report, indent=2))
         return
     _print_bench_tables(results, ratios, providers)
 
@@ -326,8 +349,7 @@ def _print_bench_tables(
         prov = Table("algorithm", "provider", "chosen", "keygen/s", "encaps|sign /s",
                      "decaps|verify /s", title="Providers compared")  # fmt: skip
         for row in providers:
-            ops = row["ops"]
-            assert isinstance(ops, dict)
+            ops = cast(dict[str, float], row["ops"])
             prov.add_row(
                 str(row["algorithm"]),
                 str(row["provider"]),
@@ -350,5 +372,5 @@ def run() -> None:
     try:
         app()
     except (CryptoError, OSError, ValueError) as exc:
-        _err.print(f"qrc: error: {_error_line(exc)}", markup=False, highlight=False)
+        _say(f"qrc: error: {_error_line(exc)}")
         sys.exit(2)

@@ -197,7 +197,8 @@ def generate_private_key(algorithm: str) -> KemPrivateKey | SigningKey:
     if info.kind is Kind.AEAD:
         raise UnsupportedAlgorithm(f"{info.id} is symmetric: use AEAD.generate_key()")
     scheme = get_scheme(info.id)
-    assert isinstance(scheme, KEM | SignatureScheme)
+    if not isinstance(scheme, KEM | SignatureScheme):
+        raise UnsupportedAlgorithm(f"{info.id} has no key pairs")
     key = scheme.generate()
     pairwise_check(key)
     return key
