@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint unit bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,17 @@ lint: $(STAMP)
 	$(BIN)/bandit -q -c pyproject.toml -r src
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+# SoftHSM2 is the PKCS#11 token of the HSM-custody tests (Debian package softhsm2).
+system-deps:
+	@if [ ! -e /usr/lib/softhsm/libsofthsm2.so ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get install -y softhsm2 >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y softhsm2 >/dev/null)); \
+	  else \
+	    echo "SoftHSM2 is missing: install the softhsm2 package (the PKCS#11 tests skip without it)"; \
+	  fi; \
+	fi
+
+unit: $(STAMP) system-deps
 	$(BIN)/python -m pytest -n 2 -q
 
 test: lint unit

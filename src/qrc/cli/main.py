@@ -137,8 +137,15 @@ def algorithms(
         table.add_column(name, no_wrap=True)
     for info in infos:
         level = str(info.nist_level) if info.nist_level else "-"
-        table.add_row(info.id, info.kind.value, info.family.value, level, info.standard,
-                      info.status.value, info.provider)  # fmt: skip
+        table.add_row(
+            info.id,
+            info.kind.value,
+            info.family.value,
+            level,
+            info.standard,
+            info.status.value,
+            info.provider,
+        )
     _out.print(table)
 
 
@@ -266,8 +273,11 @@ def selftest(
     else:
         table = Table("algorithm", "result", "ms")
         for r in results:
-            table.add_row(r.algorithm, "[green]pass[/]" if r.ok else f"[red]FAIL[/] {r.detail}",
-                          f"{r.seconds * 1000:.1f}")  # fmt: skip
+            table.add_row(
+                r.algorithm,
+                "[green]pass[/]" if r.ok else f"[red]FAIL[/] {r.detail}",
+                f"{r.seconds * 1000:.1f}",
+            )
         _out.print(table)
         _out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
@@ -301,8 +311,11 @@ def bench(
         progress.update(task, description="providers")
         providers = [] if algorithm else compare_providers(quick)
     if as_json:
-        report = {"algorithms": [r.as_dict() for r in results], "envelope": ratios,
-                  "providers": providers}  # fmt: skip
+        report = {
+            "algorithms": [r.as_dict() for r in results],
+            "envelope": ratios,
+            "providers": providers,
+        }
         print(json.dumps(report, indent=2))
         return
     _print_bench_tables(results, ratios, providers)
@@ -340,14 +353,25 @@ def _print_bench_tables(
             str(sizes.get("ciphertext", sizes.get("signature", "-"))),
         )
     _out.print(table)
-    env = Table("envelope", "operation", "ratio to the raw primitive",
-                title="Envelope overhead, 1 KiB (same run)")  # fmt: skip
+    env = Table(
+        "envelope",
+        "operation",
+        "ratio to the raw primitive",
+        title="Envelope overhead, 1 KiB (same run)",
+    )
     for row in ratios:
         env.add_row(str(row["envelope"]), str(row["operation"]), f"{float(str(row['ratio'])):.2f}x")
     _out.print(env)
     if providers:
-        prov = Table("algorithm", "provider", "chosen", "keygen/s", "encaps|sign /s",
-                     "decaps|verify /s", title="Providers compared")  # fmt: skip
+        prov = Table(
+            "algorithm",
+            "provider",
+            "chosen",
+            "keygen/s",
+            "encaps|sign /s",
+            "decaps|verify /s",
+            title="Providers compared",
+        )
         for row in providers:
             ops = cast(dict[str, float], row["ops"])
             prov.add_row(

@@ -60,11 +60,17 @@ def ops_per_second(operation: Callable[[], object], budget: float, batches: int 
 
 def _sizes(info: AlgorithmInfo) -> dict[str, int]:
     if info.kind is Kind.KEM:
-        return {"public_key": info.public_key_size, "private_key": info.private_key_size,
-                "ciphertext": info.ciphertext_size}  # fmt: skip
+        return {
+            "public_key": info.public_key_size,
+            "private_key": info.private_key_size,
+            "ciphertext": info.ciphertext_size,
+        }
     if info.kind is Kind.SIGNATURE:
-        return {"public_key": info.public_key_size, "private_key": info.private_key_size,
-                "signature": info.signature_size}  # fmt: skip
+        return {
+            "public_key": info.public_key_size,
+            "private_key": info.private_key_size,
+            "signature": info.signature_size,
+        }
     return {"key": info.private_key_size}
 
 
@@ -74,8 +80,9 @@ def bench_algorithm(
     """Benchmark one algorithm; ``budget`` is roughly the seconds spent per operation."""
     info = get_info(algorithm)
     scheme = get_scheme(info.id, provider=provider)
-    result = AlgorithmBenchmark(info.id, info.kind.value, provider or info.provider,
-                                sizes=_sizes(info))  # fmt: skip
+    result = AlgorithmBenchmark(
+        info.id, info.kind.value, provider or info.provider, sizes=_sizes(info)
+    )
     # Slow key generation (Classic McEliece) gets fewer batches rather than a huge budget.
     batches = 3 if info.public_key_size > 100_000 else 5
     if isinstance(scheme, KEM):
@@ -107,11 +114,24 @@ def bench_algorithm(
 
 
 QUICK_SET = (
-    "ML-KEM-512", "ML-KEM-768", "ML-KEM-1024", "X25519MLKEM768", "P384MLKEM1024", "HQC-128",
-    "Classic-McEliece-348864", "X25519", "ML-DSA-44", "ML-DSA-65", "ML-DSA-87",
-    "SLH-DSA-SHA2-128f", "SLH-DSA-SHAKE-128f", "MLDSA65-Ed25519-SHA512", "Ed25519",
-    "ECDSA-P256", "AES-256-GCM",
-)  # fmt: skip
+    "ML-KEM-512",
+    "ML-KEM-768",
+    "ML-KEM-1024",
+    "X25519MLKEM768",
+    "P384MLKEM1024",
+    "HQC-128",
+    "Classic-McEliece-348864",
+    "X25519",
+    "ML-DSA-44",
+    "ML-DSA-65",
+    "ML-DSA-87",
+    "SLH-DSA-SHA2-128f",
+    "SLH-DSA-SHAKE-128f",
+    "MLDSA65-Ed25519-SHA512",
+    "Ed25519",
+    "ECDSA-P256",
+    "AES-256-GCM",
+)
 
 
 def bench_algorithms(
@@ -152,6 +172,12 @@ def compare_providers(quick: bool = False) -> list[dict[str, object]]:
             continue
         for provider in providers:
             result = bench_algorithm(info.id, budget, provider=provider)
-            rows.append({"algorithm": info.id, "provider": provider,
-                         "chosen": provider == info.provider, "ops": result.ops})  # fmt: skip
+            rows.append(
+                {
+                    "algorithm": info.id,
+                    "provider": provider,
+                    "chosen": provider == info.provider,
+                    "ops": result.ops,
+                }
+            )
     return rows

@@ -161,8 +161,11 @@ def _core_kat(info: AlgorithmInfo) -> None:
         public.verify(bytes.fromhex(answers["sig"]), _KAT_MESSAGE, context)
     except InvalidSignature:
         raise SelfTestFailure(f"{info.id}: known-answer test failed (verify)") from None
-    _check(not public.is_valid(bytes.fromhex(answers["sig"]), _KAT_MESSAGE + b"!", context),
-           info.id, "verify rejects")  # fmt: skip
+    _check(
+        not public.is_valid(bytes.fromhex(answers["sig"]), _KAT_MESSAGE + b"!", context),
+        info.id,
+        "verify rejects",
+    )
 
 
 def known_answer_test(algorithm: str) -> None:
@@ -185,8 +188,11 @@ def pairwise_check(key: KemPrivateKey | SigningKey) -> None:
         return
     context = b"qrc-pct" if get_signature(key.algorithm).supports_context else b""
     try:
-        key.public_key().verify(key.sign(b"qrc pairwise consistency test", context),
-                                b"qrc pairwise consistency test", context)  # fmt: skip
+        key.public_key().verify(
+            key.sign(b"qrc pairwise consistency test", context),
+            b"qrc pairwise consistency test",
+            context,
+        )
     except InvalidSignature:
         raise SelfTestFailure(f"{key.algorithm}: pairwise consistency test failed") from None
 

@@ -1,0 +1,239 @@
+"""The shared core of the key service: lookups, key material, caches, audit plumbing.
+
+:class:`KeyStore` is the base that :mod:`qrc.keys.management` (lifecycle) and
+:mod:`qrc.keys.operations` (cryptographic use) build on; :class:`qrc.keys.service.KeyService`
+combines them. Private key material is unwrapped only in memory, only when used, and is
+cached by (key, version) for speed; every use still re-reads the key's state from the store,
+so a key destroyed or revoked by another process stops working everywhere at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from qrc.crypto.base import KemPrivateKey, KemPublicKey, SigningKey, VerifyingKey
+from qrc.crypto.keyfile import public_key_to_pem
+from qrc.crypto.registry import Kind, get_info
+from qrc.crypto.schemes import get_kem, get_scheme, get_signature
+from qrc.keys.audit import AuditLog
+from qrc.keys.db import Database, utcnow
+from qrc.keys.errors import KeyNotFound
+from qrc.keys.lifecycle import KeyState
+from qrc.keys.models import Key, KeyVersion
+from qrc.keys.wrapping import Keyring
+
+__all__ = ["DEFAULT_DESTRUCTION_DELAY", "KeyInfo", "KeyStore", "PrivateMaterial"]
+
+DEFAULT_DESTRUCTION_DELAY = timedelta(days=7)
+PENDING_DESTRUCTION = "pending_destruction"
+
+PrivateMaterial = KemPrivateKey | SigningKey | bytes  # bytes: a symmetric (AEAD) key
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What may be shown about a key: metadata and public key, never private material."""
+
+    id: str
+    name: str
+    algorithm: str
+    purpose: str
+    status: str
+    state: str
+    version: int
+    min_decryption_version: int
+    labels: dict[str, Any]
+    created_at: datetime
+    expires_at: datetime | None
+    rotation_period_seconds: int | None
+    next_rotation_at: datetime | None
+    revocation_reason: str | None
+    revoked_at: datetime | None
+    destruction_due_at: datetime | None
+    destroyed_at: datetime | None
+    public_key_pem: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready mapping (timestamps as ISO 8601)."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
+
+def new_key_id() -> str:
+    """A fresh, random, URL-safe key ID."""
+    return "k_" + secrets.token_hex(16)
+
+
+class KeyStore:
+    """Store access shared by the management and operation halves of the service."""
+
+    def __init__(
+        self,
+        db: Database,
+        keyring: Keyring,
+        *,
+        audit: AuditLog | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        destruction_delay: timedelta = DEFAULT_DESTRUCTION_DELAY,
+        node: str | None = None,
+    ) -> None:
+        self.db = db
+        self.keyring = keyring
+        self.audit = audit or AuditLog()
+        self.clock = clock
+        self.destruction_delay = destruction_delay
+        self.node = node or "node-" + secrets.token_hex(4)
+        self._private_cache: OrderedDict[tuple[str, int], PrivateMaterial] = OrderedDict()
+        self._public_cache: dict[tuple[str, int], KemPublicKey | VerifyingKey] = {}
+        self._cache_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lookups
+    def _find(self, session: Session, ref: str, *, lock: bool = False) -> Key:
+        statement = select(Key).where(or_(Key.id == ref, Key.name == ref))
+        if lock:
+            statement = statement.with_for_update()
+        key = session.scalars(statement).first()
+        if key is None:
+            raise KeyNotFound(f"no key with ID or name {ref!r}")
+        return key
+
+    def _version(self, session: Session, key: Key, version: int) -> KeyVersion:
+        row = session.scalars(
+            select(KeyVersion).where(KeyVersion.key_id == key.id, KeyVersion.version == version)
+        ).first()
+        if row is None:
+            raise KeyNotFound(f"key {key.name!r} has no version {version}")
+        return row
+
+    def info(self, key: Key, session: Session) -> KeyInfo:
+        """The public view of ``key``."""
+        pem = None
+        if get_info(key.algorithm).kind is not Kind.AEAD:
+            public = self._public_key(session, key, key.primary_version)
+            pem = public_key_to_pem(public).decode("ascii")
+        status = key.status
+        if key.destruction_due_at is not None and key.status != KeyState.DESTROYED:
+            status = PENDING_DESTRUCTION
+        return KeyInfo(
+            id=key.id,
+            name=key.name,
+            algorithm=key.algorithm,
+            purpose=key.purpose,
+            status=status,
+            state=key.status,
+            version=key.primary_version,
+            min_decryption_version=key.min_decryption_version,
+            labels=dict(key.labels or {}),
+            created_at=key.created_at,
+            expires_at=key.expires_at,
+            rotation_period_seconds=key.rotation_period_seconds,
+            next_rotation_at=key.next_rotation_at,
+            revocation_reason=key.revocation_reason,
+            revoked_at=key.revoked_at,
+            destruction_due_at=key.destruction_due_at,
+            destroyed_at=key.destroyed_at,
+            public_key_pem=pem,
+        )
+
+    # ------------------------------------------------------------------ material
+    def _new_material(self, key_id: str, version: int, algorithm: str) -> KeyVersion:
+        """Generate, pairwise-check and wrap fresh material for one version."""
+        from qrc.crypto.selftest import generate_private_key  # noqa: PLC0415
+
+        info = get_info(algorithm)
+        if info.kind is Kind.AEAD:
+            material = secrets.token_bytes(info.private_key_size)
+            public = None
+        else:
+            private = generate_private_key(algorithm)
+            material = private.private_bytes()
+            public = private.public_key().public_bytes()
+        blob, kek_id = self.keyring.wrap(key_id, version, algorithm, material)
+        return KeyVersion(
+            key_id=key_id,
+            version=version,
+            algorithm=algorithm,
+            public_key=public,
+            wrapped_private=blob,
+            kek_id=kek_id,
+            created_at=self.clock(),
+        )
+
+    def _public_key(self, session: Session, key: Key, version: int) -> KemPublicKey | VerifyingKey:
+        cache_key = (key.id, version)
+        cached = self._public_cache.get(cache_key)
+        if cached is not None:
+            return cached
+        row = self._version(session, key, version)
+        if row.public_key is None:
+            raise KeyNotFound(f"key {key.name!r} version {version} has no public key")
+        info = get_info(row.algorithm)
+        scheme = get_kem(info.id) if info.kind is Kind.KEM else get_signature(info.id)
+        public = scheme.load_public(row.public_key)
+        self._public_cache[cache_key] = public
+        return public
+
+    def _private_material(self, session: Session, key: Key, version: int) -> PrivateMaterial:
+        """Unwrapped material of one version (callers have checked the key's state)."""
+        cache_key = (key.id, version)
+        with self._cache_lock:
+            cached = self._private_cache.get(cache_key)
+            if cached is not None:
+                self._private_cache.move_to_end(cache_key)
+                return cached
+        row = self._version(session, key, version)
+        if row.wrapped_private is None:
+            raise KeyNotFound(f"key {key.name!r} version {version} has been destroyed")
+        raw = self.keyring.unwrap(key.id, version, row.algorithm, row.wrapped_private)
+        scheme = get_scheme(row.algorithm)
+        material: PrivateMaterial = (
+            raw if get_info(row.algorithm).kind is Kind.AEAD else scheme.load_private(raw)  # type: ignore[attr-defined]
+        )
+        with self._cache_lock:
+            self._private_cache[cache_key] = material
+            while len(self._private_cache) > 1024:
+                self._private_cache.popitem(last=False)
+        return material
+
+    def _forget(self, key_id: str) -> None:
+        """Drop every cached object of a key (destroyed, compromised)."""
+        with self._cache_lock:
+            for cache_key in [k for k in self._private_cache if k[0] == key_id]:
+                del self._private_cache[cache_key]
+        for cache_key in [k for k in self._public_cache if k[0] == key_id]:
+            del self._public_cache[cache_key]
+
+    # ------------------------------------------------------------------ audit
+    def _audit(
+        self,
+        session: Session,
+        event_type: str,
+        actor: str,
+        *,
+        result: str = "success",
+        key: Key | None = None,
+        key_version: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.audit.append(
+            session,
+            event_type=event_type,
+            actor=actor,
+            result=result,
+            key_id=key.id if key is not None else None,
+            key_version=key_version,
+            algorithm=key.algorithm if key is not None else None,
+            details=details,
+        )

@@ -1,0 +1,381 @@
+"""Cryptographic use of managed keys: encrypt, decrypt, sign, verify, rewrap, data keys.
+
+Every use is checked against the key's state, purpose and versions, then audited in the
+same transaction (fail closed). Decryption failures are opaque (one ``DecryptionError``),
+are audited as failures in a transaction of their own, and a burst of them on one key
+raises a security event.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from qrc.crypto.base import KemPrivateKey, KemPublicKey, SigningKey, VerifyingKey
+from qrc.crypto.envelope import open_sealed, open_symmetric, parse_header, seal, seal_symmetric
+from qrc.crypto.errors import DecryptionError, InvalidSignature
+from qrc.crypto.keyfile import public_key_to_pem
+from qrc.keys.custody.base import UnwrapError
+from qrc.keys.errors import KeyNotFound, OperationNotPermitted
+from qrc.keys.events import (
+    DECRYPTION_BURST_THRESHOLD,
+    DECRYPTION_BURST_WINDOW,
+    EventType,
+    Severity,
+    decryption_failures_since,
+    record_event,
+)
+from qrc.keys.keystore import KeyStore
+from qrc.keys.lifecycle import KeyState, Operation, Purpose, permits
+from qrc.keys.models import EncryptedDataIndex, Key, SecurityEvent
+
+__all__ = ["DataKey", "KeyOperations", "Sealed", "Signed"]
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """A ciphertext (Envelope v1) and the key version that made it."""
+
+    ciphertext: bytes
+    key_id: str
+    key_version: int
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A signature (the algorithm's standard bytes) and the key version that made it."""
+
+    signature: bytes
+    key_id: str
+    key_version: int
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """A fresh data key, in the clear (optional) and wrapped under a managed key."""
+
+    plaintext_key: bytes | None
+    wrapped_key: bytes
+    key_id: str
+    key_version: int
+
+
+class KeyOperations(KeyStore):
+    """Cryptographic operations (mixed into :class:`qrc.keys.service.KeyService`)."""
+
+    # ------------------------------------------------------------------ checks
+    def _usable(self, key: Key, operation: Operation, *, recovery: bool = False) -> None:
+        wants_signing = operation in (Operation.SIGN, Operation.VERIFY)
+        if wants_signing != (key.purpose == Purpose.SIGNING):
+            raise OperationNotPermitted(
+                f"key {key.name!r} is for {key.purpose}, not for {operation.value}"
+            )
+        if key.destruction_due_at is not None:
+            raise OperationNotPermitted(f"key {key.name!r} is pending destruction")
+        if not permits(KeyState(key.status), operation, recovery=recovery):
+            hint = ""
+            if key.status == KeyState.COMPROMISED and operation is Operation.DECRYPT:
+                hint = " (a compromised key decrypts only with the explicit recovery flag)"
+            raise OperationNotPermitted(
+                f"key {key.name!r} is {key.status}: {operation.value} not allowed{hint}"
+            )
+
+    def _readable_version(self, key: Key, version: int) -> None:
+        if not key.min_decryption_version <= version <= key.primary_version:
+            raise OperationNotPermitted(
+                f"version {version} of key {key.name!r} is retired "
+                f"(min_decryption_version is {key.min_decryption_version})"
+            )
+
+    # ------------------------------------------------------------------ encryption
+    def encrypt(self, ref: str, plaintext: bytes, *, actor: str, context: bytes = b"") -> Sealed:
+        """Encrypt under the key's primary version (Envelope v1)."""
+        with self.db.session() as session:
+            key = self._find(session, ref)
+            self._usable(key, Operation.ENCRYPT)
+            sealed = self._seal(session, key, plaintext, context)
+            self._audit(
+                session,
+                "key.encrypt",
+                actor,
+                key=key,
+                key_version=key.primary_version,
+                details={"bytes": len(plaintext)},
+            )
+            return sealed
+
+    def _seal(self, session: Session, key: Key, plaintext: bytes, context: bytes) -> Sealed:
+        version = key.primary_version
+        if key.algorithm in ("AES-256-GCM", "ChaCha20-Poly1305"):
+            material = self._private_material(session, key, version)
+            assert isinstance(material, bytes)
+            data = seal_symmetric(
+                material,
+                plaintext,
+                algorithm=key.algorithm,
+                context=context,
+                key_id=key.id,
+                key_version=version,
+            )
+        else:
+            public = self._public_key(session, key, version)
+            assert isinstance(public, KemPublicKey)
+            data = seal(public, plaintext, context=context, key_id=key.id, key_version=version)
+        return Sealed(data, key.id, version)
+
+    def decrypt(
+        self,
+        ref: str | None,
+        ciphertext: bytes,
+        *,
+        actor: str,
+        context: bytes = b"",
+        recovery: bool = False,
+    ) -> bytes:
+        """Decrypt an envelope made by :meth:`encrypt` (``ref=None``: the key it names).
+
+        Raises:
+            DecryptionError: for every cryptographic failure (opaque; audited).
+            OperationNotPermitted: the key's state or version forbids decryption.
+        """
+        try:
+            header = parse_header(ciphertext)
+        except DecryptionError:
+            self._record_decryption_failure(ref, actor)
+            raise
+        with self.db.session() as session:
+            key = self._find(session, ref or header.key_id)
+            self._usable(key, Operation.DECRYPT, recovery=recovery)
+            failed = header.key_id != key.id or header.algorithm != key.algorithm
+            if not failed:
+                self._readable_version(key, header.key_version)
+                try:
+                    plaintext = self._open(session, key, header.key_version, ciphertext, context)
+                except (DecryptionError, UnwrapError, KeyNotFound):
+                    failed = True
+            if not failed:
+                details: dict[str, object] = {"bytes": len(plaintext)}
+                if recovery and key.status == KeyState.COMPROMISED:
+                    details["recovery"] = True
+                    record_event(
+                        session,
+                        EventType.COMPROMISED_KEY_RECOVERY_USE,
+                        Severity.HIGH,
+                        actor,
+                        key_id=key.id,
+                        algorithm=key.algorithm,
+                    )
+                self._audit(
+                    session,
+                    "key.decrypt",
+                    actor,
+                    key=key,
+                    key_version=header.key_version,
+                    details=details,
+                )
+                return plaintext
+            key_id = key.id
+        self._record_decryption_failure(key_id, actor)
+        raise DecryptionError
+
+    def _open(self, session: Session, key: Key, version: int, data: bytes, context: bytes) -> bytes:
+        material = self._private_material(session, key, version)
+        if isinstance(material, bytes):
+            return open_symmetric(
+                material,
+                data,
+                context=context,
+                algorithm=key.algorithm,
+                key_id=key.id,
+                key_version=version,
+            )
+        assert isinstance(material, KemPrivateKey)
+        return open_sealed(material, data, context=context, key_id=key.id, key_version=version)
+
+    def _record_decryption_failure(self, ref: str | None, actor: str) -> None:
+        """Audit a failed decryption (committed on its own) and flag bursts."""
+        with self.db.session() as session:
+            key = None
+            if ref is not None:
+                try:
+                    key = self._find(session, ref)
+                except KeyNotFound:
+                    key = None
+            self._audit(session, "key.decrypt", actor, result="failure", key=key)
+            if key is None:
+                return
+            now = self.clock()
+            since = now - DECRYPTION_BURST_WINDOW
+            failures = decryption_failures_since(session, key.id, since)
+            already = session.scalar(
+                select(SecurityEvent.id).where(
+                    SecurityEvent.key_id == key.id,
+                    SecurityEvent.event_type == EventType.DECRYPTION_FAILURE_BURST.value,
+                    SecurityEvent.at >= since,
+                )
+            )
+            if failures >= DECRYPTION_BURST_THRESHOLD and already is None:
+                record_event(
+                    session,
+                    EventType.DECRYPTION_FAILURE_BURST,
+                    Severity.HIGH,
+                    actor,
+                    key_id=key.id,
+                    algorithm=key.algorithm,
+                    details={"failures": failures, "window_seconds": 60},
+                )
+
+    def rewrap(self, ref: str, ciphertext: bytes, *, actor: str, context: bytes = b"") -> Sealed:
+        """Decrypt and re-encrypt under the primary version; the plaintext never leaves."""
+        try:
+            header = parse_header(ciphertext)
+        except DecryptionError:
+            self._record_decryption_failure(ref, actor)
+            raise
+        with self.db.session() as session:
+            key = self._find(session, ref)
+            self._usable(key, Operation.DECRYPT)
+            self._usable(key, Operation.ENCRYPT)
+            plaintext = None
+            if header.key_id == key.id and header.algorithm == key.algorithm:
+                self._readable_version(key, header.key_version)
+                try:
+                    plaintext = self._open(session, key, header.key_version, ciphertext, context)
+                except (DecryptionError, UnwrapError, KeyNotFound):
+                    plaintext = None
+            if plaintext is not None:
+                sealed = self._seal(session, key, plaintext, context)
+                self._audit(
+                    session,
+                    "key.rewrap",
+                    actor,
+                    key=key,
+                    key_version=sealed.key_version,
+                    details={"from_version": header.key_version},
+                )
+                return sealed
+            key_id = key.id
+        self._record_decryption_failure(key_id, actor)
+        raise DecryptionError
+
+    def generate_data_key(
+        self, ref: str, *, actor: str, context: bytes = b"", include_plaintext: bool = True
+    ) -> DataKey:
+        """A fresh 256-bit data key, wrapped under the managed key (envelope encryption)."""
+        data_key = secrets.token_bytes(32)
+        with self.db.session() as session:
+            key = self._find(session, ref)
+            self._usable(key, Operation.ENCRYPT)
+            sealed = self._seal(session, key, data_key, context)
+            self._audit(
+                session,
+                "key.datakey",
+                actor,
+                key=key,
+                key_version=sealed.key_version,
+                details={"clear_copy_returned": include_plaintext},
+            )
+        return DataKey(
+            data_key if include_plaintext else None,
+            sealed.ciphertext,
+            sealed.key_id,
+            sealed.key_version,
+        )
+
+    # ------------------------------------------------------------------ signatures
+    def sign(self, ref: str, message: bytes, *, actor: str, context: bytes = b"") -> Signed:
+        """Sign with the primary version; the signature is the algorithm's standard bytes."""
+        with self.db.session() as session:
+            key = self._find(session, ref)
+            self._usable(key, Operation.SIGN)
+            material = self._private_material(session, key, key.primary_version)
+            assert isinstance(material, SigningKey)
+            try:
+                signature = material.sign(message, context)
+            except ValueError as exc:
+                raise OperationNotPermitted(str(exc)) from None
+            self._audit(
+                session,
+                "key.sign",
+                actor,
+                key=key,
+                key_version=key.primary_version,
+                details={"bytes": len(message)},
+            )
+            return Signed(signature, key.id, key.primary_version)
+
+    def verify(
+        self,
+        ref: str,
+        message: bytes,
+        signature: bytes,
+        *,
+        actor: str,
+        context: bytes = b"",
+        recovery: bool = False,
+    ) -> int | None:
+        """The version whose public key verifies the signature, or ``None`` if none does.
+
+        Versions from the primary down to ``min_decryption_version`` are tried.
+        """
+        with self.db.session() as session:
+            key = self._find(session, ref)
+            self._usable(key, Operation.VERIFY, recovery=recovery)
+            matched = None
+            for version in range(key.primary_version, key.min_decryption_version - 1, -1):
+                public = self._public_key(session, key, version)
+                assert isinstance(public, VerifyingKey)
+                try:
+                    public.verify(signature, message, context)
+                except InvalidSignature:
+                    continue
+                matched = version
+                break
+            self._audit(
+                session,
+                "key.verify",
+                actor,
+                key=key,
+                key_version=matched,
+                result="success" if matched else "invalid",
+            )
+            return matched
+
+    # ------------------------------------------------------------------ public keys, index
+    def public_key_pem(self, ref: str, version: int | None = None) -> str:
+        """A version's public key as SPKI PEM (default: the primary version)."""
+        with self.db.session() as session:
+            key = self._find(session, ref)
+            public = self._public_key(session, key, version or key.primary_version)
+            return public_key_to_pem(public).decode("ascii")
+
+    def index_data(
+        self, ref: str, key_version: int, data_ref: str, *, data_class: str | None = None
+    ) -> None:
+        """Record where data encrypted under a key version lives (for rewrap campaigns)."""
+        with self.db.session() as session:
+            key = self._find(session, ref)
+            session.add(
+                EncryptedDataIndex(
+                    key_id=key.id,
+                    key_version=key_version,
+                    algorithm=key.algorithm,
+                    data_ref=data_ref,
+                    data_class=data_class,
+                    created_at=self.clock(),
+                )
+            )
+
+    def data_under(self, ref: str, *, below_version: int | None = None) -> list[str]:
+        """References of indexed data under a key (optionally under versions < ``below``)."""
+        with self.db.session() as session:
+            key = self._find(session, ref)
+            statement = select(EncryptedDataIndex.data_ref).where(
+                EncryptedDataIndex.key_id == key.id
+            )
+            if below_version is not None:
+                statement = statement.where(EncryptedDataIndex.key_version < below_version)
+            return list(session.scalars(statement.order_by(EncryptedDataIndex.id)))

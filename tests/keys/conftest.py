@@ -1,0 +1,42 @@
+"""Fixtures for the key-service tests: a store on SQLite and on the real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qrc.keys.custody.local import Argon2Params, LocalCustody
+from qrc.keys.db import Database
+from qrc.keys.service import KeyService
+from qrc.keys.wrapping import Keyring
+from tests.keys.pg import fresh_database
+
+FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated, empty store: SQLite in a temp dir, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        database = Database(f"sqlite:///{tmp_path / 'qrc.db'}")
+        database.upgrade()
+        yield database
+        database.dispose()
+        return
+    with fresh_database() as url:
+        database = Database(url)
+        database.upgrade()
+        yield database
+        database.dispose()
+
+
+@pytest.fixture
+def custody(tmp_path: Path) -> LocalCustody:
+    return LocalCustody.create(tmp_path / "kek.sealed", "test passphrase", params=FAST_ARGON2)
+
+
+@pytest.fixture
+def service(db: Database, custody: LocalCustody) -> KeyService:
+    return KeyService(db, Keyring(custody))
