@@ -17,6 +17,7 @@ from qrc.crypto.registry import Kind, get_info
 from qrc.keys.audit import VerificationReport
 from qrc.keys.errors import KeyNotFound
 from qrc.keys.events import EventType, Severity, record_event
+from qrc.keys.keystore import expect
 from qrc.keys.lifecycle import KeyState
 from qrc.keys.management import KeyManagement
 from qrc.keys.models import AuditCheckpoint, AuditEvent, Key
@@ -53,8 +54,7 @@ class KeyAuditing(KeyManagement, KeyOperations):
             key = self._find(session, key.id)
             if key.status != KeyState.ACTIVE:
                 raise KeyNotFound(f"the audit signing key is {key.status}: rotate or recreate it")
-            signer = self._private_material(session, key, key.primary_version)
-            assert isinstance(signer, SigningKey)
+            signer = expect(self._private_material(session, key, key.primary_version), SigningKey)
             return self.audit.checkpoint(session, signer, key.id, key.primary_version)
 
     def _verifying_key(self, session: Session, key_id: str, version: int) -> VerifyingKey | None:

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -31,7 +31,7 @@ from qrc.keys.lifecycle import KeyState
 from qrc.keys.models import Key, KeyVersion
 from qrc.keys.wrapping import Keyring
 
-__all__ = ["DEFAULT_DESTRUCTION_DELAY", "KeyInfo", "KeyStore", "PrivateMaterial"]
+__all__ = ["DEFAULT_DESTRUCTION_DELAY", "KeyInfo", "KeyStore", "PrivateMaterial", "expect"]
 
 DEFAULT_DESTRUCTION_DELAY = timedelta(days=7)
 PENDING_DESTRUCTION = "pending_destruction"
@@ -69,6 +69,16 @@ class KeyInfo:
             value = getattr(self, name)
             out[name] = value.isoformat() if isinstance(value, datetime) else value
         return out
+
+
+_T = TypeVar("_T")
+
+
+def expect(value: object, cls: type[_T]) -> _T:
+    """``value`` as ``cls``; a mismatch is a bug (store and algorithm disagree), not input."""
+    if not isinstance(value, cls):
+        raise TypeError(f"expected {cls.__name__}, found {type(value).__name__}")
+    return value
 
 
 def new_key_id() -> str:

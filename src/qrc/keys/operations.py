@@ -28,7 +28,7 @@ from qrc.keys.events import (
     decryption_failures_since,
     record_event,
 )
-from qrc.keys.keystore import KeyStore
+from qrc.keys.keystore import KeyStore, expect
 from qrc.keys.lifecycle import KeyState, Operation, Purpose, permits
 from qrc.keys.models import EncryptedDataIndex, Key, SecurityEvent
 
@@ -110,8 +110,7 @@ class KeyOperations(KeyStore):
     def _seal(self, session: Session, key: Key, plaintext: bytes, context: bytes) -> Sealed:
         version = key.primary_version
         if key.algorithm in ("AES-256-GCM", "ChaCha20-Poly1305"):
-            material = self._private_material(session, key, version)
-            assert isinstance(material, bytes)
+            material = expect(self._private_material(session, key, version), bytes)
             data = seal_symmetric(
                 material,
                 plaintext,
@@ -121,8 +120,7 @@ class KeyOperations(KeyStore):
                 key_version=version,
             )
         else:
-            public = self._public_key(session, key, version)
-            assert isinstance(public, KemPublicKey)
+            public = expect(self._public_key(session, key, version), KemPublicKey)
             data = seal(public, plaintext, context=context, key_id=key.id, key_version=version)
         return Sealed(data, key.id, version)
 
@@ -182,7 +180,7 @@ class KeyOperations(KeyStore):
         raise DecryptionError
 
     def _open(self, session: Session, key: Key, version: int, data: bytes, context: bytes) -> bytes:
-        material = self._private_material(session, key, version)
+        material = expect(self._private_material(session, key, version), KemPrivateKey)
         if isinstance(material, bytes):
             return open_symmetric(
                 material,
@@ -192,7 +190,6 @@ class KeyOperations(KeyStore):
                 key_id=key.id,
                 key_version=version,
             )
-        assert isinstance(material, KemPrivateKey)
         return open_sealed(material, data, context=context, key_id=key.id, key_version=version)
 
     def _record_decryption_failure(self, ref: str | None, actor: str) -> None:
@@ -291,8 +288,7 @@ class KeyOperations(KeyStore):
         with self.db.session() as session:
             key = self._find(session, ref)
             self._usable(key, Operation.SIGN)
-            material = self._private_material(session, key, key.primary_version)
-            assert isinstance(material, SigningKey)
+            material = expect(self._private_material(session, key, key.primary_version), SigningKey)
             try:
                 signature = material.sign(message, context)
             except ValueError as exc:
@@ -326,8 +322,7 @@ class KeyOperations(KeyStore):
             self._usable(key, Operation.VERIFY, recovery=recovery)
             matched = None
             for version in range(key.primary_version, key.min_decryption_version - 1, -1):
-                public = self._public_key(session, key, version)
-                assert isinstance(public, VerifyingKey)
+                public = expect(self._public_key(session, key, version), VerifyingKey)
                 try:
                     public.verify(signature, message, context)
                 except InvalidSignature:
