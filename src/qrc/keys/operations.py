@@ -180,7 +180,7 @@ class KeyOperations(KeyStore):
         raise DecryptionError
 
     def _open(self, session: Session, key: Key, version: int, data: bytes, context: bytes) -> bytes:
-        material = expect(self._private_material(session, key, version), KemPrivateKey)
+        material = self._private_material(session, key, version)
         if isinstance(material, bytes):
             return open_symmetric(
                 material,
@@ -190,7 +190,13 @@ class KeyOperations(KeyStore):
                 key_id=key.id,
                 key_version=version,
             )
-        return open_sealed(material, data, context=context, key_id=key.id, key_version=version)
+        return open_sealed(
+            expect(material, KemPrivateKey),
+            data,
+            context=context,
+            key_id=key.id,
+            key_version=version,
+        )
 
     def _record_decryption_failure(self, ref: str | None, actor: str) -> None:
         """Audit a failed decryption (committed on its own) and flag bursts."""
