@@ -584,7 +584,7 @@ class AuditLog:
         # The caller's own pending writes fail with their own errors, not as audit errors.
         session.flush()
         try:
-            self._lock(session)
+            self.lock(session)
             seq, prev = self.head(session)
             seq += 1
             at = utcnow()  # after the lock, so times follow seq order across processes
@@ -619,7 +619,8 @@ class AuditLog:
         return event
 
     @staticmethod
-    def _lock(session: Session) -> None:
+    def lock(session: Session) -> None:
+        """Hold the audit lock until ``session``'s transaction ends: nothing appends beside."""
         dialect = session.get_bind().dialect.name
         if dialect == "postgresql":
             # Held until the caller's transaction ends: the next appender reads the head

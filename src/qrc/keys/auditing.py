@@ -7,6 +7,7 @@ Its public key can be exported for auditors to verify an exported chain offline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO
 
 from sqlalchemy import select
@@ -48,14 +49,25 @@ class KeyAuditing(KeyManagement, KeyOperations):
             return session.scalars(select(Key).where(Key.name == AUDIT_KEY_NAME)).one()
 
     def audit_checkpoint(self, *, actor: str = "system") -> AuditCheckpoint:
-        """Sign the current chain head with the service's audit key."""
-        key = self._audit_key(actor)
+        """Sign the current chain head with the service's audit key (created if missing)."""
+        self._audit_key(actor)
         with self.db.session() as session:
-            key = self._find(session, key.id)
-            if key.status != KeyState.ACTIVE:
-                raise KeyNotFound(f"the audit signing key is {key.status}: rotate or recreate it")
-            signer = expect(self._private_material(session, key, key.primary_version), SigningKey)
-            return self.audit.checkpoint(session, signer, key.id, key.primary_version)
+            checkpoint = self.checkpoint_in(session)
+            if checkpoint is None:
+                raise KeyNotFound("the audit signing key is not active: rotate or recreate it")
+            return checkpoint
+
+    def checkpoint_in(self, session: Session) -> AuditCheckpoint | None:
+        """Sign the chain head in the caller's transaction (``None`` without an active key)."""
+        key = session.scalars(select(Key).where(Key.name == AUDIT_KEY_NAME)).first()
+        if key is None or key.status != KeyState.ACTIVE or key.destruction_due_at is not None:
+            return None
+        signer = expect(self._private_material(session, key, key.primary_version), SigningKey)
+        return self.audit.checkpoint(session, signer, key.id, key.primary_version)
+
+    def audit_key_lookup(self, session: Session) -> Callable[[str, int], VerifyingKey | None]:
+        """Checkpoint signers' public keys, read from the store within ``session``."""
+        return lambda key_id, version: self._verifying_key(session, key_id, version)
 
     def _verifying_key(self, session: Session, key_id: str, version: int) -> VerifyingKey | None:
         key = session.get(Key, key_id)
@@ -70,9 +82,7 @@ class KeyAuditing(KeyManagement, KeyOperations):
     def verify_audit(self) -> VerificationReport:
         """Check the whole chain and every checkpoint signature; a failure is a security event."""
         with self.db.session() as session:
-            report = self.audit.verify(
-                session, lambda key_id, version: self._verifying_key(session, key_id, version)
-            )
+            report = self.audit.verify(session, self.audit_key_lookup(session))
         if not report.valid:
             with self.db.session() as session:
                 details = {"first_bad_event": report.first_bad_event, "reason": report.reason[:500]}

@@ -217,7 +217,7 @@ class KeyStore:
                 self._private_cache.popitem(last=False)
         return material
 
-    def _forget(self, key_id: str) -> None:
+    def forget_cached(self, key_id: str) -> None:
         """Drop every cached object of a key (destroyed, compromised)."""
         with self._cache_lock:
             for cache_key in [k for k in self._private_cache if k[0] == key_id]:

@@ -318,7 +318,7 @@ class KeyManagement(KeyStore):
                     algorithm=key.algorithm,
                 )
             info = self.info(key, session)
-        self._forget(info.id)
+        self.forget_cached(info.id)
         return info
 
     # ------------------------------------------------------------------ destruction
@@ -450,7 +450,7 @@ class KeyManagement(KeyStore):
                 self._rotate_locked(session, key, actor, key.primary_version, moment)
                 done = True
         if job == "destroy":
-            self._forget(key_id)
+            self.forget_cached(key_id)
         return done
 
     def count_versions(self, ref: str) -> int:
