@@ -294,3 +294,22 @@ def test_audit_checkpoints_signed_by_the_service_key_and_tampering_is_an_event(
     with service.db.session() as session:
         events = query_events(session, event_type="audit_verification_failure")
     assert len(events) == 1 and events[0].severity == "critical"
+
+
+def test_refused_requests_are_audited_as_denied(service: KeyService) -> None:
+    service.create_key(name="k", purpose="encryption", actor=ACTOR)
+    service.suspend("k", actor=ACTOR)
+    with pytest.raises(OperationNotPermitted):
+        service.encrypt("k", b"x", actor="bob")
+    with pytest.raises(KeyStateError):
+        service.suspend("k", actor="carol")
+    with service.db.session() as session:
+        denied = session.scalars(
+            select(AuditEvent).where(AuditEvent.result == "denied").order_by(AuditEvent.seq)
+        ).all()
+    assert [(e.event_type, e.actor) for e in denied] == [
+        ("key.encrypt", "bob"),
+        ("key.suspend", "carol"),
+    ]
+    assert all(e.key_id == service.get_key("k").id for e in denied)
+    assert service.verify_audit().valid

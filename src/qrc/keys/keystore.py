@@ -9,8 +9,11 @@ so a key destroyed or revoked by another process stops working everywhere at onc
 
 from __future__ import annotations
 
+import functools
+import logging
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,13 +28,24 @@ from qrc.crypto.keyfile import public_key_to_pem
 from qrc.crypto.registry import Kind, get_info
 from qrc.crypto.schemes import get_kem, get_scheme, get_signature
 from qrc.keys.audit import AuditLog
+from qrc.keys.custody.base import CustodyUnavailable
 from qrc.keys.db import Database, utcnow
-from qrc.keys.errors import KeyNotFound
+from qrc.keys.errors import Conflict, KeyNotFound, KeyStateError, OperationNotPermitted
+from qrc.keys.events import EventType, Severity, record_event
 from qrc.keys.lifecycle import KeyState
 from qrc.keys.models import Key, KeyVersion
 from qrc.keys.wrapping import Keyring
 
-__all__ = ["DEFAULT_DESTRUCTION_DELAY", "KeyInfo", "KeyStore", "PrivateMaterial", "expect"]
+__all__ = [
+    "DEFAULT_DESTRUCTION_DELAY",
+    "KeyInfo",
+    "KeyStore",
+    "PrivateMaterial",
+    "expect",
+    "guarded",
+]
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_DESTRUCTION_DELAY = timedelta(days=7)
 PENDING_DESTRUCTION = "pending_destruction"
@@ -81,6 +95,35 @@ def expect(value: object, cls: type[_T]) -> _T:
     return value
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def guarded(event_type: str) -> Callable[[_F], _F]:
+    """Audit refused requests and report custody outages of a service method.
+
+    A request the key's state or policy refuses rolls its transaction back, so the refusal
+    is audited afterwards in a transaction of its own (result ``denied``). An unreachable
+    root KEK becomes an ``hsm_offline`` security event (at most one a minute per process).
+    """
+
+    def decorate(method: _F) -> _F:
+        @functools.wraps(method)
+        def wrapper(self: KeyStore, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except (OperationNotPermitted, KeyStateError, Conflict) as exc:
+                ref = args[0] if args and isinstance(args[0], str) else kwargs.get("name")
+                self._audit_denied(event_type, str(kwargs.get("actor", "unknown")), ref, exc)
+                raise
+            except CustodyUnavailable as exc:
+                self._report_outage(exc)
+                raise
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
 def new_key_id() -> str:
     """A fresh, random, URL-safe key ID."""
     return "k_" + secrets.token_hex(16)
@@ -108,6 +151,7 @@ class KeyStore:
         self._private_cache: OrderedDict[tuple[str, int], PrivateMaterial] = OrderedDict()
         self._public_cache: dict[tuple[str, int], KemPublicKey | VerifyingKey] = {}
         self._cache_lock = threading.Lock()
+        self._last_outage_report = 0.0
 
     # ------------------------------------------------------------------ lookups
     def _find(self, session: Session, ref: str, *, lock: bool = False) -> Key:
@@ -247,3 +291,42 @@ class KeyStore:
             algorithm=key.algorithm if key is not None else None,
             details=details,
         )
+
+    def _audit_denied(self, event_type: str, actor: str, ref: object, exc: Exception) -> None:
+        try:
+            with self.db.session() as session:
+                key = None
+                if isinstance(ref, str):
+                    try:
+                        key = self._find(session, ref)
+                    except KeyNotFound:
+                        key = None
+                self._audit(
+                    session,
+                    event_type,
+                    actor,
+                    result="denied",
+                    key=key,
+                    details={"reason": str(exc)[:300]},
+                )
+        except Exception:  # the refusal itself must reach the caller
+            logger.exception("could not audit a refused %s", event_type)
+
+    def _report_outage(self, exc: CustodyUnavailable) -> None:
+        now = time.monotonic()
+        if now - self._last_outage_report < 60:
+            return
+        self._last_outage_report = now
+        custody = self.keyring.current
+        details = {"custody": custody.kind, "kek_id": custody.kek_id, "error": str(exc)[:300]}
+        logger.error("root KEK unreachable (%s): %s", custody.kind, exc)
+        try:
+            with self.db.session() as session:
+                record_event(
+                    session, EventType.HSM_OFFLINE, Severity.CRITICAL, self.node, details=details
+                )
+                self._audit(
+                    session, "custody.unavailable", self.node, result="failure", details=details
+                )
+        except Exception:
+            logger.exception("could not record the custody outage")

@@ -20,7 +20,7 @@ from qrc.crypto.errors import UnsupportedAlgorithm
 from qrc.crypto.registry import Kind, Status, get_info
 from qrc.keys.errors import Conflict, InvalidRequest, KeyStateError
 from qrc.keys.events import EventType, Severity, record_event
-from qrc.keys.keystore import KeyInfo, KeyStore, new_key_id
+from qrc.keys.keystore import KeyInfo, KeyStore, guarded, new_key_id
 from qrc.keys.lifecycle import (
     IllegalTransition,
     KeyState,
@@ -69,6 +69,7 @@ class KeyManagement(KeyStore):
             return str(policy.value[purpose.value])
         return DEFAULT_ALGORITHMS[purpose]
 
+    @guarded("key.create")
     def create_key(
         self,
         *,
@@ -193,6 +194,7 @@ class KeyManagement(KeyStore):
             return page, (rows[limit - 1].id if len(rows) > limit else None)
 
     # ------------------------------------------------------------------ versions
+    @guarded("key.rotate")
     def rotate(self, ref: str, *, actor: str, expected_version: int | None = None) -> KeyInfo:
         """Add a version and make it primary.
 
@@ -231,6 +233,7 @@ class KeyManagement(KeyStore):
             key.next_rotation_at = now + timedelta(seconds=key.rotation_period_seconds)
         self._audit(session, "key.rotate", actor, key=key, key_version=version)
 
+    @guarded("key.min_decryption_version")
     def set_min_decryption_version(self, ref: str, version: int, *, actor: str) -> KeyInfo:
         """Retire versions below ``version`` for decryption and verification."""
         with self.db.session() as session:
@@ -275,14 +278,17 @@ class KeyManagement(KeyStore):
         key.status = target.value
         key.updated_at = self.clock()
 
+    @guarded("key.activate")
     def activate(self, ref: str, *, actor: str) -> KeyInfo:
         """``pre_active → active``."""
         return self._transition(ref, KeyState.ACTIVE, actor, "key.activate")
 
+    @guarded("key.suspend")
     def suspend(self, ref: str, *, actor: str) -> KeyInfo:
         """``active → suspended``: no operation until resumed."""
         return self._transition(ref, KeyState.SUSPENDED, actor, "key.suspend")
 
+    @guarded("key.resume")
     def resume(self, ref: str, *, actor: str) -> KeyInfo:
         """``suspended → active``."""
         with self.db.session() as session:
@@ -290,6 +296,7 @@ class KeyManagement(KeyStore):
                 raise KeyStateError("only a suspended key can be resumed")
         return self._transition(ref, KeyState.ACTIVE, actor, "key.resume")
 
+    @guarded("key.revoke")
     def revoke(self, ref: str, reason: str, *, actor: str) -> KeyInfo:
         """Revoke: ``key_compromise`` → compromised; otherwise → deactivated."""
         try:
@@ -322,6 +329,7 @@ class KeyManagement(KeyStore):
         return info
 
     # ------------------------------------------------------------------ destruction
+    @guarded("key.schedule_destruction")
     def schedule_destruction(
         self, ref: str, *, actor: str, delay: timedelta | None = None
     ) -> KeyInfo:
@@ -346,6 +354,7 @@ class KeyManagement(KeyStore):
             )
             return self.info(key, session)
 
+    @guarded("key.cancel_destruction")
     def cancel_destruction(self, ref: str, *, actor: str) -> KeyInfo:
         """Cancel a scheduled destruction; the key is as it was before."""
         with self.db.session() as session:
@@ -391,6 +400,7 @@ class KeyManagement(KeyStore):
             autocommit.execute(text("VACUUM qrc_key_versions"))
 
     # ------------------------------------------------------------------ scheduler
+    @guarded("scheduler.run")
     def run_due(self, *, actor: str = "scheduler", now: datetime | None = None) -> dict[str, int]:
         """Run due rotations, expiries and destructions; safe on several nodes at once.
 

@@ -28,7 +28,7 @@ from qrc.keys.events import (
     decryption_failures_since,
     record_event,
 )
-from qrc.keys.keystore import KeyStore, expect
+from qrc.keys.keystore import KeyStore, expect, guarded
 from qrc.keys.lifecycle import KeyState, Operation, Purpose, permits
 from qrc.keys.models import EncryptedDataIndex, Key, SecurityEvent
 
@@ -91,6 +91,7 @@ class KeyOperations(KeyStore):
             )
 
     # ------------------------------------------------------------------ encryption
+    @guarded("key.encrypt")
     def encrypt(self, ref: str, plaintext: bytes, *, actor: str, context: bytes = b"") -> Sealed:
         """Encrypt under the key's primary version (Envelope v1)."""
         with self.db.session() as session:
@@ -124,6 +125,7 @@ class KeyOperations(KeyStore):
             data = seal(public, plaintext, context=context, key_id=key.id, key_version=version)
         return Sealed(data, key.id, version)
 
+    @guarded("key.decrypt")
     def decrypt(
         self,
         ref: str | None,
@@ -231,6 +233,7 @@ class KeyOperations(KeyStore):
                     details={"failures": failures, "window_seconds": 60},
                 )
 
+    @guarded("key.rewrap")
     def rewrap(self, ref: str, ciphertext: bytes, *, actor: str, context: bytes = b"") -> Sealed:
         """Decrypt and re-encrypt under the primary version; the plaintext never leaves."""
         try:
@@ -264,6 +267,7 @@ class KeyOperations(KeyStore):
         self._record_decryption_failure(key_id, actor)
         raise DecryptionError
 
+    @guarded("key.datakey")
     def generate_data_key(
         self, ref: str, *, actor: str, context: bytes = b"", include_plaintext: bool = True
     ) -> DataKey:
@@ -289,6 +293,7 @@ class KeyOperations(KeyStore):
         )
 
     # ------------------------------------------------------------------ signatures
+    @guarded("key.sign")
     def sign(self, ref: str, message: bytes, *, actor: str, context: bytes = b"") -> Signed:
         """Sign with the primary version; the signature is the algorithm's standard bytes."""
         with self.db.session() as session:
@@ -309,6 +314,7 @@ class KeyOperations(KeyStore):
             )
             return Signed(signature, key.id, key.primary_version)
 
+    @guarded("key.verify")
     def verify(
         self,
         ref: str,
