@@ -17,7 +17,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Engine, Integer, MetaData, inspect
 
-import qrc.keys.models  # noqa: F401 - registers every table on Base.metadata
+import qrc.keys.models  # registers every table on Base.metadata
 from qrc.keys.db import Base, Database
 from qrc.keys.migrations import alembic_config
 from tests.keys.pg import fresh_database

@@ -32,8 +32,9 @@ from qrc.keys.custody.base import CustodyUnavailable
 from qrc.keys.db import Database, utcnow
 from qrc.keys.errors import Conflict, KeyNotFound, KeyStateError, OperationNotPermitted
 from qrc.keys.events import EventType, Severity, record_event
+from qrc.keys.kek import register_kek
 from qrc.keys.lifecycle import KeyState
-from qrc.keys.models import Key, KeyVersion
+from qrc.keys.models import KekRecord, Key, KeyVersion
 from qrc.keys.wrapping import Keyring
 
 __all__ = [
@@ -152,6 +153,7 @@ class KeyStore:
         self._public_cache: dict[tuple[str, int], KemPublicKey | VerifyingKey] = {}
         self._cache_lock = threading.Lock()
         self._last_outage_report = 0.0
+        self._kek_checked_at = 0.0
 
     # ------------------------------------------------------------------ lookups
     def _find(self, session: Session, ref: str, *, lock: bool = False) -> Key:
@@ -202,11 +204,39 @@ class KeyStore:
         )
 
     # ------------------------------------------------------------------ material
-    def _new_material(self, key_id: str, version: int, algorithm: str) -> KeyVersion:
+    def _follow_active_kek(self, session: Session) -> None:
+        """Wrap under the KEK the store says is active (another process may have rotated).
+
+        Checked at most every few seconds; a KEK this process cannot open stops new key
+        material from being made under a retiring KEK.
+        """
+        now = time.monotonic()
+        if now - self._kek_checked_at < 5:
+            return
+        active = session.scalar(select(KekRecord.id).where(KekRecord.status == "active"))
+        self._kek_checked_at = now
+        if active is None:  # a new store: record the KEK it starts with
+            register_kek(session, self.keyring.current)
+            return
+        if active == self.keyring.current.kek_id:
+            return
+        custody = self.keyring.get(active)
+        if custody is None:
+            raise CustodyUnavailable(
+                f"the root KEK was rotated to {active}, which this process cannot open; "
+                "restart it with access to the new KEK"
+            )
+        self.keyring.set_current(custody)
+
+    def _new_material(
+        self, key_id: str, version: int, algorithm: str, session: Session | None = None
+    ) -> KeyVersion:
         """Generate, pairwise-check and wrap fresh material for one version."""
         from qrc.crypto.selftest import generate_private_key  # noqa: PLC0415
 
         info = get_info(algorithm)
+        if session is not None:
+            self._follow_active_kek(session)
         if info.kind is Kind.AEAD:
             material = secrets.token_bytes(info.private_key_size)
             public = None

@@ -130,7 +130,7 @@ class KeyManagement(KeyStore):
                 next_rotation_at=now + rotation_period if rotation_period else None,
             )
             session.add(key)
-            session.add(self._new_material(key_id, 1, algorithm_id))
+            session.add(self._new_material(key_id, 1, algorithm_id, session))
             session.flush()
             self._audit(
                 session,
@@ -223,7 +223,7 @@ class KeyManagement(KeyStore):
                 f"key {key.name!r} is at version {key.primary_version}, not {expected_version}"
             )
         version = key.primary_version + 1
-        session.add(self._new_material(key.id, version, key.algorithm))
+        session.add(self._new_material(key.id, version, key.algorithm, session))
         session.flush()
         fault_point("rotate-after-insert")
         now = now or self.clock()

@@ -12,7 +12,7 @@ so a wrapped blob copied to another key, version or algorithm does not unwrap. A
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from qrc.keys.custody.base import Custody, CustodyUnavailable
 from qrc.keys.custody.wrapped import parse_blob
@@ -36,9 +36,30 @@ def key_aad(key_id: str, version: int, algorithm: str) -> bytes:
 class Keyring:
     """The custody that wraps new material, plus older ones that can still unwrap."""
 
-    def __init__(self, current: Custody, older: Iterable[Custody] = ()) -> None:
+    def __init__(
+        self,
+        current: Custody,
+        older: Iterable[Custody] = (),
+        *,
+        loader: Callable[[str], Custody | None] | None = None,
+    ) -> None:
         self.current = current
         self._by_id = {c.kek_id: c for c in (*older, current)}
+        self._loader = loader
+
+    def get(self, kek_id: str) -> Custody | None:
+        """The custody of ``kek_id``: one already open, else what the loader can open."""
+        custody = self._by_id.get(kek_id)
+        if custody is None and self._loader is not None:
+            custody = self._loader(kek_id)
+            if custody is not None:
+                self._by_id[kek_id] = custody
+        return custody
+
+    @property
+    def kek_ids(self) -> list[str]:
+        """The KEKs open in this process."""
+        return list(self._by_id)
 
     def add(self, custody: Custody) -> None:
         """Make another KEK available for unwrapping."""
@@ -62,7 +83,7 @@ class Keyring:
             UnwrapError: the blob does not unwrap for this key, version and algorithm.
         """
         kek_id = parse_blob(blob).kek_id
-        custody = self._by_id.get(kek_id)
+        custody = self.get(kek_id)
         if custody is None:
             raise CustodyUnavailable(
                 f"key material is wrapped under KEK {kek_id}, which this process does not "

@@ -1,0 +1,197 @@
+"""The key service with its root KEK in a real SoftHSM2 token, on SQLite and PostgreSQL.
+
+The token is taken away for real (its directory moved aside) and given back in this same
+process. While it is away, everything that needs a private key fails with
+``CustodyUnavailable`` and writes nothing; everything that needs only public keys keeps
+working; when it is back, everything works again and nothing was lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.keys.softhsm import SoftHsm, require_softhsm, softhsm_token
+
+require_softhsm()
+
+from qrc.keys.custody.base import CustodyUnavailable, HealthState  # noqa: E402
+from qrc.keys.custody.pkcs11 import Pkcs11Custody  # noqa: E402
+from qrc.keys.db import Database  # noqa: E402
+from qrc.keys.events import EventType, query_events  # noqa: E402
+from qrc.keys.models import AuditEvent, Key, KeyVersion  # noqa: E402
+from qrc.keys.service import KeyService  # noqa: E402
+from qrc.keys.wrapping import Keyring  # noqa: E402
+
+ACTOR = "test:hsm"
+
+
+@pytest.fixture
+def hsm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SoftHsm]:
+    with softhsm_token(tmp_path, monkeypatch) as soft:
+        yield soft
+
+
+@pytest.fixture
+def hsm_custody(hsm: SoftHsm) -> Iterator[Pkcs11Custody]:
+    opened = Pkcs11Custody.create_key(hsm.config())
+    yield opened
+    opened.close()
+
+
+def _store_state(db: Database) -> dict[str, Any]:
+    """Every key and version row as it is (wrapped material included), and the audit size."""
+    with db.session() as session:
+        keys = sorted(
+            (k.id, k.name, k.status, k.primary_version, k.min_decryption_version)
+            for k in session.scalars(select(Key))
+        )
+        versions = sorted(
+            (v.key_id, v.version, v.kek_id, v.wrapped_private, v.public_key)
+            for v in session.scalars(select(KeyVersion))
+        )
+        audit = int(session.scalar(select(func.count()).select_from(AuditEvent)) or 0)
+    return {"keys": keys, "versions": versions, "audit_events": audit}
+
+
+def _audit_since(db: Database, count: int) -> list[tuple[str, str, str | None]]:
+    """(type, result, key) of the audit events after the first ``count``."""
+    with db.session() as session:
+        rows = session.scalars(select(AuditEvent).order_by(AuditEvent.seq).offset(count))
+        return [(r.event_type, r.result, r.key_id) for r in rows]
+
+
+def _unavailable(operation: Callable[[], object]) -> None:
+    with pytest.raises(CustodyUnavailable, match="unreachable") as info:
+        operation()
+    # A clear error: it names the token and says that nothing changed.
+    assert "qrc-test" in str(info.value) and "nothing was changed" in str(info.value)
+
+
+def test_token_away_and_back(db: Database, hsm: SoftHsm, hsm_custody: Pkcs11Custody) -> None:
+    service = KeyService(db, Keyring(hsm_custody))
+    kem = service.create_key(
+        name="kem", purpose="encryption", algorithm="X25519MLKEM768", actor=ACTOR
+    )
+    aes = service.create_key(
+        name="aes", purpose="key_wrapping", algorithm="AES-256-GCM", actor=ACTOR
+    )
+    sig = service.create_key(name="sig", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR)
+    kem_before = service.encrypt("kem", b"kem before", actor=ACTOR, context=b"c")
+    aes_before = service.encrypt("aes", b"aes before", actor=ACTOR, context=b"c")
+    signed_before = service.sign("sig", b"signed before", actor=ACTOR)
+    assert service.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c") == (
+        b"kem before"
+    )
+    service.audit_checkpoint(actor=ACTOR)
+    with db.session() as session:
+        versions_of = {
+            k: int(session.scalar(select(func.count()).where(KeyVersion.key_id == k)) or 0)
+            for k in (kem.id, aes.id, sig.id)
+        }
+    assert versions_of == {kem.id: 1, aes.id: 1, sig.id: 1}
+
+    # The service caches unwrapped material it has used; a service that has not (another
+    # process, or one restarted during the outage) must go to the token for it.
+    cold = KeyService(db, Keyring(hsm_custody))
+    before = _store_state(db)
+
+    with hsm.token_away():
+        # Everything that needs a private key (so the KEK) fails, clearly.
+        _unavailable(lambda: cold.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c"))
+        _unavailable(lambda: cold.encrypt("aes", b"during", actor=ACTOR))
+        _unavailable(lambda: cold.decrypt("aes", aes_before.ciphertext, actor=ACTOR, context=b"c"))
+        _unavailable(lambda: cold.generate_data_key("aes", actor=ACTOR))
+        _unavailable(lambda: cold.sign("sig", b"during", actor=ACTOR))
+        _unavailable(lambda: cold.rotate("kem", actor=ACTOR))
+        _unavailable(lambda: cold.rotate("sig", actor=ACTOR))
+        _unavailable(
+            lambda: cold.create_key(
+                name="born-offline", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR
+            )
+        )
+        _unavailable(lambda: cold.audit_checkpoint(actor=ACTOR))
+
+        # Nothing was written by the failures: no version, no partial key row, no key.create.
+        during = _store_state(db)
+        assert during["keys"] == before["keys"]
+        assert during["versions"] == before["versions"]
+        assert cold.count_versions("kem") == 1 and cold.count_versions("sig") == 1
+        with db.session() as session:
+            assert session.scalar(select(Key).where(Key.name == "born-offline")) is None
+        failed_uses = [
+            e for e in _audit_since(db, before["audit_events"]) if e[0].startswith("key.")
+        ]
+        assert not [e for e in failed_uses if e[1] == "success"], failed_uses
+        assert not [e for e in failed_uses if e[0] == "key.create"], failed_uses
+        after_failures = _store_state(db)["audit_events"]
+
+        # A feature, not an accident: operations that need only public keys keep working
+        # while the HSM is away. Producers can still encrypt to a KEM key and relying parties
+        # can still verify signatures; only the holders of private keys have to wait.
+        kem_during = cold.encrypt("kem", b"kem during", actor=ACTOR, context=b"c")
+        assert kem_during.key_version == 1
+        assert cold.verify("sig", b"signed before", signed_before.signature, actor=ACTOR) == 1
+        assert cold.verify("sig", b"forged", signed_before.signature, actor=ACTOR) is None
+        assert cold.get_key("kem").public_key_pem == kem.public_key_pem
+        assert cold.public_key_pem("sig") == sig.public_key_pem
+        assert cold.verify_audit().valid
+        assert _audit_since(db, after_failures) == [
+            ("key.encrypt", "success", kem.id),
+            ("key.verify", "success", sig.id),
+            ("key.verify", "invalid", sig.id),
+        ]
+        assert hsm_custody.health().state is HealthState.OFFLINE
+
+    # The token is back: the same service objects work again, in this process.
+    assert cold.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c") == b"kem before"
+    assert cold.decrypt("kem", kem_during.ciphertext, actor=ACTOR, context=b"c") == b"kem during"
+    assert cold.decrypt("aes", aes_before.ciphertext, actor=ACTOR, context=b"c") == b"aes before"
+    aes_after = cold.encrypt("aes", b"aes after", actor=ACTOR)
+    assert cold.decrypt("aes", aes_after.ciphertext, actor=ACTOR) == b"aes after"
+    data_key = cold.generate_data_key("aes", actor=ACTOR)
+    assert cold.decrypt("aes", data_key.wrapped_key, actor=ACTOR) == data_key.plaintext_key
+    signed_after = cold.sign("sig", b"signed after", actor=ACTOR)
+    assert cold.verify("sig", b"signed after", signed_after.signature, actor=ACTOR) == 1
+    assert cold.rotate("kem", actor=ACTOR).version == 2
+    assert cold.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c") == b"kem before"
+    late = cold.create_key(
+        name="born-offline", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR
+    )
+    assert late.version == 1 and late.status == "active"
+    assert service.sign("born-offline", b"m", actor=ACTOR).key_version == 1
+    assert service.decrypt("kem", kem_during.ciphertext, actor=ACTOR, context=b"c") == (
+        b"kem during"
+    )
+    cold.audit_checkpoint(actor=ACTOR)
+
+    report = service.verify_audit()
+    assert report.valid, report.reason
+    assert report.checkpoints_verified >= 2
+    assert hsm_custody.health().state in (HealthState.DEGRADED, HealthState.ONLINE)
+    assert hsm_custody.health().state is HealthState.ONLINE
+
+
+def test_an_unreachable_token_is_an_hsm_offline_security_event(
+    db: Database, hsm: SoftHsm, hsm_custody: Pkcs11Custody
+) -> None:
+    """The service records ``hsm_offline`` when an operation finds the custody unreachable."""
+    service = KeyService(db, Keyring(hsm_custody))
+    key = service.create_key(name="sig", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR)
+    cold = KeyService(db, Keyring(hsm_custody))
+    with hsm.token_away():
+        _unavailable(lambda: cold.sign("sig", b"during", actor=ACTOR))
+        # Recorded while the token is still away (the store is not the HSM).
+        with db.session() as session:
+            events = query_events(session, event_type=EventType.HSM_OFFLINE.value)
+    assert events, "no hsm_offline security event was recorded"
+    event = events[0]
+    assert event.severity in ("high", "critical")
+    assert event.key_id in (None, key.id)
+    assert "314159" not in repr(event.details)  # never the PIN
+    assert cold.sign("sig", b"after", actor=ACTOR).key_version == 1
+    assert service.verify_audit().valid
