@@ -137,3 +137,26 @@ def test_rotation_killed_between_batches_resumes(tmp_path: Path) -> None:
     assert report.remaining == 0 and _kek_ids(db) == {new_id}
     for name, ciphertext in sealed.items():
         assert service.decrypt(name, ciphertext, actor="t").startswith(b"data")
+
+
+def test_local_to_pkcs11_rotation(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qrc.keys.custody.pkcs11 import Pkcs11Custody  # noqa: PLC0415
+    from tests.keys.softhsm import require_softhsm, softhsm_token  # noqa: PLC0415
+
+    require_softhsm()
+    old = LocalCustody.create(tmp_path / "kek.sealed", "test passphrase", params=FAST_ARGON2)
+    service = KeyService(db, Keyring(old))
+    sealed = _populate(service)
+    (tmp_path / "hsm").mkdir()
+    with softhsm_token(tmp_path / "hsm", monkeypatch) as hsm:
+        token = Pkcs11Custody.create_key(hsm.config())
+        report = rotate_kek(service, token, actor="admin")
+        assert report.remaining == 0 and report.retired == [old.kek_id]
+        assert _kek_ids(db) == {token.kek_id}
+        # Only the token now: the local KEK is not needed to read anything.
+        hsm_only = KeyService(db, Keyring(token))
+        for name, ciphertext in sealed.items():
+            assert hsm_only.decrypt(name, ciphertext, actor="t").startswith(b"data")
+        token.close()

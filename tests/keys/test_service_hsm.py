@@ -195,3 +195,16 @@ def test_an_unreachable_token_is_an_hsm_offline_security_event(
     assert "314159" not in repr(event.details)  # never the PIN
     assert cold.sign("sig", b"after", actor=ACTOR).key_version == 1
     assert service.verify_audit().valid
+
+
+def test_health_check_finding_the_token_gone_stops_cached_keys_too(
+    db: Database, hsm: SoftHsm, hsm_custody: Pkcs11Custody
+) -> None:
+    service = KeyService(db, Keyring(hsm_custody))
+    service.create_key(name="signer", purpose="signing", algorithm="ML-DSA-65", actor="t")
+    service.sign("signer", b"warm the cache", actor="t")
+    with hsm.token_away():
+        assert service.custody_health().state is HealthState.OFFLINE
+        with pytest.raises(CustodyUnavailable):
+            service.sign("signer", b"m", actor="t")
+    assert service.sign("signer", b"m", actor="t").key_version == 1

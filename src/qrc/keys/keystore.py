@@ -28,7 +28,7 @@ from qrc.crypto.keyfile import public_key_to_pem
 from qrc.crypto.registry import Kind, get_info
 from qrc.crypto.schemes import get_kem, get_scheme, get_signature
 from qrc.keys.audit import AuditLog
-from qrc.keys.custody.base import CustodyUnavailable
+from qrc.keys.custody.base import CustodyHealth, CustodyUnavailable, HealthState
 from qrc.keys.db import Database, utcnow
 from qrc.keys.errors import Conflict, KeyNotFound, KeyStateError, OperationNotPermitted
 from qrc.keys.events import EventType, Severity, record_event
@@ -142,6 +142,7 @@ class KeyStore:
         clock: Callable[[], datetime] = utcnow,
         destruction_delay: timedelta = DEFAULT_DESTRUCTION_DELAY,
         node: str | None = None,
+        key_cache_seconds: float = 300.0,
     ) -> None:
         self.db = db
         self.keyring = keyring
@@ -149,7 +150,12 @@ class KeyStore:
         self.clock = clock
         self.destruction_delay = destruction_delay
         self.node = node or "node-" + secrets.token_hex(4)
-        self._private_cache: OrderedDict[tuple[str, int], PrivateMaterial] = OrderedDict()
+        # Unwrapped material, kept for ``key_cache_seconds`` so that the KEK (an HSM round
+        # trip) is not asked on every use; dropped at once when the KEK is found unreachable.
+        self._private_cache: OrderedDict[tuple[str, int], tuple[float, PrivateMaterial]] = (
+            OrderedDict()
+        )
+        self.key_cache_seconds = key_cache_seconds
         self._public_cache: dict[tuple[str, int], KemPublicKey | VerifyingKey] = {}
         self._cache_lock = threading.Lock()
         self._last_outage_report = 0.0
@@ -274,9 +280,9 @@ class KeyStore:
         cache_key = (key.id, version)
         with self._cache_lock:
             cached = self._private_cache.get(cache_key)
-            if cached is not None:
+            if cached is not None and time.monotonic() - cached[0] < self.key_cache_seconds:
                 self._private_cache.move_to_end(cache_key)
-                return cached
+                return cached[1]
         row = self._version(session, key, version)
         if row.wrapped_private is None:
             raise KeyNotFound(f"key {key.name!r} version {version} has been destroyed")
@@ -286,7 +292,7 @@ class KeyStore:
             raw if get_info(row.algorithm).kind is Kind.AEAD else scheme.load_private(raw)  # type: ignore[attr-defined]
         )
         with self._cache_lock:
-            self._private_cache[cache_key] = material
+            self._private_cache[cache_key] = (time.monotonic(), material)
             while len(self._private_cache) > 1024:
                 self._private_cache.popitem(last=False)
         return material
@@ -342,7 +348,17 @@ class KeyStore:
         except Exception:  # the refusal itself must reach the caller
             logger.exception("could not audit a refused %s", event_type)
 
+    def custody_health(self) -> CustodyHealth:
+        """The root KEK's health (a real round trip); offline drops unwrapped keys at once."""
+        health = self.keyring.current.health()
+        if health.state is HealthState.OFFLINE:
+            self._report_outage(CustodyUnavailable(health.detail))
+        return health
+
     def _report_outage(self, exc: CustodyUnavailable) -> None:
+        # With the KEK gone, nothing unwrapped under it stays usable here either.
+        with self._cache_lock:
+            self._private_cache.clear()
         now = time.monotonic()
         if now - self._last_outage_report < 60:
             return
