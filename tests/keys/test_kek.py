@@ -142,8 +142,8 @@ def test_rotation_killed_between_batches_resumes(tmp_path: Path) -> None:
 def test_local_to_pkcs11_rotation(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from qrc.keys.custody.pkcs11 import Pkcs11Custody  # noqa: PLC0415
-    from tests.keys.softhsm import require_softhsm, softhsm_token  # noqa: PLC0415
+    from qrc.keys.custody.pkcs11 import Pkcs11Custody
+    from tests.keys.softhsm import require_softhsm, softhsm_token
 
     require_softhsm()
     old = LocalCustody.create(tmp_path / "kek.sealed", "test passphrase", params=FAST_ARGON2)
