@@ -27,6 +27,7 @@ from qrc.crypto.base import KemPrivateKey, KemPublicKey, SigningKey, VerifyingKe
 from qrc.crypto.keyfile import public_key_to_pem
 from qrc.crypto.registry import Kind, get_info
 from qrc.crypto.schemes import get_kem, get_scheme, get_signature
+from qrc.keys import policy
 from qrc.keys.audit import AuditLog
 from qrc.keys.custody.base import CustodyHealth, CustodyUnavailable, HealthState
 from qrc.keys.db import Database, utcnow
@@ -163,6 +164,7 @@ class KeyStore:
 
     # ------------------------------------------------------------------ lookups
     def _find(self, session: Session, ref: str, *, lock: bool = False) -> Key:
+        policy.refresh(session)  # another process may have changed algorithm statuses
         statement = select(Key).where(or_(Key.id == ref, Key.name == ref))
         if lock:
             statement = statement.with_for_update()

@@ -1,0 +1,169 @@
+"""API clients: bearer tokens with a role and, for crypto users, the keys they may use.
+
+A token is 256 random bits shown once (``qrc_`` + base64url); the store keeps only its
+SHA-256 (a random 256-bit secret needs no slow hash). Lookup is by hash, so a wrong token
+costs the same as a right one whichever part of it is wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from qrc.keys.db import Database, utcnow
+from qrc.keys.errors import InvalidRequest, KeyNotFound
+from qrc.keys.models import ApiClient
+
+__all__ = ["Client", "ClientStore", "Role", "hash_token"]
+
+TOKEN_PREFIX = "qrc_"  # noqa: S105  # nosec B105 - a prefix, not a secret
+
+
+class Role(enum.StrEnum):
+    """What a token may do (``docs/api.md`` has the route table)."""
+
+    ADMIN = "admin"
+    KEY_MANAGER = "key_manager"
+    CRYPTO_USER = "crypto_user"
+    AUDITOR = "auditor"
+    VIEWER = "viewer"
+
+
+@dataclass(frozen=True)
+class Client:
+    """An authenticated caller, as the API sees it."""
+
+    id: str
+    name: str
+    role: Role
+    allowed_keys: tuple[str, ...] | None  # None: every key (roles other than crypto_user)
+    expires_at: datetime | None
+
+    @property
+    def actor(self) -> str:
+        """How the caller appears in the audit chain."""
+        return f"token:{self.id}:{self.name}"
+
+    def may_use(self, key_id: str, key_name: str) -> bool:
+        """Whether a crypto user's token lists this key (by ID or name)."""
+        return (
+            self.allowed_keys is None
+            or key_id in self.allowed_keys
+            or (key_name in self.allowed_keys)
+        )
+
+
+def hash_token(token: str) -> bytes:
+    """The stored form of a token."""
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+class ClientStore:
+    """Create, authenticate and revoke API tokens.
+
+    Successful authentications are cached for ``cache_seconds`` per process, so a busy
+    client does not cost a database read per request; revocation in this process clears
+    the cache at once, in other processes within ``cache_seconds``.
+    """
+
+    def __init__(self, db: Database, *, cache_seconds: float = 5.0) -> None:
+        self.db = db
+        self.cache_seconds = cache_seconds
+        self._cache: dict[bytes, tuple[float, Client]] = {}
+        self._lock = threading.Lock()
+
+    def create(
+        self,
+        *,
+        name: str,
+        role: str,
+        keys: list[str] | None = None,
+        expires_in: timedelta | None = None,
+    ) -> tuple[Client, str]:
+        """A new token; returns the client and the token (shown once, never stored)."""
+        try:
+            role_enum = Role(role)
+        except ValueError:
+            raise InvalidRequest(
+                f"unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}"
+            ) from None
+        if not 1 <= len(name) <= 200:
+            raise InvalidRequest("a token name is 1-200 characters")
+        if keys is not None and role_enum is not Role.CRYPTO_USER:
+            raise InvalidRequest("only crypto_user tokens are limited to keys")
+        if expires_in is not None and expires_in <= timedelta(0):
+            raise InvalidRequest("expires_in must be positive")
+        token = TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip(
+            "="
+        )
+        now = utcnow()
+        row = ApiClient(
+            id="c_" + secrets.token_hex(8),
+            name=name,
+            role=role_enum.value,
+            token_hash=hash_token(token),
+            allowed_keys=list(keys) if keys is not None else None,
+            created_at=now,
+            expires_at=now + expires_in if expires_in else None,
+        )
+        with self.db.session() as session:
+            session.add(row)
+        return self._client(row), token
+
+    @staticmethod
+    def _client(row: ApiClient) -> Client:
+        keys = tuple(row.allowed_keys) if row.allowed_keys is not None else None
+        return Client(row.id, row.name, Role(row.role), keys, row.expires_at)
+
+    def authenticate(self, token: str) -> Client | None:
+        """The client holding ``token``, or ``None`` (unknown, revoked or expired)."""
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
+            return None
+        digest = hash_token(token)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(digest)
+        if cached is not None and now - cached[0] < self.cache_seconds:
+            client = cached[1]
+        else:
+            with self.db.session() as session:
+                row = session.scalars(
+                    select(ApiClient).where(ApiClient.token_hash == digest)
+                ).first()
+                if row is None or row.revoked_at is not None:
+                    return None
+                client = self._client(row)
+            with self._lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[digest] = (now, client)
+        if client.expires_at is not None and client.expires_at <= utcnow():
+            return None
+        return client
+
+    def revoke(self, client_id: str) -> Client:
+        """Revoke a token by its client ID."""
+        with self.db.session() as session:
+            row = session.get(ApiClient, client_id)
+            if row is None:
+                raise KeyNotFound(f"no token with ID {client_id!r}")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            client = self._client(row)
+        with self._lock:
+            self._cache.clear()
+        return client
+
+    def list(self) -> list[tuple[Client, datetime | None]]:
+        """Every client and when it was revoked (if it was)."""
+        with self.db.session() as session:
+            rows = session.scalars(select(ApiClient).order_by(ApiClient.created_at))
+            return [(self._client(row), row.revoked_at) for row in rows]
