@@ -1,0 +1,136 @@
+"""The FastAPI application: routes under ``/api/v1/security/qrc``, limits, metrics, errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from qrc import __version__
+from qrc.api.deps import AppState
+from qrc.api.problems import TYPE_PREFIX, install_problem_handlers, problem_response
+from qrc.api.routes import admin, crypto, keys, system
+
+__all__ = ["API_PREFIX", "create_app"]
+
+API_PREFIX = "/api/v1/security/qrc"
+
+
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes with 413, counting what actually arrives."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            response = problem_response("payload-too-large", f"the limit is {self.limit} bytes")
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            response = problem_response("payload-too-large", f"the limit is {self.limit} bytes")
+            await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(state: AppState) -> FastAPI:
+    """The application over ``state`` (service, token store, settings, metrics)."""
+    app = FastAPI(
+        title="qrc",
+        version=__version__,
+        summary="Post-quantum key service: keys, encryption, signatures, audit.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.qrc = state
+    state.service.on_operation = state.metrics.crypto_operation
+    install_problem_handlers(app)
+    for module in (keys, crypto, admin, system):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(system.router)  # /health, /ready and /metrics also at the root
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        state.metrics.observe_request(
+            request.method, path, response.status_code, time.perf_counter() - start
+        )
+        if response.status_code >= 400:
+            state.metrics.error(str(response.status_code))
+        return response
+
+    app.add_middleware(BodyLimit, limit=state.settings.max_body_bytes)
+    _document_problems(app)
+    return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Declare the problem+json answers in the OpenAPI document of every route."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        problem = {
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemOut"}}
+            }
+        }
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in (
+                    ("400", "Bad request"),
+                    ("401", "Unauthorized"),
+                    ("403", "Forbidden"),
+                    ("404", "Not found"),
+                    ("409", "Conflict"),
+                    ("413", "Payload too large"),
+                    ("422", "Invalid request"),
+                    ("429", "Rate limited"),
+                    ("503", "Root KEK unreachable"),
+                ):
+                    responses.setdefault(status, {"description": description, **problem})
+        schema.setdefault("components", {}).setdefault("schemas", {})["ProblemOut"] = {
+            "type": "object",
+            "required": ["type", "title", "status"],
+            "properties": {
+                "type": {"type": "string", "example": TYPE_PREFIX + "key-not-found"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+            },
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,125 @@
+"""Shared state and dependencies: the service, authentication, roles, rate limits.
+
+Every route declares the roles it admits with :func:`require`; the table of routes and roles
+(``ROUTE_ROLES``, filled as routes are declared) is what the role-walk test and
+``docs/api.md`` check against.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from qrc.api.metrics import Metrics
+from qrc.api.problems import Problem
+from qrc.api.ratelimit import RateLimiter
+from qrc.keys.clients import Client, ClientStore, Role
+from qrc.keys.events import EventType, Severity, record_event
+from qrc.keys.service import KeyService
+
+__all__ = ["ALL_ROLES", "AppState", "Caller", "require", "state_of"]
+
+ALL_ROLES = tuple(Role)
+
+
+@dataclass
+class Settings:
+    """Limits and switches of one API instance."""
+
+    max_body_bytes: int = 1 << 20
+    rate_limit_per_second: float = 500.0
+    rate_limit_burst: float = 1000.0
+    tls_mode: str = "pq-only"
+
+
+@dataclass
+class AppState:
+    """What every request needs."""
+
+    service: KeyService
+    clients: ClientStore
+    settings: Settings = field(default_factory=Settings)
+    metrics: Metrics = field(default_factory=Metrics)
+    limiter: RateLimiter | None = None
+    ready_checks: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.limiter is None:
+            self.limiter = RateLimiter(
+                self.settings.rate_limit_per_second, self.settings.rate_limit_burst
+            )
+
+
+def state_of(request: Request) -> AppState:
+    """The application's state."""
+    state: AppState = request.app.state.qrc
+    return state
+
+
+_DUMMY = "qrc_" + "A" * 43
+
+
+def _authenticate(request: Request) -> Client:
+    state = state_of(request)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    client = None
+    if scheme.lower() == "bearer" and token:
+        client = state.clients.authenticate(token.strip())
+    else:
+        # Same work whether or not a token was sent: no timing hint about what is missing.
+        hmac.compare_digest(_DUMMY, _DUMMY)
+    if client is None:
+        _record_auth_failure(state, request, "missing" if not token else "invalid")
+        raise Problem(
+            "unauthorized",
+            "send Authorization: Bearer <token>",
+        )
+    assert state.limiter is not None
+    wait = state.limiter.take(client.id)
+    if wait > 0:
+        raise Problem(
+            "rate-limited", f"slow down: retry in {wait:.2f} s", retry_after=round(wait, 2)
+        )
+    request.state.client = client
+    return client
+
+
+def _record_auth_failure(state: AppState, request: Request, why: str) -> None:
+    source = request.client.host if request.client else "unknown"
+    with state.service.db.session() as session:
+        record_event(
+            session,
+            EventType.AUTHENTICATION_FAILURE,
+            Severity.MEDIUM,
+            source,
+            details={"reason": why, "path": request.url.path[:200]},
+        )
+        state.service.audit.append(
+            session,
+            event_type="auth.failure",
+            actor=f"anonymous@{source}",
+            result="failure",
+            details={"reason": why},
+        )
+
+
+def require(*roles: Role) -> object:
+    """A dependency admitting only the given roles (admin is always admitted)."""
+    allowed = frozenset(roles) | {Role.ADMIN}
+
+    def dependency(request: Request) -> Client:
+        client = _authenticate(request)
+        if client.role not in allowed:
+            names = ", ".join(sorted(r.value for r in allowed))
+            raise Problem("forbidden", f"role {client.role.value} may not do this (needs {names})")
+        return client
+
+    dependency.allowed_roles = allowed  # type: ignore[attr-defined]
+    return Depends(dependency)
+
+
+Caller = Annotated[Client, "the authenticated caller"]

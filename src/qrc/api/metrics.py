@@ -1,0 +1,109 @@
+"""Prometheus metrics in the text exposition format (no client library needed).
+
+Requests and latencies by route and status, crypto operations by algorithm, errors by
+problem type, and TLS handshakes by negotiated group (fed by the transport's hook).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+__all__ = ["Metrics"]
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def _labels(**labels: str) -> str:
+    inner = ",".join(
+        f'{k}="{v.replace(chr(92), "").replace(chr(34), "")}"' for k, v in labels.items()
+    )
+    return "{" + inner + "}"
+
+
+class Metrics:
+    """Counters and one latency histogram, thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: dict[tuple[str, str, str], int] = defaultdict(int)
+        self.latency_count: dict[str, int] = defaultdict(int)
+        self.latency_sum: dict[str, float] = defaultdict(float)
+        self.latency_buckets: dict[tuple[str, float], int] = defaultdict(int)
+        self.crypto_ops: dict[tuple[str, str], int] = defaultdict(int)
+        self.errors: dict[str, int] = defaultdict(int)
+        self.handshakes: dict[str, int] = defaultdict(int)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One finished request."""
+        with self._lock:
+            self.requests[(method, route, str(status))] += 1
+            self.latency_count[route] += 1
+            self.latency_sum[route] += seconds
+            for bound in _BUCKETS:
+                if seconds <= bound:
+                    self.latency_buckets[(route, bound)] += 1
+
+    def crypto_operation(self, operation: str, algorithm: str) -> None:
+        """One cryptographic operation on a managed key."""
+        with self._lock:
+            self.crypto_ops[(operation, algorithm)] += 1
+
+    def error(self, problem_type: str) -> None:
+        """One error answer."""
+        with self._lock:
+            self.errors[problem_type] += 1
+
+    def handshake(self, group: str) -> None:
+        """One completed TLS handshake and the key-exchange group it negotiated."""
+        with self._lock:
+            self.handshakes[group or "unknown"] += 1
+
+    def render(self) -> str:
+        """The exposition text."""
+        out: list[str] = []
+        with self._lock:
+            out += [
+                "# HELP qrc_http_requests_total HTTP requests.",
+                "# TYPE qrc_http_requests_total counter",
+            ]
+            for (method, route, status), n in sorted(self.requests.items()):
+                labels = _labels(method=method, route=route, status=status)
+                out.append(f"qrc_http_requests_total{labels} {n}")
+            out += [
+                "# HELP qrc_http_request_seconds Request latency.",
+                "# TYPE qrc_http_request_seconds histogram",
+            ]
+            for route in sorted(self.latency_count):
+                for bound in _BUCKETS:
+                    n = self.latency_buckets.get((route, bound), 0)
+                    out.append(
+                        f"qrc_http_request_seconds_bucket{_labels(route=route, le=str(bound))} {n}"
+                    )
+                count = self.latency_count[route]
+                out.append(
+                    f"qrc_http_request_seconds_bucket{_labels(route=route, le='+Inf')} {count}"
+                )
+                total = self.latency_sum[route]
+                out.append(f"qrc_http_request_seconds_sum{_labels(route=route)} {total:.6f}")
+                out.append(f"qrc_http_request_seconds_count{_labels(route=route)} {count}")
+            out += [
+                "# HELP qrc_crypto_operations_total Cryptographic operations on managed keys.",
+                "# TYPE qrc_crypto_operations_total counter",
+            ]
+            for (operation, algorithm), n in sorted(self.crypto_ops.items()):
+                labels = _labels(operation=operation, algorithm=algorithm)
+                out.append(f"qrc_crypto_operations_total{labels} {n}")
+            out += [
+                "# HELP qrc_errors_total Error answers by problem type.",
+                "# TYPE qrc_errors_total counter",
+            ]
+            for problem, n in sorted(self.errors.items()):
+                out.append(f"qrc_errors_total{_labels(type=problem)} {n}")
+            out += [
+                "# HELP qrc_tls_handshakes_total TLS handshakes by negotiated group.",
+                "# TYPE qrc_tls_handshakes_total counter",
+            ]
+            for group, n in sorted(self.handshakes.items()):
+                out.append(f"qrc_tls_handshakes_total{_labels(group=group)} {n}")
+        return "\n".join(out) + "\n"
