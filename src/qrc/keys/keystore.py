@@ -161,6 +161,8 @@ class KeyStore:
         self._cache_lock = threading.Lock()
         self._last_outage_report = 0.0
         self._kek_checked_at = 0.0
+        # Called with (operation, algorithm) after each audited use of a key: API metrics.
+        self.on_operation: Callable[[str, str], None] | None = None
 
     # ------------------------------------------------------------------ lookups
     def _find(self, session: Session, ref: str, *, lock: bool = False) -> Key:
@@ -319,6 +321,8 @@ class KeyStore:
         key_version: int | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
+        if self.on_operation is not None and key is not None and result == "success":
+            self.on_operation(event_type.removeprefix("key."), key.algorithm)
         self.audit.append(
             session,
             event_type=event_type,
