@@ -313,3 +313,13 @@ def test_refused_requests_are_audited_as_denied(service: KeyService) -> None:
     ]
     assert all(e.key_id == service.get_key("k").id for e in denied)
     assert service.verify_audit().valid
+
+
+def test_checkpoints_refuse_to_vouch_for_a_tampered_chain(service: KeyService) -> None:
+    from qrc.keys.audit import AuditError
+
+    service.create_key(name="k", purpose="encryption", actor=ACTOR)
+    with service.db.session() as session:
+        session.execute(text("UPDATE qrc_audit_events SET actor = 'mallory' WHERE seq = 1"))
+    with pytest.raises(AuditError, match="broken"):
+        service.audit_checkpoint(actor=ACTOR)

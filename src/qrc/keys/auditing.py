@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from qrc.crypto.base import SigningKey, VerifyingKey
 from qrc.crypto.registry import Kind, get_info
-from qrc.keys.audit import VerificationReport
+from qrc.keys.audit import AuditError, VerificationReport
 from qrc.keys.errors import KeyNotFound
 from qrc.keys.events import EventType, Severity, record_event
 from qrc.keys.keystore import expect
@@ -62,6 +62,10 @@ class KeyAuditing(KeyManagement, KeyOperations):
         key = session.scalars(select(Key).where(Key.name == AUDIT_KEY_NAME)).first()
         if key is None or key.status != KeyState.ACTIVE or key.destruction_due_at is not None:
             return None
+        # Never vouch for a tampered chain: verify it (and the earlier checkpoints) first.
+        report = self.audit.verify(session, self.audit_key_lookup(session))
+        if not report.valid:
+            raise AuditError(f"refusing to checkpoint a broken audit chain: {report.reason}")
         signer = expect(self._private_material(session, key, key.primary_version), SigningKey)
         return self.audit.checkpoint(session, signer, key.id, key.primary_version)
 
