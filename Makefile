@@ -14,9 +14,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The key service on ./.qrc over PQ TLS (prints the URL and where the admin token is).
 run: $(STAMP)
-	$(BIN)/qrc selftest
-	$(BIN)/qrc bench --quick
+	$(BIN)/qrc serve --data-dir .qrc
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

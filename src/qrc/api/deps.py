@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from qrc.api.metrics import Metrics
 from qrc.api.problems import Problem
@@ -62,22 +63,26 @@ def state_of(request: Request) -> AppState:
 _DUMMY = "qrc_" + "A" * 43
 
 
-def _authenticate(request: Request) -> Client:
+async def _authenticate(request: Request) -> Client:
     state = state_of(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    token = token.strip()
     client = None
     if scheme.lower() == "bearer" and token:
-        client = state.clients.authenticate(token.strip())
+        # A recently seen token is answered from memory, on the event loop; a database
+        # read (or the audit of a failure) runs in the thread pool.
+        client = state.clients.cached(token)
+        if client is None:
+            client = await run_in_threadpool(state.clients.authenticate, token)
     else:
         # Same work whether or not a token was sent: no timing hint about what is missing.
         hmac.compare_digest(_DUMMY, _DUMMY)
     if client is None:
-        _record_auth_failure(state, request, "missing" if not token else "invalid")
-        raise Problem(
-            "unauthorized",
-            "send Authorization: Bearer <token>",
+        await run_in_threadpool(
+            _record_auth_failure, state, request, "invalid" if token else "missing"
         )
+        raise Problem("unauthorized", "send Authorization: Bearer <token>")
     assert state.limiter is not None
     wait = state.limiter.take(client.id)
     if wait > 0:
@@ -111,8 +116,8 @@ def require(*roles: Role) -> object:
     """A dependency admitting only the given roles (admin is always admitted)."""
     allowed = frozenset(roles) | {Role.ADMIN}
 
-    def dependency(request: Request) -> Client:
-        client = _authenticate(request)
+    async def dependency(request: Request) -> Client:
+        client = await _authenticate(request)
         if client.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
             raise Problem("forbidden", f"role {client.role.value} may not do this (needs {names})")

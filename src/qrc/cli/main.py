@@ -385,6 +385,22 @@ def _print_bench_tables(
         _out.print(prov)
 
 
+def _register_service_commands() -> None:
+    # These modules import only Typer and the PQ client at load time; the service's
+    # heavier dependencies (FastAPI, Twisted, SQLAlchemy) load when `serve` runs.
+    from qrc.cli.remote import audit_app, keys_app, remote_app, token_app  # noqa: PLC0415
+    from qrc.cli.serve import serve  # noqa: PLC0415
+
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(remote_app, name="remote")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(token_app, name="token")
+
+
+_register_service_commands()
+
+
 def _error_line(exc: Exception) -> str:
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.filename}: {exc.strerror or exc}"

@@ -24,9 +24,9 @@ import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any, Final, TypeAlias
+from typing import IO, Any, Final, TypeAlias, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,8 @@ from qrc.crypto.keyfile import load_public_pem
 from qrc.crypto.registry import Family, Kind, get_info
 from qrc.keys.db import utcnow
 from qrc.keys.models import AuditCheckpoint, AuditEvent
+
+_INSERT_EVENT = insert(cast(Table, AuditEvent.__table__))
 
 __all__ = [
     "CHECKPOINT_CONTEXT",
@@ -67,7 +69,6 @@ GENESIS_HASH: Final = bytes(32)
 PG_ADVISORY_LOCK_ID: Final = int.from_bytes(b"qrcaudit", "big")
 
 EXPORT_FORMAT: Final = "qrc-audit-export"
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 _EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,59}")
 _RESULT = re.compile(r"[a-z][a-z0-9_]{0,19}")
@@ -569,18 +570,6 @@ class AuditLog:
             AuditWriteError: the database refused the event.
         """
         clean = validate_details(details)
-        # Validate every field before touching the database (seq/time are placeholders).
-        canonical_event(
-            seq=1,
-            at=_EPOCH,
-            event_type=event_type,
-            actor=actor,
-            result=result,
-            key_id=key_id,
-            key_version=key_version,
-            algorithm=algorithm,
-            details=clean,
-        )
         # The caller's own pending writes fail with their own errors, not as audit errors.
         session.flush()
         try:
@@ -599,24 +588,24 @@ class AuditLog:
                 algorithm=algorithm,
                 details=clean,
             )
-            event = AuditEvent(
-                seq=seq,
-                at=at,
-                event_type=event_type,
-                actor=actor,
-                key_id=key_id,
-                key_version=key_version,
-                algorithm=algorithm,
-                result=result,
-                details=clean,
-                prev_hash=prev,
-                hash=event_hash(prev, canonical),
-            )
-            session.add(event)
-            session.flush()
+            row = {
+                "seq": seq,
+                "at": at,
+                "event_type": event_type,
+                "actor": actor,
+                "key_id": key_id,
+                "key_version": key_version,
+                "algorithm": algorithm,
+                "result": result,
+                "details": clean,
+                "prev_hash": prev,
+                "hash": event_hash(prev, canonical),
+            }
+            # A Core insert: the hot path of every key operation skips the ORM unit of work.
+            session.execute(_INSERT_EVENT, [row])
         except SQLAlchemyError as exc:
             raise AuditWriteError("the audit event could not be written") from exc
-        return event
+        return AuditEvent(**row)
 
     @staticmethod
     def lock(session: Session) -> None:

@@ -123,6 +123,17 @@ class ClientStore:
         keys = tuple(row.allowed_keys) if row.allowed_keys is not None else None
         return Client(row.id, row.name, Role(row.role), keys, row.expires_at)
 
+    def cached(self, token: str) -> Client | None:
+        """The client of ``token`` if authenticated recently (no database read), else ``None``."""
+        with self._lock:
+            cached = self._cache.get(hash_token(token))
+        if cached is None or time.monotonic() - cached[0] >= self.cache_seconds:
+            return None
+        client = cached[1]
+        if client.expires_at is not None and client.expires_at <= utcnow():
+            return None
+        return client
+
     def authenticate(self, token: str) -> Client | None:
         """The client holding ``token``, or ``None`` (unknown, revoked or expired)."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 100:

@@ -1,0 +1,463 @@
+"""The command line as a client of the service, like ``vault``: keys, crypto, audit, tokens.
+
+The service is at ``--url`` (``QRC_URL``, default ``https://127.0.0.1:8443``), reached over
+PQ TLS (``X25519MLKEM768``) trusting ``--ca`` (``QRC_CA_FILE``, default the data directory's
+``tls/ca.pem``), with ``--token`` (``QRC_TOKEN``, default the data directory's
+``admin.token``). Output is a table, or JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from qrc.transit.client import PQClient, Response, TransportError
+
+__all__ = ["audit_app", "keys_app", "remote_app", "token_app"]
+
+API = "/api/v1/security/qrc"
+_out = Console(width=None if sys.stdout.isatty() else 160)
+
+Url = Annotated[str | None, typer.Option("--url", envvar="QRC_URL", help="Service URL.")]
+Token = Annotated[str | None, typer.Option("--token", envvar="QRC_TOKEN", help="Bearer token.")]
+Ca = Annotated[
+    Path | None, typer.Option("--ca", envvar="QRC_CA_FILE", help="CA certificate to trust.")
+]
+DataDir = Annotated[Path, typer.Option("--data-dir", envvar="QRC_DATA_DIR", help="Data directory.")]
+Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+Context = Annotated[str, typer.Option("-c", "--context", help="Context bound to the operation.")]
+Input = Annotated[Path | None, typer.Option("-i", "--input", help="Read from FILE, not stdin.")]
+Output = Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE, not stdout.")]
+
+keys_app = typer.Typer(help="Manage keys in the service.", no_args_is_help=True)
+remote_app = typer.Typer(
+    help="Encrypt, decrypt, sign, verify with service keys.", no_args_is_help=True
+)
+audit_app = typer.Typer(help="Read and verify the service's audit chain.", no_args_is_help=True)
+token_app = typer.Typer(help="Create and revoke API tokens (admin).", no_args_is_help=True)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    sys.stderr.write(f"qrc: error: {message}\n")
+    raise typer.Exit(code)
+
+
+def _client(url: str | None, token: str | None, ca: Path | None, data_dir: Path) -> PQClient:
+    base = url or "https://127.0.0.1:8443"
+    if token is None:
+        token_file = data_dir / "admin.token"
+        if not token_file.exists():
+            _fail(f"no token: set QRC_TOKEN or --token (or run where {token_file} exists)")
+        token = token_file.read_text("utf-8").strip()
+    ca_file = ca or data_dir / "tls" / "ca.pem"
+    if base.startswith("https://") and not Path(ca_file).exists():
+        _fail(f"no CA certificate at {ca_file}: set QRC_CA_FILE or --ca")
+    return PQClient(base, ca_file=str(ca_file), token=token)
+
+
+def _call(client: PQClient, method: str, path: str, body: Any = None, **params: Any) -> Any:
+    try:
+        response = client.request(method, API + path, body, params=params or None)
+    except TransportError as exc:
+        _fail(f"cannot reach the service at {client.base_url}: {exc}")
+    return _checked(response)
+
+
+def _checked(response: Response) -> Any:
+    if response.status >= 400:
+        try:
+            problem = response.json()
+            message = problem.get("title", "error")
+            if problem.get("detail"):
+                message += f": {problem['detail']}"
+        except (ValueError, AttributeError):
+            message = f"HTTP {response.status}"
+        _fail(message)
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return response.json()
+    return response.text
+
+
+def _emit(
+    data: Any, as_json: bool, columns: list[str] | None = None, rows: list[Any] | None = None
+) -> None:
+    if as_json or columns is None:
+        print(json.dumps(data, indent=2))
+        return
+    table = Table(*columns)
+    for row in rows if rows is not None else [data]:
+        table.add_row(*(str(row.get(c, "")) if row.get(c) is not None else "-" for c in columns))
+    _out.print(table)
+
+
+KEY_COLUMNS = ["id", "name", "algorithm", "purpose", "status", "version"]
+
+
+def _read(path: Path | None) -> bytes:
+    return path.read_bytes() if path is not None else sys.stdin.buffer.read()
+
+
+def _write(path: Path | None, data: bytes) -> None:
+    if path is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        path.write_bytes(data)
+
+
+# ---------------------------------------------------------------------------------- keys
+@keys_app.command("create")
+def keys_create(
+    name: str,
+    purpose: Annotated[
+        str, typer.Option("--purpose", "-p", help="encryption, signing or key_wrapping")
+    ],
+    algorithm: Annotated[
+        str | None, typer.Option("--algorithm", "-a", help="Default: the policy's")
+    ] = None,
+    rotation_days: Annotated[
+        int | None, typer.Option(help="Rotate automatically every N days.")
+    ] = None,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+    as_json: Json = False,
+) -> None:
+    """Create a key."""
+    body: dict[str, Any] = {"name": name, "purpose": purpose}
+    if algorithm:
+        body["algorithm"] = algorithm
+    if rotation_days:
+        body["rotation_period_days"] = rotation_days
+    with _client(url, token, ca, data_dir) as client:
+        _emit(_call(client, "POST", "/keys/generate", body), as_json, KEY_COLUMNS)
+
+
+@keys_app.command("list")
+def keys_list(
+    status: Annotated[str | None, typer.Option(help="Only keys in this status.")] = None,
+    purpose: Annotated[str | None, typer.Option(help="Only keys for this purpose.")] = None,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+    as_json: Json = False,
+) -> None:
+    """List keys (all pages)."""
+    keys: list[dict[str, Any]] = []
+    cursor = None
+    with _client(url, token, ca, data_dir) as client:
+        while True:
+            page = _call(
+                client, "GET", "/keys", status=status, purpose=purpose, cursor=cursor, limit=1000
+            )
+            keys += page["keys"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+    _emit({"keys": keys}, as_json, KEY_COLUMNS, keys)
+
+
+@keys_app.command("show")
+def keys_show(
+    key: str,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+    as_json: Json = False,
+) -> None:
+    """Show one key (by ID or name)."""
+    with _client(url, token, ca, data_dir) as client:
+        data = _call(client, "GET", f"/keys/{key}")
+    if as_json:
+        _emit(data, True)
+        return
+    for field, value in data.items():
+        if field != "public_key":
+            _out.print(f"{field:24} {value}")
+    if data.get("public_key"):
+        _out.print(data["public_key"])
+
+
+def _key_action(
+    method: str,
+    suffix: str,
+    key: str,
+    body: Any,
+    url: str | None,
+    token: str | None,
+    ca: Path | None,
+    data_dir: Path,
+    as_json: bool,
+    **params: Any,
+) -> None:
+    with _client(url, token, ca, data_dir) as client:
+        _emit(_call(client, method, f"/keys/{key}{suffix}", body, **params), as_json, KEY_COLUMNS)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key: str,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+    as_json: Json = False,
+) -> None:
+    """Add a version and make it primary."""
+    _key_action("POST", "/rotate", key, None, url, token, ca, data_dir, as_json)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: str,
+    reason: Annotated[
+        str, typer.Option("--reason", help="key_compromise, superseded or cessation_of_operation")
+    ],
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+    as_json: Json = False,
+) -> None:
+    """Revoke a key."""
+    _key_action("POST", "/revoke", key, {"reason": reason}, url, token, ca, data_dir, as_json)
+
+
+@keys_app.command("destroy")
+def keys_destroy(
+    key: str,
+    days: Annotated[
+        float | None, typer.Option("--days", help="Waiting period (default 7).")
+    ] = None,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+    as_json: Json = False,
+) -> None:
+    """Schedule a key's destruction (cancel with cancel-destruction)."""
+    _key_action("DELETE", "", key, None, url, token, ca, data_dir, as_json, days=days)
+
+
+@keys_app.command("cancel-destruction")
+def keys_cancel(
+    key: str,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+    as_json: Json = False,
+) -> None:
+    """Cancel a scheduled destruction."""
+    _key_action("POST", "/cancel-destruction", key, None, url, token, ca, data_dir, as_json)
+
+
+# ---------------------------------------------------------------------------------- crypto
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+@remote_app.command("encrypt")
+def remote_encrypt(
+    key: Annotated[str, typer.Option("-k", "--key", help="Key ID or name.")],
+    context: Context = "",
+    input: Input = None,
+    output: Output = None,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+) -> None:
+    """Encrypt stdin (or -i FILE) with a service key; writes the envelope bytes."""
+    with _client(url, token, ca, data_dir) as client:
+        data = _call(
+            client,
+            "POST",
+            "/encrypt",
+            {"key": key, "plaintext": _b64(_read(input)), "context": context},
+        )
+    _write(output, base64.b64decode(data["ciphertext"]))
+
+
+@remote_app.command("decrypt")
+def remote_decrypt(
+    key: Annotated[str, typer.Option("-k", "--key", help="Key ID or name.")],
+    context: Context = "",
+    input: Input = None,
+    output: Output = None,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+) -> None:
+    """Decrypt an envelope from stdin (or -i FILE)."""
+    with _client(url, token, ca, data_dir) as client:
+        data = _call(
+            client,
+            "POST",
+            "/decrypt",
+            {"key": key, "ciphertext": _b64(_read(input)), "context": context},
+        )
+    _write(output, base64.b64decode(data["plaintext"]))
+
+
+@remote_app.command("sign")
+def remote_sign(
+    key: Annotated[str, typer.Option("-k", "--key", help="Key ID or name.")],
+    context: Context = "",
+    input: Input = None,
+    output: Output = None,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+) -> None:
+    """Sign stdin (or -i FILE); writes the raw standard signature."""
+    with _client(url, token, ca, data_dir) as client:
+        data = _call(
+            client, "POST", "/sign", {"key": key, "message": _b64(_read(input)), "context": context}
+        )
+    _write(output, base64.b64decode(data["signature"]))
+
+
+@remote_app.command("verify")
+def remote_verify(
+    key: Annotated[str, typer.Option("-k", "--key", help="Key ID or name.")],
+    signature: Annotated[Path, typer.Option("-s", "--signature", help="Raw signature file.")],
+    context: Context = "",
+    input: Input = None,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+) -> None:
+    """Verify a signature over stdin (or -i FILE): exit 0 if valid, 1 if not."""
+    body = {
+        "key": key,
+        "message": _b64(_read(input)),
+        "signature": _b64(signature.read_bytes()),
+        "context": context,
+    }
+    with _client(url, token, ca, data_dir) as client:
+        data = _call(client, "POST", "/verify", body)
+    if not data["valid"]:
+        sys.stderr.write("qrc: signature NOT valid\n")
+        raise typer.Exit(1)
+    sys.stderr.write(f"signature valid (version {data.get('key_version')})\n")
+
+
+# ---------------------------------------------------------------------------------- audit
+@audit_app.command("logs")
+def audit_logs(
+    event_type: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Only this key ID.")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="Only this actor.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many events.")] = 100,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+    as_json: Json = False,
+) -> None:
+    """Audit events, oldest first."""
+    with _client(url, token, ca, data_dir) as client:
+        page = _call(
+            client, "GET", "/audit/logs", event_type=event_type, key=key, actor=actor, limit=limit
+        )
+    columns = ["seq", "at", "event_type", "actor", "result", "key_id", "key_version"]
+    _emit(page, as_json, columns, page["events"])
+
+
+@audit_app.command("verify")
+def audit_verify(
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+    as_json: Json = False,
+) -> None:
+    """Verify the audit chain and its signed checkpoints: exit 0 if intact, 1 if not."""
+    with _client(url, token, ca, data_dir) as client:
+        report = _call(client, "GET", "/audit/verify")
+    if as_json:
+        _emit(report, True)
+    else:
+        _out.print(("intact" if report["valid"] else "BROKEN") + f": {report['reason']}")
+    if not report["valid"]:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------------- tokens
+@token_app.command("create")
+def token_create(
+    name: str,
+    role: Annotated[
+        str, typer.Option("--role", help="admin, key_manager, crypto_user, auditor, viewer")
+    ],
+    key: Annotated[
+        list[str] | None, typer.Option("--key", help="crypto_user: a key it may use.")
+    ] = None,
+    expires_in: Annotated[int | None, typer.Option(help="Seconds until it expires.")] = None,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+    as_json: Json = False,
+) -> None:
+    """Create a token; the secret is printed once."""
+    body: dict[str, Any] = {"name": name, "role": role}
+    if key:
+        body["keys"] = key
+    if expires_in:
+        body["expires_in"] = expires_in
+    with _client(url, token, ca, data_dir) as client:
+        created = _call(client, "POST", "/tokens", body)
+    if as_json:
+        _emit(created, True)
+    else:
+        sys.stderr.write(
+            f"token {created['id']} ({created['role']}); store it now, it is not shown again:\n"
+        )
+        print(created["token"])
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: str,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+    as_json: Json = False,
+) -> None:
+    """Revoke a token by its ID."""
+    with _client(url, token, ca, data_dir) as client:
+        _emit(
+            _call(client, "DELETE", f"/tokens/{token_id}"),
+            as_json,
+            ["id", "name", "role", "revoked_at"],
+        )
+
+
+@token_app.command("list")
+def token_list(
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+    as_json: Json = False,
+) -> None:
+    """List tokens (never their secrets)."""
+    with _client(url, token, ca, data_dir) as client:
+        data = _call(client, "GET", "/tokens")
+    _emit(data, as_json, ["id", "name", "role", "expires_at", "revoked_at"], data["tokens"])

@@ -1,0 +1,155 @@
+"""End to end, as a user runs it: ``qrc serve`` in a subprocess, then the PQ client and the
+command line against it over TLS 1.3 with X25519MLKEM768 and an ML-DSA-65 certificate."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qrc.transit.client import PQClient
+
+API = "/api/v1/security/qrc"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    data_dir = tmp_path_factory.mktemp("qrc-data")
+    port = _free_port()
+    env = {**os.environ, "QRC_MASTER_PASSPHRASE": "e2e passphrase", "QRC_BENCH_ON_START": "0"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qrc", "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"https://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    lines: list[str] = []
+    while time.monotonic() < deadline:
+        line = process.stdout.readline() if process.stdout else ""
+        lines.append(line)
+        if "admin token in" in line:
+            break
+        if process.poll() is not None:
+            pytest.fail("qrc serve exited:\n" + "".join(lines))
+    else:
+        process.kill()
+        pytest.fail("qrc serve did not start:\n" + "".join(lines))
+    yield url, data_dir
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0  # graceful shutdown
+
+
+def _cli(
+    url: str, data_dir: Path, *args: str, stdin: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "QRC_URL": url, "QRC_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "qrc", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_serve_initialises_the_data_directory(server: tuple[str, Path]) -> None:
+    _, data_dir = server
+    assert (data_dir / "tls" / "ca.pem").exists()
+    token = data_dir / "admin.token"
+    assert token.exists() and oct(token.stat().st_mode & 0o777) == "0o600"
+    assert (data_dir / "qrc.db").exists() and (data_dir / "kek.sealed").exists()
+
+
+def test_pq_client_round_trip_over_x25519mlkem768(server: tuple[str, Path]) -> None:
+    url, data_dir = server
+    token = (data_dir / "admin.token").read_text().strip()
+    with PQClient(url, ca_file=str(data_dir / "tls" / "ca.pem"), token=token) as client:
+        created = client.post(API + "/keys/generate", {"name": "e2e-enc", "purpose": "encryption"})
+        assert created.status == 201, created.text
+        assert client.negotiated_group == "X25519MLKEM768"
+        assert client.server_certificate_algorithm == "ML-DSA-65"
+        plaintext = base64.b64encode(b"card 4111 1111").decode()
+        sealed = client.post(
+            API + "/encrypt", {"key": "e2e-enc", "plaintext": plaintext, "context": "cards/7"}
+        ).json()
+        opened = client.post(
+            API + "/decrypt",
+            {"key": "e2e-enc", "ciphertext": sealed["ciphertext"], "context": "cards/7"},
+        ).json()
+        assert opened["plaintext"] == plaintext
+        assert client.post(API + "/keys/e2e-enc/rotate").json()["version"] == 2
+        signer = client.post(
+            API + "/keys/generate", {"name": "e2e-sig", "purpose": "signing"}
+        ).json()
+        assert signer["algorithm"] == "MLDSA65-Ed25519-SHA512"
+        message = base64.b64encode(b"pay 10").decode()
+        signature = client.post(API + "/sign", {"key": "e2e-sig", "message": message}).json()
+        verified = client.post(
+            API + "/verify",
+            {"key": "e2e-sig", "message": message, "signature": signature["signature"]},
+        ).json()
+        assert verified["valid"] is True
+        report = client.get(API + "/audit/verify").json()
+        assert report["valid"] and report["events"] >= 6
+        metrics = client.get("/metrics").text
+        assert 'qrc_tls_handshakes_total{group="X25519MLKEM768"}' in metrics
+        assert client.connections_opened == 1  # keep-alive all along
+
+
+def test_command_line_against_the_service(server: tuple[str, Path]) -> None:
+    url, data_dir = server
+    created = _cli(url, data_dir, "keys", "create", "cli-key", "--purpose", "encryption", "--json")
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["algorithm"] == "X25519MLKEM768"
+    sealed = _cli(url, data_dir, "remote", "encrypt", "-k", "cli-key", "-c", "ctx", stdin=b"secret")
+    assert sealed.returncode == 0, sealed.stderr
+    opened = _cli(
+        url, data_dir, "remote", "decrypt", "-k", "cli-key", "-c", "ctx", stdin=sealed.stdout
+    )
+    assert opened.stdout == b"secret"
+    wrong = _cli(
+        url, data_dir, "remote", "decrypt", "-k", "cli-key", "-c", "other", stdin=sealed.stdout
+    )
+    assert wrong.returncode == 2 and wrong.stderr.decode().startswith(
+        "qrc: error: Decryption failed"
+    )
+    listed = _cli(url, data_dir, "keys", "list", "--json")
+    assert "cli-key" in {k["name"] for k in json.loads(listed.stdout)["keys"]}
+    viewer = _cli(url, data_dir, "token", "create", "ro", "--role", "viewer")
+    assert viewer.returncode == 0 and viewer.stdout.decode().startswith("qrc_")
+    denied = subprocess.run(
+        [sys.executable, "-m", "qrc", "remote", "encrypt", "-k", "cli-key"],
+        input=b"x",
+        env={
+            **os.environ,
+            "QRC_URL": url,
+            "QRC_DATA_DIR": str(data_dir),
+            "QRC_TOKEN": viewer.stdout.decode().strip(),
+        },
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert denied.returncode == 2 and "may not" in denied.stderr.decode()
+    assert _cli(url, data_dir, "audit", "verify").returncode == 0
+    logs = _cli(url, data_dir, "audit", "logs", "--type", "key.decrypt", "--json")
+    assert {e["result"] for e in json.loads(logs.stdout)["events"]} == {"success", "failure"}
