@@ -27,19 +27,39 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
-    data_dir = tmp_path_factory.mktemp("qrc-data")
+def _serve(data_dir: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
     port = _free_port()
     env = {**os.environ, "QRC_MASTER_PASSPHRASE": "e2e passphrase", "QRC_BENCH_ON_START": "0"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "qrc", "serve", "--data-dir", str(data_dir), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "qrc",
+            "serve",
+            "--data-dir",
+            str(data_dir),
+            "--port",
+            str(port),
+            *extra,
+        ],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
-    url = f"https://127.0.0.1:{port}"
+    return process, f"https://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    data_dir = tmp_path_factory.mktemp("qrc-data")
+    process, url = _serve(data_dir)
+    yield from _running(process, url, data_dir)
+
+
+def _running(
+    process: subprocess.Popen[str], url: str, data_dir: Path
+) -> Iterator[tuple[str, Path]]:
     deadline = time.monotonic() + 60
     lines: list[str] = []
     while time.monotonic() < deadline:
@@ -153,3 +173,35 @@ def test_command_line_against_the_service(server: tuple[str, Path]) -> None:
     assert _cli(url, data_dir, "audit", "verify").returncode == 0
     logs = _cli(url, data_dir, "audit", "logs", "--type", "key.decrypt", "--json")
     assert {e["result"] for e in json.loads(logs.stdout)["events"]} == {"success", "failure"}
+
+
+def test_classical_handshakes_are_flagged_in_hybrid_mode_and_refused_in_pq_only(
+    tmp_path: Path, server: tuple[str, Path]
+) -> None:
+    from qrc.transit.client import TLSError
+
+    pq_url, pq_dir = server
+    with pytest.raises(TLSError):  # pq-only: a classical-only client cannot connect at all
+        PQClient(
+            pq_url,
+            ca_file=str(pq_dir / "tls" / "ca.pem"),
+            mode="hybrid-preferred",
+            groups=("X25519",),
+        ).get("/health")
+    process, url = _serve(tmp_path, "--tls-mode", "hybrid-preferred")
+    for _ in _running(process, url, tmp_path):
+        ca = str(tmp_path / "tls" / "ca.pem")
+        token = (tmp_path / "admin.token").read_text().strip()
+        with PQClient(url, ca_file=ca, mode="hybrid-preferred", groups=("X25519",)) as classical:
+            assert classical.get("/health").status == 200
+            assert classical.negotiated_group == "X25519"
+        with PQClient(url, ca_file=ca, token=token) as client:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                events = client.get(API + "/security/events").json()["events"]
+                if any(e["event_type"] == "classical_tls_handshake" for e in events):
+                    break
+                time.sleep(0.2)
+            else:
+                pytest.fail(f"no classical_tls_handshake event: {events}")
+            assert client.negotiated_group == "X25519MLKEM768"

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -97,6 +99,60 @@ def _benchmarks(service: KeyService) -> None:
             session.add(Policy(name="benchmarks", value=results, updated_by="serve"))
 
 
+class _HandshakeEvents:
+    """Turns classical or refused TLS handshakes into security events, off the reactor.
+
+    The transport calls the hooks on its event-loop thread, which must not wait on the
+    database; events go through a queue to a writer thread (at most one per kind a minute).
+    """
+
+    def __init__(self, service: KeyService, metrics: Any) -> None:
+        self.service, self.metrics = service, metrics
+        self.queue: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
+        self.last: dict[str, float] = {}
+        threading.Thread(target=self._write, daemon=True, name="qrc-tls-events").start()
+
+    def handshake(self, group: str, cipher: str) -> None:
+        from qrc.transit.tls import is_pq_group  # noqa: PLC0415
+
+        self.metrics.handshake(group)
+        if not is_pq_group(group):
+            self.queue.put(("classical_tls_handshake", group))
+
+    def failure(self, alert: str) -> None:
+        self.metrics.handshake(f"failed:{alert}")
+        self.queue.put(("tls_handshake_refused", alert))
+
+    def _write(self) -> None:
+        from qrc.keys.events import EventType, Severity, record_event  # noqa: PLC0415
+
+        while True:
+            kind, what = self.queue.get()
+            now = time.monotonic()
+            if now - self.last.get(kind, -1e9) < 60:
+                continue
+            self.last[kind] = now
+            event = (
+                EventType.CLASSICAL_TLS_HANDSHAKE
+                if kind == "classical_tls_handshake"
+                else EventType.TLS_HANDSHAKE_REFUSED
+            )
+            try:
+                with self.service.db.session() as session:
+                    record_event(
+                        session, event, Severity.MEDIUM, "tls", details={"detail": what[:100]}
+                    )
+                    self.service.audit.append(
+                        session,
+                        event_type=f"tls.{kind}",
+                        actor="tls",
+                        result="failure",
+                        details={"detail": what[:100]},
+                    )
+            except Exception:
+                logger.exception("could not record a TLS security event")
+
+
 def serve(
     data_dir: Annotated[
         Path, typer.Option("--data-dir", envvar="QRC_DATA_DIR", help="Data directory.")
@@ -154,6 +210,8 @@ def serve(
     if os.environ.get("QRC_BENCH_ON_START", "1") != "0":
         threading.Thread(target=_benchmarks, args=(service,), daemon=True, name="qrc-bench").start()
 
+    handshakes = _HandshakeEvents(service, state.metrics)
+
     def ready(addresses: list[tuple[str, int]]) -> None:
         for bound_host, bound_port in addresses:
             scheme = "http" if plain else "https"
@@ -173,8 +231,8 @@ def serve(
             port,
             tls,
             mode=tls_mode,  # type: ignore[arg-type]
-            on_handshake=lambda group, cipher: state.metrics.handshake(group),
-            on_handshake_failure=lambda alert: state.metrics.handshake(f"failed:{alert}"),
+            on_handshake=handshakes.handshake,
+            on_handshake_failure=handshakes.failure,
             # The API answers over-limit bodies itself (a problem document); the transport only
             # stops the absurd ones.
             options=ServerOptions(max_body_bytes=4 * state.settings.max_body_bytes),

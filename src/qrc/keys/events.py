@@ -48,6 +48,8 @@ class EventType(enum.StrEnum):
     HSM_RECOVERED = "hsm_recovered"
     KEY_COMPROMISE = "key_compromise"
     COMPROMISED_KEY_RECOVERY_USE = "compromised_key_recovery_use"
+    CLASSICAL_TLS_HANDSHAKE = "classical_tls_handshake"
+    TLS_HANDSHAKE_REFUSED = "tls_handshake_refused"
 
 
 # A burst: this many failed decryptions on one key within the window.
