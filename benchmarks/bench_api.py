@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def _start(data_dir: Path, port: int, plain: bool) -> subprocess.Popen[str]:
     assert process.stdout is not None
     for line in process.stdout:
         if "admin token in" in line:
+            # Keep reading, so a chatty server never blocks on a full pipe.
+            threading.Thread(target=process.stdout.read, daemon=True).start()
             return process
     raise SystemExit("qrc serve did not start")
 

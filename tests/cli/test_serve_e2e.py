@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,6 +73,8 @@ def _running(
     else:
         process.kill()
         pytest.fail("qrc serve did not start:\n" + "".join(lines))
+    # Keep reading its output, so a chatty server never blocks on a full pipe.
+    threading.Thread(target=lambda: process.stdout and process.stdout.read(), daemon=True).start()
     yield url, data_dir
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0  # graceful shutdown
