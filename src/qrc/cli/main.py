@@ -109,7 +109,7 @@ def _load_public(path: Path, kind: Kind) -> KemPublicKey | VerifyingKey:
         raise KeyFormatError(f"{path}: {exc}") from None
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _main(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
@@ -388,10 +388,12 @@ def _print_bench_tables(
 def _register_service_commands() -> None:
     # These modules import only Typer and the PQ client at load time; the service's
     # heavier dependencies (FastAPI, Twisted, SQLAlchemy) load when `serve` runs.
+    from qrc.cli.admin import admin_app  # noqa: PLC0415
     from qrc.cli.remote import audit_app, keys_app, remote_app, token_app  # noqa: PLC0415
     from qrc.cli.serve import serve  # noqa: PLC0415
 
     app.command("serve")(serve)
+    app.add_typer(admin_app, name="admin")
     app.add_typer(keys_app, name="keys")
     app.add_typer(remote_app, name="remote")
     app.add_typer(audit_app, name="audit")

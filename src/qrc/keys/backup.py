@@ -45,6 +45,7 @@ from qrc.keys import shamir
 from qrc.keys.audit import KeyLookup, VerificationReport, format_time
 from qrc.keys.db import Base, UTCDateTime
 from qrc.keys.errors import InvalidRequest, KeyServiceError
+from qrc.keys.kek import register_kek
 from qrc.keys.models import (
     ApiClient,
     AuditCheckpoint,
@@ -675,6 +676,7 @@ def restore_backup(
                 "restored. allow_broken_audit=True restores it as it is",
                 report,
             )
+        register_kek(session, service.keyring.current)  # the KEK everything is wrapped under now
         service.audit.append(
             session,
             event_type="backup.restore",

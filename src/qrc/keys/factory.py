@@ -17,7 +17,7 @@ from pathlib import Path
 
 from qrc.keys.custody.base import Custody, CustodyError
 from qrc.keys.custody.factory import open_custody
-from qrc.keys.db import Database, database_url
+from qrc.keys.db import Database
 from qrc.keys.kek import LocalKekFiles
 from qrc.keys.service import KeyService
 from qrc.keys.wrapping import Keyring
@@ -60,7 +60,7 @@ def open_service(
     environ = os.environ if env is None else env
     directory = Path(data_dir or DEFAULT_DATA_DIR)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    url = environ.get("QRC_DATABASE_URL") or database_url(directory)
+    url = environ.get("QRC_DATABASE_URL") or f"sqlite:///{directory.resolve() / 'qrc.db'}"
     db = Database(url)
     if migrate:
         db.upgrade()
