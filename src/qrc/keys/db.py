@@ -71,13 +71,22 @@ def database_url(data_dir: Path | None = None) -> str:
     return f"sqlite:///{directory.resolve() / 'qrc.db'}"
 
 
+_SYNCHRONOUS = {"FULL": "FULL", "NORMAL": "NORMAL", "EXTRA": "EXTRA"}.get(
+    os.environ.get("QRC_SQLITE_SYNCHRONOUS", "NORMAL").upper(), "NORMAL"
+)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the writer; busy_timeout makes writers queue, not fail.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.execute("PRAGMA synchronous=FULL")
+    # WAL with synchronous=NORMAL: a commit survives a crash of the process and never
+    # corrupts the file, but the last commits before a power loss or OS crash may be lost
+    # (they are synced at the next checkpoint). That keeps an fsync off every request;
+    # QRC_SQLITE_SYNCHRONOUS=FULL syncs each commit. Production stores use PostgreSQL.
+    cursor.execute(f"PRAGMA synchronous={_SYNCHRONOUS}")
     # Zero freed pages, so erased (destroyed) key material does not linger in the file.
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
