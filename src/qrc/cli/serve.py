@@ -162,7 +162,10 @@ def serve(
     plain: Annotated[
         bool, typer.Option("--plain", help="Plain HTTP on loopback, for a TLS terminator.")
     ] = False,
-    tls_mode: Annotated[str, typer.Option(help="pq-only or hybrid-preferred.")] = "pq-only",
+    tls_mode: Annotated[
+        str | None,
+        typer.Option(help="pq-only or hybrid-preferred (default: the stored policy, pq-only)."),
+    ] = None,
     scheduler_interval: Annotated[
         float, typer.Option(help="Seconds between scheduler passes.")
     ] = 60.0,
@@ -173,6 +176,7 @@ def serve(
     from qrc.api.deps import AppState, Settings  # noqa: PLC0415
     from qrc.keys.clients import ClientStore  # noqa: PLC0415
     from qrc.keys.factory import open_service  # noqa: PLC0415
+    from qrc.keys.policy import current_policy  # noqa: PLC0415
     from qrc.transit.ca import default_server_names, ensure_server_tls  # noqa: PLC0415
     from qrc.transit.server import ServerOptions  # noqa: PLC0415
     from qrc.transit.server import serve as serve_asgi  # noqa: PLC0415
@@ -180,10 +184,13 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if tls_mode not in ("pq-only", "hybrid-preferred"):
+    if tls_mode not in (None, "pq-only", "hybrid-preferred"):
         raise typer.BadParameter("--tls-mode must be pq-only or hybrid-preferred")
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     service = open_service(data_dir)
+    if tls_mode is None:  # POST /protocols/update stores it; it applies at the next start
+        with service.db.session() as session:
+            tls_mode = str(current_policy(session)["tls_mode"])
     clients = ClientStore(service.db)
     state = AppState(
         service,
@@ -198,7 +205,16 @@ def serve(
     state.ready_checks["selftests"] = _selftests()
     token_path = _bootstrap_token(clients, data_dir)
     service.audit_checkpoint(actor="serve")
-    tls = None if plain else ensure_server_tls(data_dir, default_server_names(host))
+    ca_passphrase = os.environ.get("QRC_CA_PASSPHRASE")
+    tls = (
+        None
+        if plain
+        else ensure_server_tls(
+            data_dir,
+            default_server_names(host),
+            ca_passphrase=ca_passphrase.encode() if ca_passphrase else None,
+        )
+    )
     app = create_app(state)
     stop = threading.Event()
     threading.Thread(
