@@ -20,7 +20,12 @@ API_PREFIX = "/api/v1/security/qrc"
 
 
 class BodyLimit:
-    """Refuse bodies over ``limit`` bytes with 413, counting what actually arrives."""
+    """Refuse bodies over ``limit`` bytes with 413, counting what actually arrives.
+
+    The body is read here, before the application sees it, so that a body without a
+    Content-Length (chunked) is cut off and answered 413 like a declared one (FastAPI
+    would turn an exception raised while it reads the body into a 400).
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -30,30 +35,31 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
+        too_large = problem_response("payload-too-large", f"the limit is {self.limit} bytes")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            response = problem_response("payload-too-large", f"the limit is {self.limit} bytes")
-            await response(scope, receive, send)
+            await too_large(scope, receive, send)
             return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        body = bytearray()
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                await too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            response = problem_response("payload-too-large", f"the limit is {self.limit} bytes")
-            await response(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
 
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -119,8 +125,13 @@ def _document_problems(app: FastAPI) -> None:
                     ("429", "Rate limited"),
                     ("503", "Root KEK unreachable"),
                 ):
+                    if status == "422":  # replaces FastAPI's own (application/json) entry
+                        responses[status] = {"description": description, **problem}
                     responses.setdefault(status, {"description": description, **problem})
-        schema.setdefault("components", {}).setdefault("schemas", {})["ProblemOut"] = {
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.pop("HTTPValidationError", None)  # no longer referenced
+        schemas.pop("ValidationError", None)
+        schemas["ProblemOut"] = {
             "type": "object",
             "required": ["type", "title", "status"],
             "properties": {

@@ -11,7 +11,8 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from qrc.api.metrics import Metrics
@@ -46,6 +47,8 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     limiter: RateLimiter | None = None
     ready_checks: dict[str, str] = field(default_factory=dict)
+    # Authentication failures recorded per source address: 1/s on average, bursts of 20.
+    failure_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(1.0, 20.0))
 
     def __post_init__(self) -> None:
         if self.limiter is None:
@@ -79,9 +82,13 @@ async def _authenticate(request: Request) -> Client:
         # Same work whether or not a token was sent: no timing hint about what is missing.
         hmac.compare_digest(_DUMMY, _DUMMY)
     if client is None:
-        await run_in_threadpool(
-            _record_auth_failure, state, request, "invalid" if token else "missing"
-        )
+        source = request.client.host if request.client else "unknown"
+        # A flood of bad tokens must not flood the audit chain: recording is limited per
+        # source address (the refusal itself is not).
+        if state.failure_limiter.take(source) == 0:
+            await run_in_threadpool(
+                _record_auth_failure, state, request, "invalid" if token else "missing"
+            )
         raise Problem("unauthorized", "send Authorization: Bearer <token>")
     assert state.limiter is not None
     wait = state.limiter.take(client.id)
@@ -112,14 +119,34 @@ def _record_auth_failure(state: AppState, request: Request, why: str) -> None:
         )
 
 
+def _record_forbidden(state: AppState, request: Request, client: Client) -> None:
+    with state.service.db.session() as session:
+        state.service.audit.append(
+            session,
+            event_type="api.forbidden",
+            actor=client.actor,
+            result="denied",
+            details={"method": request.method, "path": request.url.path[:200]},
+        )
+
+
+# Declares the scheme in the OpenAPI document (the Authorize button of /docs); the
+# dependency above reads the header itself.
+_BEARER = HTTPBearer(auto_error=False, description="An API token: qrc_...")
+
+
 def require(*roles: Role) -> object:
     """A dependency admitting only the given roles (admin is always admitted)."""
     allowed = frozenset(roles) | {Role.ADMIN}
 
-    async def dependency(request: Request) -> Client:
+    async def dependency(
+        request: Request,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
+    ) -> Client:
         client = await _authenticate(request)
         if client.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
+            await run_in_threadpool(_record_forbidden, state_of(request), request, client)
             raise Problem("forbidden", f"role {client.role.value} may not do this (needs {names})")
         return client
 

@@ -94,6 +94,7 @@ _MAPPED: list[tuple[type[Exception], str]] = [
     (CustodyUnavailable, "custody-unavailable"),
 ]
 _HTTP_SLUGS = {
+    400: "malformed-json",  # FastAPI's "There was an error parsing the body"
     401: "unauthorized",
     403: "forbidden",
     404: "not-found",

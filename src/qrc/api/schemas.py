@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    WithJsonSchema,
+)
 
 __all__ = [name for name in dir() if not name.startswith("_")]
 
@@ -34,6 +44,19 @@ Base64Bytes = Annotated[
     BeforeValidator(_decode_base64),
     WithJsonSchema({"type": "string", "format": "byte", "contentEncoding": "base64"}),
 ]
+
+
+def _rfc3339(value: Any) -> Any:
+    # pydantic would also take a number (Unix time); the documented form is RFC 3339 only.
+    if not isinstance(value, datetime) and not (
+        isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt ].+", value)
+    ):
+        raise ValueError("give an RFC 3339 time with a time zone, e.g. 2026-11-29T12:00:00Z")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+"""An RFC 3339 date and time with a time zone (a naive time cannot be compared)."""
 
 
 def b64(data: bytes) -> str:
@@ -60,12 +83,12 @@ class KeyCreate(Strict):
     ]
     purpose: Purpose
     algorithm: Annotated[str | None, Field(max_length=64)] = None
-    expires_at: datetime | None = None
-    rotation_period_days: Annotated[int | None, Field(ge=1, le=3650)] = None
+    expires_at: Timestamp | None = None
+    rotation_period_days: Annotated[StrictInt | None, Field(ge=1, le=3650)] = None
     labels: Annotated[
         dict[str, Annotated[str, Field(max_length=500)]] | None, Field(max_length=64)
     ] = None
-    activate: bool = True
+    activate: StrictBool = True
 
 
 class KeyOut(BaseModel):
@@ -113,7 +136,7 @@ class DecryptIn(Strict):
     key: KeyRef
     ciphertext: Base64Bytes
     context: Context = ""
-    recovery: bool = Field(False, description="Admin only: decrypt with a compromised key")
+    recovery: StrictBool = Field(False, description="Admin only: decrypt with a compromised key")
 
 
 class PlaintextOut(BaseModel):
@@ -153,7 +176,7 @@ class RewrapIn(Strict):
 class DataKeyIn(Strict):
     key: KeyRef
     context: Context = ""
-    include_plaintext: bool = True
+    include_plaintext: StrictBool = True
 
 
 class DataKeyOut(BaseModel):
@@ -205,9 +228,9 @@ class TokenCreate(Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     role: Role
     keys: Annotated[list[KeyRef] | None, Field(max_length=1000)] = None
-    expires_in: Annotated[int | None, Field(ge=60, le=10 * 365 * 86400, description="seconds")] = (
-        None
-    )
+    expires_in: Annotated[
+        StrictInt | None, Field(ge=60, le=10 * 365 * 86400, description="seconds")
+    ] = None
 
 
 class TokenOut(BaseModel):
@@ -256,7 +279,7 @@ class ProtocolUpdate(Strict):
         Field(max_length=64),
     ] = {}
     tls_mode: Literal["pq-only", "hybrid-preferred"] | None = None
-    dry_run: bool = False
+    dry_run: StrictBool = False
 
 
 class AffectedKeyOut(BaseModel):

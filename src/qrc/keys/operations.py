@@ -19,7 +19,7 @@ from qrc.crypto.envelope import open_sealed, open_symmetric, parse_header, seal,
 from qrc.crypto.errors import DecryptionError, InvalidSignature
 from qrc.crypto.keyfile import public_key_to_pem
 from qrc.keys.custody.base import UnwrapError
-from qrc.keys.errors import KeyNotFound, OperationNotPermitted
+from qrc.keys.errors import InvalidRequest, KeyNotFound, OperationNotPermitted
 from qrc.keys.events import (
     DECRYPTION_BURST_THRESHOLD,
     DECRYPTION_BURST_WINDOW,
@@ -302,8 +302,8 @@ class KeyOperations(KeyStore):
             material = expect(self._private_material(session, key, key.primary_version), SigningKey)
             try:
                 signature = material.sign(message, context)
-            except ValueError as exc:
-                raise OperationNotPermitted(str(exc)) from None
+            except ValueError as exc:  # e.g. a context over the scheme's limit: bad input
+                raise InvalidRequest(str(exc)) from None
             self._audit(
                 session,
                 "key.sign",

@@ -19,6 +19,7 @@ from qrc.api.schemas import (
     ProtocolUpdate,
     SecurityEventOut,
     SecurityEventPage,
+    Timestamp,
     TokenCreate,
     TokenCreated,
     TokenList,
@@ -128,8 +129,8 @@ def protocols_update(body: ProtocolUpdate, client: Admin, request: Request) -> P
 def audit_logs(
     client: Auditor,
     request: Request,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
     event_type: Annotated[str | None, Query(max_length=60)] = None,
     key: Annotated[str | None, Query(max_length=40)] = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
@@ -204,9 +205,9 @@ def security_events(
     event_type: Annotated[str | None, Query(max_length=60)] = None,
     severity: Annotated[str | None, Query(max_length=10)] = None,
     key: Annotated[str | None, Query(max_length=40)] = None,
-    since: datetime | None = None,
+    since: Timestamp | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
 ) -> SecurityEventPage:
     """Authentication failures, decryption bursts, HSM outages, compromises..."""
     if since is not None and since.tzinfo is None:

@@ -99,7 +99,10 @@ def get_key(key: str, client: Reader, request: Request) -> KeyOut:
     responses={200: {"content": {"application/x-pem-file": {}}}},
 )
 def get_public_key(
-    key: str, client: Reader, request: Request, version: Annotated[int | None, Query(ge=1)] = None
+    key: str,
+    client: Reader,
+    request: Request,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> Response:
     """The SPKI PEM public key of the primary (or given) version."""
     service = state_of(request).service
