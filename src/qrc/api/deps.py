@@ -90,8 +90,7 @@ async def _authenticate(request: Request) -> Client:
                 _record_auth_failure, state, request, "invalid" if token else "missing"
             )
         raise Problem("unauthorized", "send Authorization: Bearer <token>")
-    assert state.limiter is not None
-    wait = state.limiter.take(client.id)
+    wait = state.limiter.take(client.id) if state.limiter is not None else 0.0
     if wait > 0:
         raise Problem(
             "rate-limited", f"slow down: retry in {wait:.2f} s", retry_after=round(wait, 2)

@@ -88,7 +88,8 @@ def _benchmarks(service: KeyService) -> None:
     for algorithm in QUICK_SET:
         try:
             result = bench_algorithm(algorithm, budget=0.05)
-        except Exception:  # noqa: S112 - a benchmark is best effort
+        except Exception as exc:  # a benchmark is best effort
+            logger.warning("benchmark of %s failed: %s", algorithm, exc)
             continue
         results[algorithm] = {
             "ops_per_second": {k: round(v, 1) for k, v in result.ops.items()},
