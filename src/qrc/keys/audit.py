@@ -38,6 +38,7 @@ from qrc.keys.db import utcnow
 from qrc.keys.models import AuditCheckpoint, AuditEvent
 
 _INSERT_EVENT = insert(cast(Table, AuditEvent.__table__))
+_HEAD = select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
 
 __all__ = [
     "CHECKPOINT_CONTEXT",
@@ -622,9 +623,7 @@ class AuditLog:
     @staticmethod
     def head(session: Session) -> tuple[int, bytes]:
         """The last event's ``(seq, hash)``, or ``(0, GENESIS_HASH)`` for an empty log."""
-        row = session.execute(
-            select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-        ).first()
+        row = session.execute(_HEAD).first()
         if row is None:
             return 0, GENESIS_HASH
         return int(row[0]), bytes(row[1])

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from qrc.crypto.base import KemPrivateKey, KemPublicKey, SigningKey, VerifyingKey
@@ -88,6 +88,10 @@ class KeyInfo:
 
 
 _T = TypeVar("_T")
+# Built once: every key operation runs this lookup, and SQLAlchemy caches the compiled form
+# on the statement object.
+_FIND_KEY = select(Key).where(or_(Key.id == bindparam("ref"), Key.name == bindparam("ref")))
+_FIND_KEY_LOCKED = _FIND_KEY.with_for_update()
 
 
 def expect(value: object, cls: type[_T]) -> _T:
@@ -167,10 +171,8 @@ class KeyStore:
     # ------------------------------------------------------------------ lookups
     def _find(self, session: Session, ref: str, *, lock: bool = False) -> Key:
         policy.refresh(session)  # another process may have changed algorithm statuses
-        statement = select(Key).where(or_(Key.id == ref, Key.name == ref))
-        if lock:
-            statement = statement.with_for_update()
-        key = session.scalars(statement).first()
+        statement = _FIND_KEY_LOCKED if lock else _FIND_KEY
+        key = session.scalars(statement, {"ref": ref}).first()
         if key is None:
             raise KeyNotFound(f"no key with ID or name {ref!r}")
         return key
