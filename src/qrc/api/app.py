@@ -111,8 +111,15 @@ def _document_problems(app: FastAPI) -> None:
                 "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemOut"}}
             }
         }
-        for path in schema.get("paths", {}).values():
+        # Bearer tokens, declared here rather than by a per-request security dependency
+        # (the Authorize button of /docs); the role dependency reads the header itself.
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "An API token: qrc_..."}
+        }
+        for route_path, path in schema.get("paths", {}).items():
             for operation in path.values():
+                if not route_path.endswith(("/health", "/ready")):
+                    operation["security"] = [{"bearer": []}]
                 responses = operation.setdefault("responses", {})
                 for status, description in (
                     ("400", "Bad request"),

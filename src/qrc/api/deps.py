@@ -11,8 +11,7 @@ import hmac
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from qrc.api.metrics import Metrics
@@ -129,19 +128,11 @@ def _record_forbidden(state: AppState, request: Request, client: Client) -> None
         )
 
 
-# Declares the scheme in the OpenAPI document (the Authorize button of /docs); the
-# dependency above reads the header itself.
-_BEARER = HTTPBearer(auto_error=False, description="An API token: qrc_...")
-
-
 def require(*roles: Role) -> object:
     """A dependency admitting only the given roles (admin is always admitted)."""
     allowed = frozenset(roles) | {Role.ADMIN}
 
-    async def dependency(
-        request: Request,
-        _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None,
-    ) -> Client:
+    async def dependency(request: Request) -> Client:
         client = await _authenticate(request)
         if client.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
