@@ -2,7 +2,7 @@
 
 The story's tables (``qrc_keys``, ``qrc_encrypted_data_index``, ``qrc_security_events``)
 plus what they lacked: key versions, the audit chain and its checkpoints, API clients,
-policies, job leases and root-KEK records. No column ever holds unwrapped private key
+policies and root-KEK records. No column ever holds unwrapped private key
 material: ``qrc_key_versions.wrapped_private`` is a wrapped-key blob (``docs/formats.md``).
 """
 
@@ -30,7 +30,6 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEvent",
     "EncryptedDataIndex",
-    "JobLease",
     "KekRecord",
     "Key",
     "KeyVersion",
@@ -175,16 +174,6 @@ class Policy(Base):
     value: Mapped[Any] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_by: Mapped[str] = mapped_column(String(200), default="system")
-
-
-class JobLease(Base):
-    """A lease on a scheduled job: the one node holding an unexpired lease runs it."""
-
-    __tablename__ = "qrc_job_leases"
-
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
-    holder: Mapped[str] = mapped_column(String(200))
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class KekRecord(Base):

@@ -73,13 +73,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_qrc_audit_events_key_id"), ["key_id"], unique=False)
 
     op.create_table(
-        "qrc_job_leases",
-        sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("holder", sa.String(length=200), nullable=False),
-        sa.Column("expires_at", qrc.keys.db.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("name", name=op.f("pk_qrc_job_leases")),
-    )
-    op.create_table(
         "qrc_keks",
         sa.Column("id", sa.String(length=64), nullable=False),
         sa.Column("custody", sa.String(length=20), nullable=False),
@@ -227,7 +220,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_qrc_keks_status")
 
     op.drop_table("qrc_keks")
-    op.drop_table("qrc_job_leases")
     with op.batch_alter_table("qrc_audit_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_qrc_audit_events_key_id"))
         batch_op.drop_index(batch_op.f("ix_qrc_audit_events_event_type"))
