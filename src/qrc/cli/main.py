@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn, cast
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -18,6 +18,10 @@ from rich.progress import Progress
 from rich.table import Table
 
 from qrc import __version__
+from qrc.cli.io import fail as _fail
+from qrc.cli.io import read_input as _read_input
+from qrc.cli.io import say as _say
+from qrc.cli.io import write_output as _write_output
 from qrc.crypto import bundle, keyfile
 from qrc.crypto.base import KemPrivateKey, KemPublicKey, SigningKey, VerifyingKey
 from qrc.crypto.bench_envelope import envelope_ratios
@@ -57,29 +61,6 @@ PassOpt = Annotated[
     typer.Option("--passphrase-file", help="File whose first line is the key file passphrase."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-
-
-def _say(line: str) -> None:
-    """One plain line on stderr (no wrapping or markup: scripts parse it)."""
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    _say(f"qrc: error: {message}")
-    raise typer.Exit(code)
-
-
-def _read_input(path: Path | None) -> bytes:
-    return path.read_bytes() if path is not None else sys.stdin.buffer.read()
-
-
-def _write_output(path: Path | None, data: bytes) -> None:
-    if path is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    else:
-        path.write_bytes(data)
 
 
 def _passphrase(path: Path | None) -> bytes | None:

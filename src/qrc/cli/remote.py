@@ -12,12 +12,14 @@ import base64
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from qrc.cli.io import fail as _fail
+from qrc.cli.io import read_input, write_output
 from qrc.transit.client import PQClient, Response, TransportError
 
 __all__ = ["audit_app", "keys_app", "remote_app", "token_app"]
@@ -42,11 +44,6 @@ remote_app = typer.Typer(
 )
 audit_app = typer.Typer(help="Read and verify the service's audit chain.", no_args_is_help=True)
 token_app = typer.Typer(help="Create and revoke API tokens (admin).", no_args_is_help=True)
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    sys.stderr.write(f"qrc: error: {message}\n")
-    raise typer.Exit(code)
 
 
 def _client(url: str | None, token: str | None, ca: Path | None, data_dir: Path) -> PQClient:
@@ -98,18 +95,6 @@ def _emit(
 
 
 KEY_COLUMNS = ["id", "name", "algorithm", "purpose", "status", "version"]
-
-
-def _read(path: Path | None) -> bytes:
-    return path.read_bytes() if path is not None else sys.stdin.buffer.read()
-
-
-def _write(path: Path | None, data: bytes) -> None:
-    if path is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
-    else:
-        path.write_bytes(data)
 
 
 # ---------------------------------------------------------------------------------- keys
@@ -284,9 +269,9 @@ def remote_encrypt(
             client,
             "POST",
             "/encrypt",
-            {"key": key, "plaintext": _b64(_read(input)), "context": context},
+            {"key": key, "plaintext": _b64(read_input(input)), "context": context},
         )
-    _write(output, base64.b64decode(data["ciphertext"]))
+    write_output(output, base64.b64decode(data["ciphertext"]))
 
 
 @remote_app.command("decrypt")
@@ -306,9 +291,9 @@ def remote_decrypt(
             client,
             "POST",
             "/decrypt",
-            {"key": key, "ciphertext": _b64(_read(input)), "context": context},
+            {"key": key, "ciphertext": _b64(read_input(input)), "context": context},
         )
-    _write(output, base64.b64decode(data["plaintext"]))
+    write_output(output, base64.b64decode(data["plaintext"]))
 
 
 @remote_app.command("sign")
@@ -325,9 +310,12 @@ def remote_sign(
     """Sign stdin (or -i FILE); writes the raw standard signature."""
     with _client(url, token, ca, data_dir) as client:
         data = _call(
-            client, "POST", "/sign", {"key": key, "message": _b64(_read(input)), "context": context}
+            client,
+            "POST",
+            "/sign",
+            {"key": key, "message": _b64(read_input(input)), "context": context},
         )
-    _write(output, base64.b64decode(data["signature"]))
+    write_output(output, base64.b64decode(data["signature"]))
 
 
 @remote_app.command("verify")
@@ -344,7 +332,7 @@ def remote_verify(
     """Verify a signature over stdin (or -i FILE): exit 0 if valid, 1 if not."""
     body = {
         "key": key,
-        "message": _b64(_read(input)),
+        "message": _b64(read_input(input)),
         "signature": _b64(signature.read_bytes()),
         "context": context,
     }
