@@ -208,3 +208,34 @@ def test_classical_handshakes_are_flagged_in_hybrid_mode_and_refused_in_pq_only(
             else:
                 pytest.fail(f"no classical_tls_handshake event: {events}")
             assert client.negotiated_group == "X25519MLKEM768"
+
+
+def test_the_readme_tour_runs_as_written(server: tuple[str, Path], tmp_path: Path) -> None:
+    """README.md's "Five minutes with the service" block, against the running service."""
+    import re
+
+    url, data_dir = server
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Five minutes with the service.*?```sh\n(.*?)```", readme, re.S)
+    assert block is not None
+    lines = block.group(1).splitlines()
+    assert lines[0].startswith("export QRC_URL=")
+    (tmp_path / "receipt.pdf").write_bytes(b"%PDF-1.7 a receipt")
+    script = "set -e\n" + "\n".join(lines[1:])  # the export line points at the test server
+    env = {
+        **os.environ,
+        "QRC_URL": url,
+        "QRC_DATA_DIR": str(data_dir),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "IBAN DE89 3704" in result.stdout and "intact" in result.stdout
