@@ -10,30 +10,50 @@ event and recompute every later hash, or append well-linked events, or cut the t
 checkpoints catch the first and the last up to the latest checkpoint; events after it are
 covered only once the next checkpoint is written (and an exported checkpoint kept elsewhere
 catches a store rolled back as a whole).
+
+This module is the store side; the byte formats and field validation are in
+``qrc.keys.audit_format``, the chain verifier in ``qrc.keys.audit_verify`` and the JSON lines
+export in ``qrc.keys.audit_export``. Their public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
-import json
-import re
-import struct
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import IO, Any, Final, TypeAlias, cast
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from typing import IO, Final, cast
 
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from qrc.crypto.base import SigningKey, VerifyingKey
-from qrc.crypto.errors import CryptoError, InvalidSignature
-from qrc.crypto.keyfile import load_public_pem
+from qrc.crypto.base import SigningKey
+from qrc.crypto.errors import CryptoError
 from qrc.crypto.registry import Family, Kind, get_info
+from qrc.keys.audit_export import verify_export, write_export
+from qrc.keys.audit_format import (
+    CHECKPOINT_CONTEXT,
+    GENESIS_HASH,
+    AuditError,
+    AuditWriteError,
+    InvalidAuditEvent,
+    InvalidAuditQuery,
+    canonical_event,
+    checkpoint_message,
+    event_hash,
+    format_time,
+    validate_details,
+)
+from qrc.keys.audit_verify import (
+    ChainCheckpoint,
+    ChainEvent,
+    ChainVerifier,
+    KeyLookup,
+    VerificationReport,
+    lookup_from,
+    run_verifier,
+)
 from qrc.keys.db import utcnow
 from qrc.keys.models import AuditCheckpoint, AuditEvent
 
@@ -59,243 +79,11 @@ __all__ = [
     "verify_export",
 ]
 
-EVENT_TAG: Final = b"qrc-audit-event-v1\x00"
-CHECKPOINT_TAG: Final = b"qrc-audit-checkpoint-v1\x00"
-#: The signature context (FIPS 204 ``ctx``) of every checkpoint signature.
-CHECKPOINT_CONTEXT: Final = b"qrc-audit-checkpoint"
-#: The ``prev_hash`` of event 1.
-GENESIS_HASH: Final = bytes(32)
 #: ``pg_advisory_xact_lock`` key that serialises appends on PostgreSQL: "qrcaudit" as a
 #: big-endian int64.
 PG_ADVISORY_LOCK_ID: Final = int.from_bytes(b"qrcaudit", "big")
 
-EXPORT_FORMAT: Final = "qrc-audit-export"
-
-_EVENT_TYPE = re.compile(r"[a-z][a-z0-9_.]{0,59}")
-_RESULT = re.compile(r"[a-z][a-z0-9_]{0,19}")
-_ALGORITHM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
-_KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,39}")
-_DETAIL_KEY = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z")
-_HEX32 = re.compile(r"[0-9a-f]{64}")
-# Detail names that suggest a caller is about to log a secret rather than an ID.
-_SECRET_WORDS = ("secret", "password", "passphrase", "plaintext", "private")
-
-MAX_ACTOR = 200
-MAX_DETAIL_KEYS = 32
-MAX_DETAIL_STRING = 512
-MAX_DETAIL_LIST = 32
-MAX_DETAILS_BYTES = 4096
-MAX_INT = 2**53 - 1  # exactly representable in every JSON reader (RFC 8785, I-JSON)
-MAX_KEY_VERSION = 2**31 - 1
-MAX_EXPORT_LINE = 256 * 1024
 MAX_QUERY_LIMIT = 1000
-
-Scalar: TypeAlias = str | int | bool | None
-DetailValue: TypeAlias = Scalar | list[Scalar]
-KeyLookup: TypeAlias = (
-    Mapping[tuple[str, int], VerifyingKey] | Callable[[str, int], VerifyingKey | None]
-)
-
-
-class AuditError(Exception):
-    """Base class of audit log errors."""
-
-
-class InvalidAuditEvent(AuditError, ValueError):
-    """An event field or detail is not allowed (wrong type, too long, bytes, secret-like)."""
-
-
-class InvalidAuditQuery(AuditError, ValueError):
-    """A query argument (cursor, limit, time bound) is not valid."""
-
-
-class AuditWriteError(AuditError):
-    """The audit event could not be written; the caller's transaction must not commit."""
-
-
-# --------------------------------------------------------------------------- encoding
-def format_time(at: datetime) -> str:
-    """RFC 3339 UTC with exactly six fractional digits: ``2025-01-31T12:00:00.000000Z``."""
-    if at.tzinfo is None:
-        raise InvalidAuditEvent("audit times must be timezone-aware")
-    t = at.astimezone(UTC)
-    return (
-        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"
-        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"
-    )
-
-
-def _parse_time(text: str) -> datetime:
-    match = _TIME.fullmatch(text)
-    if match is None:
-        raise InvalidAuditEvent("time is not RFC 3339 UTC with microseconds")
-    try:
-        year, month, day, hour, minute, second, micro = (int(g) for g in match.groups())
-        return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
-    except ValueError as exc:
-        raise InvalidAuditEvent("time out of range") from exc
-
-
-def _check_text(name: str, value: object, max_chars: int) -> str:
-    if not isinstance(value, str):
-        raise InvalidAuditEvent(f"{name} must be a string")
-    if not 0 < len(value) <= max_chars:
-        raise InvalidAuditEvent(f"{name} must be 1..{max_chars} characters")
-    for ch in value:
-        code = ord(ch)
-        # C0/C1 controls and lone surrogates have no place in IDs and would make the
-        # canonical JSON escape-dependent (or not UTF-8 at all).
-        if code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code <= 0xDFFF:
-            raise InvalidAuditEvent(f"{name} contains a control or surrogate character")
-    return value
-
-
-def _check_pattern(name: str, value: object, pattern: re.Pattern[str]) -> str:
-    if not isinstance(value, str) or pattern.fullmatch(value) is None:
-        raise InvalidAuditEvent(f"{name} must match {pattern.pattern}")
-    return value
-
-
-def _check_int(name: str, value: object, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidAuditEvent(f"{name} must be an integer in {low}..{high}")
-    return value
-
-
-def _check_scalar(name: str, value: object) -> Scalar:
-    if value is None or isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return _check_int(name, value, -MAX_INT, MAX_INT)
-    if isinstance(value, str):
-        if len(value) > MAX_DETAIL_STRING:
-            raise InvalidAuditEvent(f"{name} is longer than {MAX_DETAIL_STRING} characters")
-        return _check_text(name, value, MAX_DETAIL_STRING) if value else value
-    if isinstance(value, bytes | bytearray | memoryview):
-        raise InvalidAuditEvent(f"{name}: audit details never carry bytes; pass IDs, not data")
-    raise InvalidAuditEvent(
-        f"{name}: {type(value).__name__} is not an allowed audit detail type "
-        "(str, int, bool, None, or a list of those)"
-    )
-
-
-def validate_details(details: Mapping[str, object] | None) -> dict[str, DetailValue]:
-    """Check ``details`` against the allowlist and return a normalised copy.
-
-    Allowed: up to 32 names matching ``[a-z][a-z0-9_]{0,63}`` (none containing ``secret``,
-    ``password``, ``passphrase``, ``plaintext`` or ``private``), each mapped to a string of
-    at most 512 characters, an integer of magnitude below 2^53, a boolean, null, or a list of
-    at most 32 such scalars; at most 4096 bytes once encoded.
-
-    Raises:
-        InvalidAuditEvent: anything else, notably any ``bytes`` value.
-    """
-    if details is None:
-        return {}
-    if not isinstance(details, Mapping):
-        raise InvalidAuditEvent("details must be a mapping")
-    if len(details) > MAX_DETAIL_KEYS:
-        raise InvalidAuditEvent(f"details has more than {MAX_DETAIL_KEYS} entries")
-    clean: dict[str, DetailValue] = {}
-    for name, value in details.items():
-        _check_pattern("detail name", name, _DETAIL_KEY)
-        if any(word in name for word in _SECRET_WORDS):
-            raise InvalidAuditEvent(f"detail name {name!r} suggests secret material")
-        if isinstance(value, list | tuple):
-            if len(value) > MAX_DETAIL_LIST:
-                raise InvalidAuditEvent(f"details[{name}] has more than {MAX_DETAIL_LIST} items")
-            clean[name] = [_check_scalar(f"details[{name}]", item) for item in value]
-        else:
-            clean[name] = _check_scalar(f"details[{name}]", value)
-    if len(_json(clean)) > MAX_DETAILS_BYTES:
-        raise InvalidAuditEvent(f"details are larger than {MAX_DETAILS_BYTES} bytes")
-    return clean
-
-
-def _json(value: object) -> bytes:
-    # For the value domain the validators allow (ASCII names, ints below 2^53, strings
-    # without control characters) this is exactly RFC 8785: sorted keys, no whitespace,
-    # UTF-8, only '"' and '\' escaped.
-    return json.dumps(
-        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
-    ).encode("utf-8")
-
-
-def canonical_event(
-    *,
-    seq: int,
-    at: datetime,
-    event_type: str,
-    actor: str,
-    result: str,
-    key_id: str | None = None,
-    key_version: int | None = None,
-    algorithm: str | None = None,
-    details: Mapping[str, object] | None = None,
-) -> bytes:
-    """The canonical encoding of one event (``docs/formats.md``, "Audit event v1").
-
-    Raises:
-        InvalidAuditEvent: a field is not allowed.
-    """
-    record = {
-        "v": 1,
-        "seq": _check_int("seq", seq, 1, 2**63 - 1),
-        "at": format_time(at),
-        "event_type": _check_pattern("event_type", event_type, _EVENT_TYPE),
-        "actor": _check_text("actor", actor, MAX_ACTOR),
-        "result": _check_pattern("result", result, _RESULT),
-        "key_id": None if key_id is None else _check_pattern("key_id", key_id, _KEY_ID),
-        "key_version": (
-            None
-            if key_version is None
-            else _check_int("key_version", key_version, 0, MAX_KEY_VERSION)
-        ),
-        "algorithm": (
-            None if algorithm is None else _check_pattern("algorithm", algorithm, _ALGORITHM)
-        ),
-        "details": validate_details(details),
-    }
-    return _json(record)
-
-
-def event_hash(prev_hash: bytes, canonical: bytes) -> bytes:
-    """``SHA-256("qrc-audit-event-v1" || 0x00 || prev_hash || canonical)``."""
-    if len(prev_hash) != 32:
-        raise InvalidAuditEvent("prev_hash must be 32 bytes")
-    return hashlib.sha256(EVENT_TAG + prev_hash + canonical).digest()
-
-
-def _len8(data: bytes) -> bytes:
-    if not 0 < len(data) <= 255:
-        raise InvalidAuditEvent("checkpoint field length out of range")
-    return bytes([len(data)]) + data
-
-
-def checkpoint_message(
-    *,
-    seq: int,
-    head_hash: bytes,
-    at: datetime,
-    algorithm: str,
-    signer_key_id: str,
-    signer_key_version: int,
-) -> bytes:
-    """The bytes a checkpoint signs (``docs/formats.md``, "Audit checkpoint v1")."""
-    if len(head_hash) != 32:
-        raise InvalidAuditEvent("head_hash must be 32 bytes")
-    return b"".join(
-        (
-            CHECKPOINT_TAG,
-            struct.pack(">Q", _check_int("seq", seq, 0, 2**63 - 1)),
-            head_hash,
-            _len8(format_time(at).encode("ascii")),
-            _len8(_check_pattern("algorithm", algorithm, _ALGORITHM).encode("ascii")),
-            _len8(_check_pattern("signer_key_id", signer_key_id, _KEY_ID).encode("ascii")),
-            struct.pack(">I", _check_int("signer_key_version", signer_key_version, 0, 2**32 - 1)),
-        )
-    )
 
 
 def _checkpoint_algorithm(algorithm: str) -> str:
@@ -309,198 +97,6 @@ def _checkpoint_algorithm(algorithm: str) -> str:
     return info.id
 
 
-# --------------------------------------------------------------------------- verification
-@dataclass(frozen=True, slots=True)
-class VerificationReport:
-    """The outcome of :meth:`AuditLog.verify` / :func:`verify_export`.
-
-    ``events`` counts the events that verified (before the first break, if any);
-    ``first_bad_event`` is the seq of the first event that is missing, edited or out of
-    place (``None`` when the chain is intact, or when only a checkpoint is at fault);
-    ``checkpoints_verified`` counts checkpoints whose signature and head hash both held.
-    """
-
-    valid: bool
-    events: int
-    first_bad_event: int | None
-    reason: str
-    checkpoints_verified: int
-    last_checkpoint_seq: int | None = None
-
-
-@dataclass(slots=True)
-class _Event:
-    seq: int
-    at: datetime
-    event_type: str
-    actor: str
-    key_id: str | None
-    key_version: int | None
-    algorithm: str | None
-    result: str
-    details: Any
-    prev_hash: bytes
-    hash: bytes
-
-
-@dataclass(slots=True)
-class _Checkpoint:
-    seq: int
-    head_hash: bytes
-    at: datetime
-    algorithm: str
-    signer_key_id: str
-    signer_key_version: int
-    signature: bytes
-
-
-class _Broken(Exception):
-    def __init__(self, first_bad_event: int | None, reason: str) -> None:
-        super().__init__(reason)
-        self.first_bad_event = first_bad_event
-        self.reason = reason
-
-
-class _ChainVerifier:
-    """Consumes events and checkpoints in chain order (a checkpoint right after its seq)."""
-
-    def __init__(self, lookup: Callable[[str, int], VerifyingKey | None] | None) -> None:
-        self.lookup = lookup
-        self.seq = 0
-        self.head = GENESIS_HASH
-        self.events = 0
-        self.checkpoints = 0
-        self.anchored_seq = 0  # the last seq a signed checkpoint (or head hash) vouched for
-        self.last_checkpoint_seq: int | None = None
-
-    def event(self, ev: _Event) -> None:
-        expected = self.seq + 1
-        if ev.seq != expected:
-            if ev.seq > expected:
-                raise _Broken(expected, _missing(expected, ev.seq - 1))
-            raise _Broken(ev.seq, f"event {ev.seq} is out of order (after event {self.seq})")
-        if not hmac.compare_digest(ev.prev_hash, self.head):
-            raise _Broken(ev.seq, f"event {ev.seq}: prev_hash does not link to event {self.seq}")
-        try:
-            canonical = canonical_event(
-                seq=ev.seq,
-                at=ev.at,
-                event_type=ev.event_type,
-                actor=ev.actor,
-                result=ev.result,
-                key_id=ev.key_id,
-                key_version=ev.key_version,
-                algorithm=ev.algorithm,
-                details=ev.details,
-            )
-        except InvalidAuditEvent as exc:
-            raise _Broken(ev.seq, f"event {ev.seq} is malformed: {exc}") from None
-        if not hmac.compare_digest(event_hash(self.head, canonical), ev.hash):
-            raise _Broken(ev.seq, f"event {ev.seq}: hash does not match its contents (edited)")
-        self.seq, self.head = ev.seq, ev.hash
-        self.events += 1
-
-    def checkpoint(self, cp: _Checkpoint) -> None:
-        where = f"checkpoint at seq {cp.seq}"
-        if self.lookup is not None:
-            key = self.lookup(cp.signer_key_id, cp.signer_key_version)
-            if key is None:
-                raise _Broken(
-                    None, f"{where}: signer {cp.signer_key_id} v{cp.signer_key_version} unknown"
-                )
-            try:
-                if key.algorithm != cp.algorithm:
-                    raise InvalidSignature
-                message = checkpoint_message(
-                    seq=cp.seq,
-                    head_hash=cp.head_hash,
-                    at=cp.at,
-                    algorithm=cp.algorithm,
-                    signer_key_id=cp.signer_key_id,
-                    signer_key_version=cp.signer_key_version,
-                )
-                key.verify(cp.signature, message, CHECKPOINT_CONTEXT)
-            except (InvalidSignature, InvalidAuditEvent):
-                raise _Broken(None, f"{where}: signature is not valid") from None
-        if cp.seq > self.seq:
-            # A signed head beyond the chain's end: the events up to it were deleted.
-            raise _Broken(self.seq + 1, _missing(self.seq + 1, cp.seq) + f" ({where})")
-        if cp.seq < self.seq:
-            raise _Broken(None, f"{where} is out of order (after event {self.seq})")
-        if not hmac.compare_digest(cp.head_hash, self.head):
-            first = self.anchored_seq + 1
-            raise _Broken(
-                first,
-                f"events {first}..{cp.seq} do not match the signed {where} "
-                "(edited and re-hashed, or replaced)",
-            )
-        self.anchored_seq = cp.seq
-        self.last_checkpoint_seq = cp.seq
-        if self.lookup is not None:
-            self.checkpoints += 1
-
-    def report(self, broken: _Broken | None) -> VerificationReport:
-        if broken is not None:
-            return VerificationReport(
-                valid=False,
-                events=self.events,
-                first_bad_event=broken.first_bad_event,
-                reason=broken.reason,
-                checkpoints_verified=self.checkpoints,
-                last_checkpoint_seq=self.last_checkpoint_seq,
-            )
-        reason = f"{self.events} events form an intact chain"
-        if self.lookup is None:
-            reason += "; checkpoint signatures not checked"
-        else:
-            reason += f"; {self.checkpoints} signed checkpoints verified"
-        if self.seq > self.anchored_seq:
-            reason += (
-                f"; events {self.anchored_seq + 1}..{self.seq} are not yet covered by a "
-                "signed checkpoint"
-            )
-        return VerificationReport(
-            valid=True,
-            events=self.events,
-            first_bad_event=None,
-            reason=reason,
-            checkpoints_verified=self.checkpoints,
-            last_checkpoint_seq=self.last_checkpoint_seq,
-        )
-
-
-def _missing(first: int, last: int) -> str:
-    if first == last:
-        return f"event {first} is missing (deleted)"
-    return f"events {first}..{last} are missing (deleted)"
-
-
-def _run(verifier: _ChainVerifier, items: Iterable[_Event | _Checkpoint]) -> VerificationReport:
-    try:
-        for item in items:
-            if isinstance(item, _Event):
-                verifier.event(item)
-            else:
-                verifier.checkpoint(item)
-    except _Broken as broken:
-        return verifier.report(broken)
-    return verifier.report(None)
-
-
-def _lookup_from(keys: KeyLookup | None) -> Callable[[str, int], VerifyingKey | None] | None:
-    if keys is None:
-        return None
-    if isinstance(keys, Mapping):
-        mapping = keys
-
-        def from_mapping(key_id: str, version: int) -> VerifyingKey | None:
-            return mapping.get((key_id, version))
-
-        return from_mapping
-    return keys
-
-
-# --------------------------------------------------------------------------- the log
 _EVENT_COLUMNS = (
     AuditEvent.seq,
     AuditEvent.at,
@@ -672,7 +268,7 @@ class AuditLog:
         return checkpoint
 
     # ------------------------------------------------------------------ reading
-    def _events(self, session: Session, after: int) -> Iterator[_Event]:
+    def _events(self, session: Session, after: int) -> Iterator[ChainEvent]:
         while True:
             rows = session.execute(
                 select(*_EVENT_COLUMNS)
@@ -681,7 +277,7 @@ class AuditLog:
                 .limit(self.page_size)
             ).all()
             for row in rows:
-                yield _Event(
+                yield ChainEvent(
                     int(row[0]),
                     row[1],
                     row[2],
@@ -698,7 +294,7 @@ class AuditLog:
                 return
             after = int(rows[-1][0])
 
-    def _checkpoints(self, session: Session) -> Iterator[_Checkpoint]:
+    def _checkpoints(self, session: Session) -> Iterator[ChainCheckpoint]:
         after: tuple[int, int] = (-1, 0)
         while True:
             rows = session.execute(
@@ -711,14 +307,14 @@ class AuditLog:
                 .limit(self.page_size)
             ).all()
             for row in rows:
-                yield _Checkpoint(
+                yield ChainCheckpoint(
                     int(row[0]), bytes(row[1]), row[2], row[3], row[4], int(row[5]), bytes(row[6])
                 )
             if len(rows) < self.page_size:
                 return
             after = (int(rows[-1][0]), int(rows[-1][7]))
 
-    def _stream(self, session: Session) -> Iterator[_Event | _Checkpoint]:
+    def _stream(self, session: Session) -> Iterator[ChainEvent | ChainCheckpoint]:
         """Events by seq, each checkpoint right after the event at its seq."""
         checkpoints = self._checkpoints(session)
         pending = next(checkpoints, None)
@@ -751,7 +347,7 @@ class AuditLog:
         checkpoint head hashes are compared but signatures are not checked (and the report
         says so). A failed verification is passed to ``on_verification_failure``.
         """
-        report = _run(_ChainVerifier(_lookup_from(public_keys)), self._stream(session))
+        report = run_verifier(ChainVerifier(lookup_from(public_keys)), self._stream(session))
         if not report.valid and self.on_verification_failure is not None:
             self.on_verification_failure(report)
         return report
@@ -762,38 +358,7 @@ class AuditLog:
         Write a fresh :meth:`checkpoint` first, so that the export is covered to its end.
         Returns the number of lines written.
         """
-        fp.write(_export_line({"format": EXPORT_FORMAT, "version": 1}))
-        lines = 1
-        for item in self._stream(session):
-            if isinstance(item, _Event):
-                record: dict[str, object] = {
-                    "type": "event",
-                    "seq": item.seq,
-                    "at": format_time(item.at),
-                    "event_type": item.event_type,
-                    "actor": item.actor,
-                    "key_id": item.key_id,
-                    "key_version": item.key_version,
-                    "algorithm": item.algorithm,
-                    "result": item.result,
-                    "details": item.details,
-                    "prev_hash": item.prev_hash.hex(),
-                    "hash": item.hash.hex(),
-                }
-            else:
-                record = {
-                    "type": "checkpoint",
-                    "seq": item.seq,
-                    "head_hash": item.head_hash.hex(),
-                    "at": format_time(item.at),
-                    "algorithm": item.algorithm,
-                    "signer_key_id": item.signer_key_id,
-                    "signer_key_version": item.signer_key_version,
-                    "signature": base64.b64encode(item.signature).decode("ascii"),
-                }
-            fp.write(_export_line(record))
-            lines += 1
-        return lines
+        return write_export(fp, self._stream(session))
 
     def query(
         self,
@@ -848,10 +413,6 @@ class AuditLog:
         return events, _encode_cursor(events[-1].seq)
 
 
-def _export_line(record: Mapping[str, object]) -> str:
-    return json.dumps(record, ensure_ascii=False, sort_keys=True, separators=(",", ":")) + "\n"
-
-
 _CURSOR_PREFIX = "qrc-audit:"
 
 
@@ -873,181 +434,3 @@ def _decode_cursor(cursor: str) -> int:
         return int(digits)
     except (ValueError, binascii.Error):
         raise InvalidAuditQuery("invalid cursor") from None
-
-
-# --------------------------------------------------------------------------- offline
-_EVENT_FIELDS = frozenset(
-    (
-        "type",
-        "seq",
-        "at",
-        "event_type",
-        "actor",
-        "key_id",
-        "key_version",
-        "algorithm",
-        "result",
-        "details",
-        "prev_hash",
-        "hash",
-    )
-)
-_CHECKPOINT_FIELDS = frozenset(
-    (
-        "type",
-        "seq",
-        "head_hash",
-        "at",
-        "algorithm",
-        "signer_key_id",
-        "signer_key_version",
-        "signature",
-    )
-)
-
-
-class _BadLine(Exception):
-    pass
-
-
-def _int_field(record: Mapping[str, Any], name: str) -> int:
-    value = record[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _BadLine(f"{name} is not a non-negative integer")
-    return value
-
-
-def _str_field(record: Mapping[str, Any], name: str) -> str:
-    value = record[name]
-    if not isinstance(value, str):
-        raise _BadLine(f"{name} is not a string")
-    return value
-
-
-def _hash_field(record: Mapping[str, Any], name: str) -> bytes:
-    value = _str_field(record, name)
-    if _HEX32.fullmatch(value) is None:
-        raise _BadLine(f"{name} is not 64 lowercase hex digits")
-    return bytes.fromhex(value)
-
-
-def _time_field(record: Mapping[str, Any], name: str) -> datetime:
-    try:
-        return _parse_time(_str_field(record, name))
-    except InvalidAuditEvent as exc:
-        raise _BadLine(f"{name}: {exc}") from None
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # A JSON reader keeps one of two equal names, another may keep the other: refuse both.
-    record = dict(pairs)
-    if len(record) != len(pairs):
-        raise _BadLine("duplicate name in a JSON object")
-    return record
-
-
-def _parse_line(line: str | bytes, number: int) -> Mapping[str, Any]:
-    if len(line) > MAX_EXPORT_LINE:
-        raise _BadLine(f"line {number} is longer than {MAX_EXPORT_LINE} bytes")
-    try:
-        record = json.loads(line, object_pairs_hook=_no_duplicates)
-    except _BadLine as exc:
-        raise _BadLine(f"line {number}: {exc}") from None
-    except (ValueError, UnicodeDecodeError):
-        raise _BadLine(f"line {number} is not JSON") from None
-    if not isinstance(record, dict):
-        raise _BadLine(f"line {number} is not a JSON object")
-    return record
-
-
-def _parse_export(lines: Iterable[str | bytes]) -> Iterator[_Event | _Checkpoint]:
-    number = 0
-    header_seen = False
-    for line in lines:
-        number += 1
-        if not line.strip():
-            continue
-        record = _parse_line(line, number)
-        if not header_seen:
-            if (
-                record != {"format": EXPORT_FORMAT, "version": 1}
-                or type(record["version"]) is not int
-            ):
-                raise _BadLine("line 1 is not a qrc-audit-export v1 header")
-            header_seen = True
-            continue
-        kind = record.get("type")
-        fields = _EVENT_FIELDS if kind == "event" else _CHECKPOINT_FIELDS
-        if kind not in ("event", "checkpoint") or set(record) != fields:
-            raise _BadLine(f"line {number} is not an event or checkpoint record")
-        try:
-            if kind == "event":
-                key_version = record["key_version"]
-                if key_version is not None:
-                    key_version = _int_field(record, "key_version")
-                for optional in ("key_id", "algorithm"):
-                    if record[optional] is not None:
-                        _str_field(record, optional)
-                yield _Event(
-                    seq=_int_field(record, "seq"),
-                    at=_time_field(record, "at"),
-                    event_type=_str_field(record, "event_type"),
-                    actor=_str_field(record, "actor"),
-                    key_id=record["key_id"],
-                    key_version=key_version,
-                    algorithm=record["algorithm"],
-                    result=_str_field(record, "result"),
-                    details=record["details"],
-                    prev_hash=_hash_field(record, "prev_hash"),
-                    hash=_hash_field(record, "hash"),
-                )
-            else:
-                try:
-                    signature = base64.b64decode(_str_field(record, "signature"), validate=True)
-                except binascii.Error:
-                    raise _BadLine("signature is not base64") from None
-                yield _Checkpoint(
-                    seq=_int_field(record, "seq"),
-                    head_hash=_hash_field(record, "head_hash"),
-                    at=_time_field(record, "at"),
-                    algorithm=_str_field(record, "algorithm"),
-                    signer_key_id=_str_field(record, "signer_key_id"),
-                    signer_key_version=_int_field(record, "signer_key_version"),
-                    signature=signature,
-                )
-        except _BadLine as exc:
-            raise _BadLine(f"line {number}: {exc}") from None
-    if not header_seen:
-        raise _BadLine("the export is empty")
-
-
-def verify_export(
-    lines: Iterable[str | bytes],
-    public_key: VerifyingKey | bytes | str | KeyLookup,
-) -> VerificationReport:
-    """Verify an :meth:`AuditLog.export` offline, one line at a time.
-
-    ``public_key`` is the service's audit verifying key (a key object or its SPKI PEM, as
-    ``qrc.crypto.keyfile.public_key_to_pem`` writes it), which must have signed every
-    checkpoint; or a lookup by ``(signer_key_id, signer_key_version)`` as for
-    :meth:`AuditLog.verify`. A malformed export is reported as invalid, never raised.
-    """
-    lookup: Callable[[str, int], VerifyingKey | None] | None
-    if isinstance(public_key, bytes | str):
-        loaded = load_public_pem(public_key, kind=Kind.SIGNATURE)
-        if not isinstance(loaded, VerifyingKey):
-            raise AuditError("the public key is not a signature key")
-        public_key = loaded
-    if isinstance(public_key, VerifyingKey):
-        single = public_key
-
-        def lookup(_key_id: str, _version: int) -> VerifyingKey | None:
-            return single
-
-    else:
-        lookup = _lookup_from(public_key)
-    verifier = _ChainVerifier(lookup)
-    try:
-        return _run(verifier, _parse_export(lines))
-    except _BadLine as exc:
-        return verifier.report(_Broken(None, f"malformed export: {exc}"))
