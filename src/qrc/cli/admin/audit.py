@@ -1,0 +1,307 @@
+"""``qrc admin audit ...`` (the audit chain) and ``qrc admin events`` (security events)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from qrc.cli.admin.common import (
+    DEFAULT_DIR,
+    DataDirOpt,
+    JsonOpt,
+    current_actor,
+    handled,
+    key_service,
+    out,
+    parse_time,
+    print_json,
+    show_time,
+)
+from qrc.cli.io import say
+
+if TYPE_CHECKING:
+    from qrc.keys.models import AuditEvent, SecurityEvent
+    from qrc.keys.service import KeyService
+
+__all__ = ["audit_app", "events"]
+
+audit_app = typer.Typer(
+    help="The tamper-evident audit chain: verify, checkpoint, export, query.",
+    no_args_is_help=True,
+)
+
+# Options `audit query` and `events` share.
+SinceOpt = Annotated[str | None, typer.Option(help="From this ISO time (inclusive).")]
+UntilOpt = Annotated[str | None, typer.Option(help="Before this ISO time.")]
+KeyRefOpt = Annotated[str | None, typer.Option("--key", help="Key ID or name.")]
+LimitOpt = Annotated[int, typer.Option(min=1, max=1000, help="Events per page.")]
+OutputOpt = Annotated[
+    Path | None, typer.Option("-o", "--output", help="Write to FILE, not stdout.")
+]
+
+
+def _event_dict(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "at": event.at,
+        "event_type": event.event_type,
+        "actor": event.actor,
+        "key_id": event.key_id,
+        "key_version": event.key_version,
+        "algorithm": event.algorithm,
+        "result": event.result,
+        "details": event.details,
+        "hash": bytes(event.hash).hex(),
+    }
+
+
+def _key_id(service: KeyService, ref: str | None) -> str | None:
+    """A key reference (ID or name) as the ID events carry; unknown IDs pass through."""
+    from qrc.keys.errors import KeyNotFound  # noqa: PLC0415
+
+    if ref is None:
+        return None
+    try:
+        return service.get_key(ref).id
+    except KeyNotFound:
+        return ref  # events outlive nothing, but an exact ID still filters correctly
+
+
+def _time_range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
+    """``--since`` and ``--until`` as times (either may be left out)."""
+    start = parse_time(since, "--since") if since else None
+    end = parse_time(until, "--until") if until else None
+    return start, end
+
+
+def _details_text(details: dict[str, Any] | None) -> str:
+    return json.dumps(details, sort_keys=True) if details else ""
+
+
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
+    """Check the whole chain and every checkpoint signature: exit 0 if intact, 1 if not."""
+    with key_service(data_dir) as service:
+        report = service.verify_audit()
+    if as_json:
+        print_json(asdict(report))
+    elif report.valid:
+        say(f"audit chain valid: {report.reason}")
+    else:
+        say(
+            f"qrc: audit chain NOT valid: first bad event {report.first_bad_event}: "
+            f"{report.reason} ({report.events} events verified before it)"
+        )
+    if not report.valid:
+        raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
+    """Sign the chain head with the service's ML-DSA-65 audit key."""
+    with key_service(data_dir) as service:
+        checkpoint = service.audit_checkpoint(actor=current_actor())
+        result = {
+            "seq": checkpoint.seq,
+            "at": checkpoint.at,
+            "head_hash": bytes(checkpoint.head_hash).hex(),
+            "algorithm": checkpoint.algorithm,
+            "signer_key_id": checkpoint.signer_key_id,
+            "signer_key_version": checkpoint.signer_key_version,
+        }
+    if as_json:
+        print_json(result)
+    else:
+        say(
+            f"checkpoint at seq {checkpoint.seq} signed with {checkpoint.algorithm} "
+            f"(key {checkpoint.signer_key_id} v{checkpoint.signer_key_version})"
+        )
+
+
+@audit_app.command("export")
+def audit_export(
+    output: OutputOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DIR,
+) -> None:
+    """Checkpoint, then write the chain as JSON lines (verify offline with verify-export)."""
+    with key_service(data_dir) as service:
+        if output is None:
+            lines = service.export_audit(sys.stdout, actor=current_actor())
+            sys.stdout.flush()
+        else:
+            with output.open("w", encoding="utf-8") as handle:
+                lines = service.export_audit(handle, actor=current_actor())
+    if output is not None:
+        say(f"exported {lines} lines to {output}")
+
+
+@audit_app.command("public-key")
+def audit_public_key(
+    output: OutputOpt = None,
+    data_dir: DataDirOpt = DEFAULT_DIR,
+) -> None:
+    """The audit signing key's public key (SPKI PEM), for offline verification."""
+    with key_service(data_dir) as service:
+        pem = service.audit_public_key_pem(actor=current_actor())
+    if output is None:
+        sys.stdout.write(pem)
+        sys.stdout.flush()
+    else:
+        with handled():
+            output.write_text(pem, encoding="ascii")
+        say(f"wrote {output}")
+
+
+@audit_app.command("query")
+def audit_query(
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    event_type: Annotated[
+        str | None, typer.Option("--type", help="Event type, e.g. key.rotate.")
+    ] = None,
+    key: KeyRefOpt = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="e.g. admin:alice.")] = None,
+    result: Annotated[
+        str | None, typer.Option("--result", help="success, failure, denied, invalid.")
+    ] = None,
+    limit: LimitOpt = 100,
+    cursor: Annotated[
+        str | None, typer.Option(help="Continue after a previous page (its cursor).")
+    ] = None,
+    data_dir: DataDirOpt = DEFAULT_DIR,
+    as_json: JsonOpt = False,
+) -> None:
+    """Audit events by time, type, key, actor and result, one page at a time."""
+    start, end = _time_range(since, until)
+    with key_service(data_dir) as service:
+        found, next_cursor = service.query_audit(
+            since=start,
+            until=end,
+            event_type=event_type,
+            key_id=_key_id(service, key),
+            actor=actor,
+            result=result,
+            limit=limit,
+            cursor=cursor,
+        )
+        rows = [_event_dict(e) for e in found]
+    if as_json:
+        print_json({"events": rows, "next_cursor": next_cursor})
+        return
+    table = Table("seq", "at", "type", "actor", "key", "v", "result", "details")
+    for row in rows:
+        table.add_row(
+            str(row["seq"]),
+            show_time(row["at"]),
+            row["event_type"],
+            row["actor"],
+            row["key_id"] or "-",
+            str(row["key_version"] or "-"),
+            row["result"],
+            _details_text(row["details"]),
+        )
+    out.print(table)
+    if next_cursor:
+        say(f"more: --cursor {next_cursor}")
+
+
+@audit_app.command("verify-export")
+def audit_verify_export(
+    export_file: Annotated[Path, typer.Argument(help="A file written by `audit export`.")],
+    public_key: Annotated[
+        Path, typer.Option("--public-key", help="The audit public key (`audit public-key`).")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify an exported chain offline (no data directory): exit 0 if intact, 1 if not."""
+    from qrc.keys.audit import verify_export  # noqa: PLC0415
+
+    with handled():
+        pem = public_key.read_bytes()
+        with export_file.open("rb") as handle:
+            report = verify_export(handle, pem)
+    if as_json:
+        print_json(asdict(report))
+    elif report.valid:
+        say(f"export valid: {report.reason}")
+    else:
+        where = report.first_bad_event
+        say(f"qrc: export NOT valid: first bad event {where}: {report.reason}")
+    if not report.valid:
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- security events
+def _security_dict(event: SecurityEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "at": event.at,
+        "event_type": event.event_type,
+        "severity": event.severity,
+        "source": event.source,
+        "key_id": event.key_id,
+        "algorithm": event.algorithm,
+        "details": event.details,
+    }
+
+
+def events(
+    event_type: Annotated[
+        str | None, typer.Option("--type", help="e.g. key_compromise, hsm_offline.")
+    ] = None,
+    severity: Annotated[str | None, typer.Option(help="low, medium, high or critical.")] = None,
+    key: KeyRefOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    limit: LimitOpt = 100,
+    after: Annotated[
+        int | None, typer.Option(help="Only events after this ID (the last one seen).")
+    ] = None,
+    data_dir: DataDirOpt = DEFAULT_DIR,
+    as_json: JsonOpt = False,
+) -> None:
+    """Security events (authentication failures, bursts, HSM offline, compromise...)."""
+    from qrc.keys.events import query_events  # noqa: PLC0415
+
+    start, end = _time_range(since, until)
+    with key_service(data_dir) as service:
+        key_id = _key_id(service, key)
+        with service.db.session() as session:
+            rows = [
+                _security_dict(e)
+                for e in query_events(
+                    session,
+                    since=start,
+                    until=end,
+                    event_type=event_type,
+                    severity=severity,
+                    key_id=key_id,
+                    limit=limit,
+                    after_id=after,
+                )
+            ]
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "at", "type", "severity", "source", "key", "algorithm", "details")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            show_time(row["at"]),
+            row["event_type"],
+            row["severity"],
+            row["source"],
+            row["key_id"] or "-",
+            row["algorithm"] or "-",
+            _details_text(row["details"]),
+        )
+    out.print(table)
+    if len(rows) == limit:
+        say(f"more: --after {rows[-1]['id']}")
