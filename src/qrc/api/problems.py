@@ -132,6 +132,22 @@ def _validation_detail(exc: RequestValidationError) -> tuple[str, list[dict[str,
     return "invalid-request", errors
 
 
+async def _authentication_problem(request: Request) -> JSONResponse | None:
+    """The 401/403 the route's role dependency would answer, or ``None`` if it admits."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    for dependency in getattr(dependant, "dependencies", ()):
+        check = getattr(dependency, "call", None)
+        if check is not None and hasattr(check, "allowed_roles"):
+            try:
+                await check(request)
+            except Problem as problem:
+                headers = {"WWW-Authenticate": 'Bearer realm="qrc"'}
+                if problem.slug != "unauthorized":
+                    headers = {}
+                return problem_response(problem.slug, problem.detail, headers=headers or None)
+    return None
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map every exception to a problem document."""
 
@@ -146,6 +162,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI parses the body before it resolves the role dependency: authenticate
+        # first anyway, so that an anonymous caller learns nothing about validation (and
+        # the failure is recorded like any other).
+        refused = await _authentication_problem(request)
+        if refused is not None:
+            return refused
         slug, errors = _validation_detail(exc)
         detail = "; ".join(f"{e['location']}: {e['message']}" for e in errors[:3])
         return problem_response(slug, detail, errors=errors)
