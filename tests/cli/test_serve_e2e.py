@@ -239,3 +239,28 @@ def test_the_readme_tour_runs_as_written(server: tuple[str, Path], tmp_path: Pat
     )
     assert result.returncode == 0, result.stderr
     assert "IBAN DE89 3704" in result.stdout and "intact" in result.stdout
+
+
+def test_the_api_benchmark_runs() -> None:
+    """benchmarks/bench_api.py, briefly: it measures both transports and reports ratios."""
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(root / "benchmarks" / "bench_api.py"),
+            "--seconds",
+            "0.2",
+            "--rounds",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [row["transport"] for row in rows] == ["PQ TLS (X25519MLKEM768)", "plain HTTP"]
+    assert all(row["noop_rps"] > 0 and row["encrypt_rps"] > 0 and row["ratio"] > 0 for row in rows)
