@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import IO, Final, cast
@@ -46,6 +47,7 @@ from qrc.keys.audit_format import (
     validate_details,
 )
 from qrc.keys.audit_verify import (
+    ChainBroken,
     ChainCheckpoint,
     ChainEvent,
     ChainVerifier,
@@ -118,6 +120,11 @@ _CHECKPOINT_COLUMNS = (
     AuditCheckpoint.signer_key_id,
     AuditCheckpoint.signer_key_version,
     AuditCheckpoint.signature,
+)
+_LATEST_CHECKPOINT = (
+    select(*_CHECKPOINT_COLUMNS)
+    .order_by(AuditCheckpoint.seq.desc(), AuditCheckpoint.id.desc())
+    .limit(1)
 )
 
 
@@ -351,6 +358,74 @@ class AuditLog:
         if not report.valid and self.on_verification_failure is not None:
             self.on_verification_failure(report)
         return report
+
+    def verify_since_checkpoint(
+        self, session: Session, public_keys: KeyLookup
+    ) -> VerificationReport:
+        """Check the latest checkpoint, then recompute the chain only from its seq to the head.
+
+        The latest checkpoint's signature must verify with ``public_keys`` (as in
+        :meth:`verify`, but required here) and its signed head must equal the stored hash of
+        the event at its seq; the events after it are then recomputed one by one (seq
+        continuity, ``prev_hash``, hash). Cost: the events since that checkpoint, not the
+        whole chain, so it suits a check before every new checkpoint. In the report
+        ``events`` counts only the events after the checkpoint.
+
+        The trade-off: the events up to the checkpoint are not re-read. An edit, deletion or
+        insertion before it that leaves the stored hash of the checkpointed event as it was
+        (the attacker did not re-hash the rest) passes here; only the full :meth:`verify`
+        catches it, which is what ``qrc admin audit verify`` and ``GET /audit/verify`` run.
+        If the checkpoint itself does not hold (bad signature, unknown signer, its head not
+        the stored hash, its event gone), the full :meth:`verify` runs and its report (which
+        names the first bad event) is returned. Without any checkpoint this is :meth:`verify`.
+        A failed verification is passed to ``on_verification_failure``.
+        """
+        lookup = lookup_from(public_keys)
+        if lookup is None:
+            # Unsigned, the stored checkpoint row would vouch for nothing.
+            raise ValueError("incremental verification needs the checkpoint signers' keys")
+        row = session.execute(_LATEST_CHECKPOINT).first()
+        if row is None:
+            return self.verify(session, public_keys)
+        checkpoint = ChainCheckpoint(
+            int(row[0]), bytes(row[1]), row[2], row[3], row[4], int(row[5]), bytes(row[6])
+        )
+        verifier = ChainVerifier(lookup)
+        verifier.resume(*self._last_at_or_before(session, checkpoint.seq))
+        try:
+            verifier.checkpoint(checkpoint)
+        except ChainBroken:
+            # The anchor does not hold: only the whole chain can say where it broke.
+            return self.verify(session, public_keys)
+        report = run_verifier(verifier, self._events(session, after=checkpoint.seq))
+        if not report.valid:
+            if self.on_verification_failure is not None:
+                self.on_verification_failure(report)
+            return report
+        reason = (
+            f"signed checkpoint at seq {checkpoint.seq} matches the chain; the {report.events} "
+            "events after it form an intact chain (events up to it not re-read: the full "
+            "verify does that)"
+        )
+        if verifier.seq > verifier.anchored_seq:
+            reason += (
+                f"; events {verifier.anchored_seq + 1}..{verifier.seq} are not yet covered by "
+                "a signed checkpoint"
+            )
+        return dataclasses.replace(report, reason=reason)
+
+    @staticmethod
+    def _last_at_or_before(session: Session, seq: int) -> tuple[int, bytes]:
+        """The ``(seq, hash)`` of the last event at or before ``seq`` (genesis if none)."""
+        found = session.execute(
+            select(AuditEvent.seq, AuditEvent.hash)
+            .where(AuditEvent.seq <= seq)
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        ).first()
+        if found is None:
+            return 0, GENESIS_HASH
+        return int(found[0]), bytes(found[1])
 
     def export(self, session: Session, fp: IO[str]) -> int:
         """Write the chain and its checkpoints as JSON lines (see ``docs/formats.md``).

@@ -109,6 +109,10 @@ class ChainVerifier:
         self.anchored_seq = 0  # the last seq a signed checkpoint (or head hash) vouched for
         self.last_checkpoint_seq: int | None = None
 
+    def resume(self, seq: int, head: bytes) -> None:
+        """Continue after event ``seq`` with hash ``head``, taking the events before as read."""
+        self.seq, self.head = seq, head
+
     def event(self, ev: ChainEvent) -> None:
         expected = self.seq + 1
         if ev.seq != expected:

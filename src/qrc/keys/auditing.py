@@ -58,12 +58,24 @@ class KeyAuditing(KeyManagement, KeyOperations):
             return checkpoint
 
     def checkpoint_in(self, session: Session) -> AuditCheckpoint | None:
-        """Sign the chain head in the caller's transaction (``None`` without an active key)."""
+        """Sign the chain head in the caller's transaction (``None`` without an active key).
+
+        Before signing, the latest checkpoint and the events since are verified
+        (:meth:`AuditLog.verify_since_checkpoint`), so the cost grows with the events since
+        the last checkpoint, not with the chain. An edit before the latest checkpoint that
+        leaves the checkpointed event's hash alone is not seen here: the full verify
+        (``qrc admin audit verify``, ``GET /audit/verify``) catches it.
+
+        Raises:
+            AuditError: the chain or the latest checkpoint does not verify.
+        """
         key = session.scalars(select(Key).where(Key.name == AUDIT_KEY_NAME)).first()
         if key is None or key.status != KeyState.ACTIVE or key.destruction_due_at is not None:
             return None
-        # Never vouch for a tampered chain: verify it (and the earlier checkpoints) first.
-        report = self.audit.verify(session, self.audit_key_lookup(session))
+        # Never vouch for a tampered chain: check the latest checkpoint and what follows it.
+        # Hold the audit lock: no event may slip in between the check and the signature.
+        self.audit.lock(session)
+        report = self.audit.verify_since_checkpoint(session, self.audit_key_lookup(session))
         if not report.valid:
             raise AuditError(f"refusing to checkpoint a broken audit chain: {report.reason}")
         signer = expect(self._private_material(session, key, key.primary_version), SigningKey)
