@@ -7,16 +7,22 @@ security invariant: no answer of this module ever carried private key material.
 from __future__ import annotations
 
 import base64
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from qrc.api.deps import Settings
 from qrc.api.problems import PROBLEM_TYPES
+from qrc.cli import remote
 from qrc.crypto.registry import all_algorithms
 from qrc.keys.models import KeyVersion
+from qrc.transit.client import Response
 from tests.api.conftest import PROBLEM_PREFIX, Api, assert_problem, running_api
 
 
@@ -218,6 +224,139 @@ def test_rotate(api: Api) -> None:
         response = decrypt(api, key["name"], sealed["ciphertext"], "ctx")
         assert unb64(response.json()["plaintext"]) == plaintext
     assert_problem(api.post("/keys/nope/rotate"), 404, "key-not-found")
+
+
+def test_conditional_rotate(api: Api) -> None:
+    name = api.create_key("cond-rot")["name"]
+    rotated = api.post(f"/keys/{name}/rotate", "key_manager", json={"expected_version": 1})
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["version"] == 2
+    # A second caller who also saw version 1 loses, and adds no version.
+    lost = assert_problem(
+        api.post(f"/keys/{name}/rotate", json={"expected_version": 1}), 409, "conflict"
+    )
+    assert "version 2, not 1" in lost["detail"]
+    assert api.service.count_versions(name) == 2
+    assert api.get(f"/keys/{name}").json()["version"] == 2
+    rotations = api.get("/audit/logs", params={"key": name, "event_type": "key.rotate"}).json()
+    assert [e["result"] for e in rotations["events"]] == ["success", "denied"]
+    for bad in (
+        {"expected_version": 0},
+        {"expected_version": "2"},
+        {"expected_version": 2.0},
+        {"expected_version": True},
+        {"expected_version": None},
+        {"expected_version": 2**31},
+        {"expected_version": 2, "force": True},
+        {},
+    ):
+        assert_problem(api.post(f"/keys/{name}/rotate", json=bad), 422, "invalid-request")
+    assert api.service.count_versions(name) == 2
+    # Without a body the rotation is unconditional, as before.
+    assert api.post(f"/keys/{name}/rotate").json()["version"] == 3
+    response = api.post("/keys/nope/rotate", json={"expected_version": 1})
+    assert_problem(response, 404, "key-not-found")
+
+
+def test_conditional_rotate_race_adds_exactly_one_version(api: Api) -> None:
+    name = api.create_key("race-rot")["name"]
+    start = threading.Barrier(4)
+
+    def rotate() -> int:
+        start.wait()
+        return api.post(f"/keys/{name}/rotate", json={"expected_version": 1}).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(lambda _: rotate(), range(4)))
+    assert codes == [200, 409, 409, 409]
+    assert api.service.count_versions(name) == 2
+
+
+def test_min_decryption_version_retires_old_versions(api: Api) -> None:
+    key = api.create_key("retire")
+    name = key["name"]
+    old = encrypt(api, name, b"old", "ctx")
+    api.post(f"/keys/{name}/rotate").raise_for_status()
+    new = encrypt(api, name, b"new", "ctx")
+    response = api.post(f"/keys/{name}/min-decryption-version", "key_manager", json={"version": 2})
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == key["id"]
+    assert response.json()["min_decryption_version"] == 2 and response.json()["version"] == 2
+    assert api.get(f"/keys/{key['id']}").json()["min_decryption_version"] == 2
+    body = assert_problem(
+        decrypt(api, name, old["ciphertext"], "ctx"), 409, "operation-not-permitted"
+    )
+    assert "retired" in body["detail"]
+    assert unb64(decrypt(api, name, new["ciphertext"], "ctx").json()["plaintext"]) == b"new"
+    # Out of range (above the primary, below 1) and wrongly typed: refused, nothing changed.
+    for bad in ({"version": 3}, {"version": 0}, {"version": "1"}, {"version": 1.0}, {}):
+        response = api.post(f"/keys/{name}/min-decryption-version", json=bad)
+        assert_problem(response, 422, "invalid-request")
+    assert api.get(f"/keys/{name}").json()["min_decryption_version"] == 2
+    # Lowering it again is allowed: retirement is a policy, not an erasure.
+    api.post(f"/keys/{name}/min-decryption-version", json={"version": 1}).raise_for_status()
+    assert unb64(decrypt(api, name, old["ciphertext"], "ctx").json()["plaintext"]) == b"old"
+    response = api.post("/keys/nope/min-decryption-version", json={"version": 1})
+    assert_problem(response, 404, "key-not-found")
+    events = api.get(
+        "/audit/logs", params={"key": name, "event_type": "key.min_decryption_version"}
+    )
+    details = [e["details"] for e in events.json()["events"]]
+    assert details == [{"min_decryption_version": 2}, {"min_decryption_version": 1}]
+
+
+def test_min_decryption_version_stops_old_signatures_verifying(api: Api) -> None:
+    name = api.create_key("retire-sig", "signing")["name"]
+    message = b64(b"signed by version 1")
+    signature = api.post("/sign", json={"key": name, "message": message}).json()["signature"]
+    api.post(f"/keys/{name}/rotate").raise_for_status()
+    good = {"key": name, "message": message, "signature": signature}
+    assert api.post("/verify", json=good).json() == {"valid": True, "key_version": 1}
+    api.post(f"/keys/{name}/min-decryption-version", json={"version": 2}).raise_for_status()
+    assert api.post("/verify", json=good).json() == {"valid": False}
+
+
+class _InProcessClient:
+    """Stands in for the CLI's PQ TLS client: the same requests, sent to the test app."""
+
+    base_url = "http://testserver"
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def request(self, method: str, path: str, json: Any = None, *, params: Any = None) -> Response:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        answer = self.api.call(method, path, "key_manager", prefix=False, json=json, params=query)
+        headers = {k.lower(): v for k, v in answer.headers.items()}
+        return Response(answer.status_code, answer.reason_phrase, headers, answer.content)
+
+    def __enter__(self) -> _InProcessClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def test_remote_cli_if_version_and_min_version(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``qrc keys rotate --if-version`` and ``qrc keys min-version``: what they send and show."""
+    monkeypatch.setattr(remote, "_client", lambda *args: _InProcessClient(api))
+    runner = CliRunner()
+    name = api.create_key("cli-cond")["name"]
+    done = runner.invoke(remote.keys_app, ["rotate", name, "--if-version", "1", "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["version"] == 2
+    lost = runner.invoke(remote.keys_app, ["rotate", name, "--if-version", "1"])
+    assert lost.exit_code == 2
+    assert lost.stderr.strip() == (
+        f"qrc: error: Conflicting change: key {name!r} is at version 2, not 1"
+    )
+    assert runner.invoke(remote.keys_app, ["rotate", name, "--if-version", "0"]).exit_code == 2
+    assert api.service.count_versions(name) == 2
+    retired = runner.invoke(remote.keys_app, ["min-version", name, "2", "--json"])
+    assert retired.exit_code == 0, retired.output
+    assert json.loads(retired.stdout)["min_decryption_version"] == 2
+    too_high = runner.invoke(remote.keys_app, ["min-version", name, "3"])
+    assert too_high.exit_code == 2 and "between 1 and 2" in too_high.stderr
 
 
 def test_revoke(api: Api) -> None:
@@ -768,6 +907,24 @@ def test_audit_log_filters_and_pagination(api: Api) -> None:
     )
     assert_problem(api.get("/audit/logs", params={"cursor": "garbage"}), 422, "invalid-request")
     assert_problem(api.get("/audit/logs", params={"limit": 0}), 422, "invalid-request")
+
+
+def test_audit_logs_by_key_name(api: Api) -> None:
+    key = api.create_key("audit-by-name")
+    encrypt(api, key["name"], b"x")
+    by_id = api.get("/audit/logs", "auditor", params={"key": key["id"]}).json()["events"]
+    by_name = api.get("/audit/logs", "auditor", params={"key": key["name"]}).json()["events"]
+    assert [e["event_type"] for e in by_name] == ["key.create", "key.encrypt"]
+    assert by_name == by_id
+    # An unknown key is a filter that matches nothing: an empty page, not an error.
+    for unknown in ("no-such-key", "k_" + "0" * 32):
+        response = api.get("/audit/logs", "auditor", params={"key": unknown})
+        assert response.status_code == 200, response.text
+        assert response.json() == {"events": []}
+    long_name = api.create_key("n" * 150)["name"]  # names go up to 200 characters
+    events = api.get("/audit/logs", params={"key": long_name}).json()["events"]
+    assert [e["event_type"] for e in events] == ["key.create"]
+    assert_problem(api.get("/audit/logs", params={"key": "x" * 201}), 422, "invalid-request")
 
 
 def test_audit_verify(api: Api) -> None:

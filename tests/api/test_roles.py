@@ -51,6 +51,7 @@ TABLE: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", B + "/keys/{key}"): roles(KM, CU, VW),
     ("GET", B + "/keys/{key}/public"): roles(KM, CU, VW),
     ("POST", B + "/keys/{key}/rotate"): roles(KM),
+    ("POST", B + "/keys/{key}/min-decryption-version"): roles(KM),
     ("POST", B + "/keys/{key}/revoke"): roles(KM),
     ("POST", B + "/keys/{key}/suspend"): roles(KM),
     ("POST", B + "/keys/{key}/resume"): roles(KM),
@@ -174,6 +175,8 @@ class Walk:
                 "algorithm": "AES-256-GCM",
             },
             "/keys/{key}/revoke": lambda: {"reason": "superseded"},
+            # Version 1 of a key at version 1: valid however often it is repeated.
+            "/keys/{key}/min-decryption-version": lambda: {"version": 1},
             "/protocols/update": lambda: {"dry_run": True},
             "/tokens": lambda: {"name": api.unique("walk-token"), "role": "viewer"},
         }

@@ -101,7 +101,10 @@ def test_status_keys_lifecycle_scheduler_and_events(tmp_path: Path) -> None:
         "--rotation-days", "30", "--label", "team=ops",
     )  # fmt: skip
     assert sig["labels"] == {"team": "ops"} and sig["rotation_period_seconds"] == 30 * 86400
-    assert ok_json(data, "keys", "rotate", "app")["version"] == 2
+    assert ok_json(data, "keys", "rotate", "app", "--if-version", "1")["version"] == 2
+    lost = fails(data, "keys", "rotate", "app", "--if-version", "1")
+    assert lost.strip() == "qrc: error: key 'app' is at version 2, not 1"
+    assert ok_json(data, "keys", "min-version", "app", "2")["min_decryption_version"] == 2
     revoked = ok_json(data, "keys", "revoke", "sig", "--reason", "key_compromise")
     assert revoked["status"] == "compromised" and revoked["revocation_reason"] == "key_compromise"
     pending = ok_json(data, "keys", "destroy", "sig", "--after-days", "0")
@@ -133,8 +136,14 @@ def test_status_keys_lifecycle_scheduler_and_events(tmp_path: Path) -> None:
     assert events[0]["severity"] == "high" and events[0]["algorithm"] == "ML-DSA-44"
 
     audit = ok_json(data, "audit", "query", "--key", "app", "--actor", ACTOR)
-    types = [e["event_type"] for e in audit["events"]]
-    assert types == ["key.create", "key.rotate"] and audit["next_cursor"] is None
+    types = [(e["event_type"], e["result"]) for e in audit["events"]]
+    assert types == [
+        ("key.create", "success"),
+        ("key.rotate", "success"),
+        ("key.rotate", "denied"),  # the refused conditional rotation is audited too
+        ("key.min_decryption_version", "success"),
+    ]
+    assert audit["next_cursor"] is None
 
     # One-line errors that say what to do, exit status 2.
     missing = fails(data, "keys", "rotate", "nope")

@@ -120,6 +120,19 @@ class RevokeIn(Strict):
     reason: Reason
 
 
+Version = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
+
+
+class RotateIn(Strict):
+    """Conditional rotation: only if the primary version is still ``expected_version``."""
+
+    expected_version: Version
+
+
+class MinDecryptionVersionIn(Strict):
+    version: Version = Field(description="Versions below this no longer decrypt or verify")
+
+
 class EncryptIn(Strict):
     key: KeyRef
     plaintext: Base64Bytes

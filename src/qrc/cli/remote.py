@@ -192,6 +192,14 @@ def _key_action(
 @keys_app.command("rotate")
 def keys_rotate(
     key: str,
+    if_version: Annotated[
+        int | None,
+        typer.Option(
+            "--if-version",
+            min=1,
+            help="Rotate only if the primary version is still N (else fail: someone rotated).",
+        ),
+    ] = None,
     url: Url = None,
     token: Token = None,
     ca: Ca = None,
@@ -199,7 +207,25 @@ def keys_rotate(
     as_json: Json = False,
 ) -> None:
     """Add a version and make it primary."""
-    _key_action("POST", "/rotate", key, None, url, token, ca, data_dir, as_json)
+    body = {"expected_version": if_version} if if_version is not None else None
+    _key_action("POST", "/rotate", key, body, url, token, ca, data_dir, as_json)
+
+
+@keys_app.command("min-version")
+def keys_min_version(
+    key: str,
+    version: Annotated[
+        int, typer.Argument(min=1, help="Versions below this no longer decrypt or verify.")
+    ],
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+    as_json: Json = False,
+) -> None:
+    """Retire old versions: set the key's minimum decryption version."""
+    body = {"version": version}
+    _key_action("POST", "/min-decryption-version", key, body, url, token, ca, data_dir, as_json)
 
 
 @keys_app.command("revoke")
@@ -348,7 +374,7 @@ def remote_verify(
 @audit_app.command("logs")
 def audit_logs(
     event_type: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
-    key: Annotated[str | None, typer.Option("--key", help="Only this key ID.")] = None,
+    key: Annotated[str | None, typer.Option("--key", help="Only this key (ID or name).")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="Only this actor.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many events.")] = 100,
     url: Url = None,

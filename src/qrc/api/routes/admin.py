@@ -28,10 +28,11 @@ from qrc.api.schemas import (
 from qrc.crypto.registry import Kind, all_algorithms
 from qrc.keys.audit import InvalidAuditQuery
 from qrc.keys.clients import Client, Role
-from qrc.keys.errors import InvalidRequest
+from qrc.keys.errors import InvalidRequest, KeyNotFound
 from qrc.keys.events import query_events
 from qrc.keys.models import Policy
 from qrc.keys.policy import PolicyUpdate, apply_update, plan_update
+from qrc.keys.service import KeyService
 
 __all__ = ["router"]
 
@@ -132,7 +133,7 @@ def audit_logs(
     since: Timestamp | None = None,
     until: Timestamp | None = None,
     event_type: Annotated[str | None, Query(max_length=60)] = None,
-    key: Annotated[str | None, Query(max_length=40)] = None,
+    key: Annotated[str | None, Query(max_length=200, description="Key ID or name")] = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
     result: Annotated[str | None, Query(max_length=20)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -142,12 +143,13 @@ def audit_logs(
     for moment in (since, until):
         if moment is not None and moment.tzinfo is None:
             raise InvalidRequest("give times with a time zone, e.g. 2026-11-29T12:00:00Z")
+    service = state_of(request).service
     try:
-        events, next_cursor = state_of(request).service.query_audit(
+        events, next_cursor = service.query_audit(
             since=since,
             until=until,
             event_type=event_type,
-            key_id=key,
+            key_id=_key_id(service, key),
             actor=actor,
             result=result,
             limit=limit,
@@ -171,6 +173,18 @@ def audit_logs(
         for e in events
     ]
     return AuditPage(events=out, next_cursor=next_cursor)
+
+
+def _key_id(service: KeyService, ref: str | None) -> str | None:
+    # Events carry key IDs; a name is resolved to its key's ID. A reference that names no
+    # key is kept as it is: it is a filter like the others, so it matches no event (an empty
+    # page, not a 404) unless events carry that ID.
+    if ref is None:
+        return None
+    try:
+        return service.get_key(ref).id
+    except KeyNotFound:
+        return ref
 
 
 @router.get(

@@ -1,4 +1,5 @@
-"""Key management routes: generate, list, read, rotate, revoke, suspend, resume, destroy."""
+"""Key management routes: generate, list, read, rotate, retire versions, revoke, suspend,
+resume, destroy."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from fastapi import APIRouter, Query, Request, Response
 
 from qrc.api.deps import require, state_of
 from qrc.api.problems import Problem
-from qrc.api.schemas import KeyCreate, KeyList, KeyOut, RevokeIn
+from qrc.api.schemas import (
+    KeyCreate,
+    KeyList,
+    KeyOut,
+    MinDecryptionVersionIn,
+    RevokeIn,
+    RotateIn,
+)
 from qrc.keys.clients import Client, Role
 from qrc.keys.keystore import KeyInfo
 
@@ -115,9 +123,30 @@ def get_public_key(
 @router.post(
     "/keys/{key}/rotate", response_model=KeyOut, response_model_exclude_none=True, summary="Rotate"
 )
-def rotate_key(key: str, client: Manager, request: Request) -> KeyOut:
-    """Add a version and make it primary; older versions still decrypt and verify."""
-    return key_out(state_of(request).service.rotate(key, actor=client.actor))
+def rotate_key(key: str, client: Manager, request: Request, body: RotateIn | None = None) -> KeyOut:
+    """Add a version and make it primary; older versions still decrypt and verify.
+
+    With ``{"expected_version": N}`` the rotation happens only if the primary version is
+    still N (else 409 ``conflict``): of several callers racing, exactly one rotates.
+    """
+    expected = body.expected_version if body is not None else None
+    return key_out(
+        state_of(request).service.rotate(key, actor=client.actor, expected_version=expected)
+    )
+
+
+@router.post(
+    "/keys/{key}/min-decryption-version",
+    response_model=KeyOut,
+    response_model_exclude_none=True,
+    summary="Retire old versions",
+)
+def set_min_decryption_version(
+    key: str, body: MinDecryptionVersionIn, client: Manager, request: Request
+) -> KeyOut:
+    """Versions below ``version`` no longer decrypt or verify (1 ≤ version ≤ primary)."""
+    service = state_of(request).service
+    return key_out(service.set_min_decryption_version(key, body.version, actor=client.actor))
 
 
 @router.post(

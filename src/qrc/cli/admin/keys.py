@@ -154,11 +154,43 @@ def keys_show(ref: RefArg, data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonOpt 
 
 
 @keys_app.command("rotate")
-def keys_rotate(ref: RefArg, data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
+def keys_rotate(
+    ref: RefArg,
+    if_version: Annotated[
+        int | None,
+        typer.Option(
+            "--if-version",
+            min=1,
+            help="Rotate only if the primary version is still N (else fail: someone rotated).",
+        ),
+    ] = None,
+    data_dir: DataDirOpt = DEFAULT_DIR,
+    as_json: JsonOpt = False,
+) -> None:
     """Add a version and make it primary."""
     with key_service(data_dir) as service:
-        info = service.rotate(ref, actor=current_actor())
+        info = service.rotate(ref, actor=current_actor(), expected_version=if_version)
     _show_key(info, as_json, f"rotated key {info.name}: primary version is now {info.version}")
+
+
+@keys_app.command("min-version")
+def keys_min_version(
+    ref: RefArg,
+    version: Annotated[
+        int, typer.Argument(min=1, help="Versions below this no longer decrypt or verify.")
+    ],
+    data_dir: DataDirOpt = DEFAULT_DIR,
+    as_json: JsonOpt = False,
+) -> None:
+    """Retire old versions for decryption and verification (1 ≤ VERSION ≤ primary)."""
+    with key_service(data_dir) as service:
+        info = service.set_min_decryption_version(ref, version, actor=current_actor())
+    _show_key(
+        info,
+        as_json,
+        f"key {info.name}: versions below {info.min_decryption_version} no longer decrypt "
+        "or verify",
+    )
 
 
 @keys_app.command("revoke")
