@@ -155,6 +155,15 @@ def test_command_line_against_the_service(server: tuple[str, Path]) -> None:
     assert wrong.returncode == 2 and wrong.stderr.decode().startswith(
         "qrc: error: Decryption failed"
     )
+    rotated = _cli(url, data_dir, "keys", "rotate", "cli-key", "--if-version", "1", "--json")
+    assert rotated.returncode == 0 and json.loads(rotated.stdout)["version"] == 2
+    stale = _cli(url, data_dir, "keys", "rotate", "cli-key", "--if-version", "1")
+    assert stale.returncode == 2 and "version 2" in stale.stderr.decode()
+    assert _cli(url, data_dir, "keys", "min-version", "cli-key", "2").returncode == 0
+    retired = _cli(
+        url, data_dir, "remote", "decrypt", "-k", "cli-key", "-c", "ctx", stdin=sealed.stdout
+    )
+    assert retired.returncode == 2 and "retired" in retired.stderr.decode()
     listed = _cli(url, data_dir, "keys", "list", "--json")
     assert "cli-key" in {k["name"] for k in json.loads(listed.stdout)["keys"]}
     viewer = _cli(url, data_dir, "token", "create", "ro", "--role", "viewer")
@@ -175,7 +184,11 @@ def test_command_line_against_the_service(server: tuple[str, Path]) -> None:
     assert denied.returncode == 2 and "may not" in denied.stderr.decode()
     assert _cli(url, data_dir, "audit", "verify").returncode == 0
     logs = _cli(url, data_dir, "audit", "logs", "--type", "key.decrypt", "--json")
-    assert {e["result"] for e in json.loads(logs.stdout)["events"]} == {"success", "failure"}
+    assert {e["result"] for e in json.loads(logs.stdout)["events"]} == {
+        "success",
+        "failure",
+        "denied",
+    }
 
 
 def test_classical_handshakes_are_flagged_in_hybrid_mode_and_refused_in_pq_only(
