@@ -3,7 +3,8 @@
 The service is at ``--url`` (``QRC_URL``, default ``https://127.0.0.1:8443``), reached over
 PQ TLS (``X25519MLKEM768``) trusting ``--ca`` (``QRC_CA_FILE``, default the data directory's
 ``tls/ca.pem``), with ``--token`` (``QRC_TOKEN``, default the data directory's
-``admin.token``). Output is a table, or JSON with ``--json``.
+``admin.token``). These options belong to each group (``qrc keys --url URL list``); the
+environment variables are the usual way. Output is a table, or JSON with ``--json``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,7 +48,35 @@ audit_app = typer.Typer(help="Read and verify the service's audit chain.", no_ar
 token_app = typer.Typer(help="Create and revoke API tokens (admin).", no_args_is_help=True)
 
 
-def _client(url: str | None, token: str | None, ca: Path | None, data_dir: Path) -> PQClient:
+@dataclass(frozen=True)
+class Connection:
+    """Where the service is and how to reach it (the options every sub-command shares)."""
+
+    url: str | None
+    token: str | None
+    ca: Path | None
+    data_dir: Path
+
+
+def _connection(
+    ctx: typer.Context,
+    url: Url = None,
+    token: Token = None,
+    ca: Ca = None,
+    data_dir: DataDir = Path(".qrc"),
+) -> None:
+    """Options of the connection to the service (usually set by QRC_URL, QRC_TOKEN...)."""
+    ctx.obj = Connection(url, token, ca, data_dir)
+
+
+for _group in (keys_app, remote_app, audit_app, token_app):
+    _group.callback()(_connection)
+
+
+def _client(connection: Connection | None) -> PQClient:
+    if connection is None:  # a command run without its group (tests): the defaults
+        connection = Connection(None, None, None, Path(".qrc"))
+    url, token, ca, data_dir = connection.url, connection.token, connection.ca, connection.data_dir
     base = url or "https://127.0.0.1:8443"
     if token is None:
         token_file = data_dir / "admin.token"
@@ -100,6 +130,7 @@ KEY_COLUMNS = ["id", "name", "algorithm", "purpose", "status", "version"]
 # ---------------------------------------------------------------------------------- keys
 @keys_app.command("create")
 def keys_create(
+    ctx: typer.Context,
     name: str,
     purpose: Annotated[
         str, typer.Option("--purpose", "-p", help="encryption, signing or key_wrapping")
@@ -110,10 +141,6 @@ def keys_create(
     rotation_days: Annotated[
         int | None, typer.Option(help="Rotate automatically every N days.")
     ] = None,
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
     as_json: Json = False,
 ) -> None:
     """Create a key."""
@@ -122,24 +149,21 @@ def keys_create(
         body["algorithm"] = algorithm
     if rotation_days:
         body["rotation_period_days"] = rotation_days
-    with _client(url, token, ca, data_dir) as client:
+    with _client(ctx.obj) as client:
         _emit(_call(client, "POST", "/keys/generate", body), as_json, KEY_COLUMNS)
 
 
 @keys_app.command("list")
 def keys_list(
+    ctx: typer.Context,
     status: Annotated[str | None, typer.Option(help="Only keys in this status.")] = None,
     purpose: Annotated[str | None, typer.Option(help="Only keys for this purpose.")] = None,
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
     as_json: Json = False,
 ) -> None:
     """List keys (all pages)."""
     keys: list[dict[str, Any]] = []
     cursor = None
-    with _client(url, token, ca, data_dir) as client:
+    with _client(ctx.obj) as client:
         while True:
             page = _call(
                 client, "GET", "/keys", status=status, purpose=purpose, cursor=cursor, limit=1000
@@ -153,15 +177,12 @@ def keys_list(
 
 @keys_app.command("show")
 def keys_show(
+    ctx: typer.Context,
     key: str,
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
     as_json: Json = False,
 ) -> None:
     """Show one key (by ID or name)."""
-    with _client(url, token, ca, data_dir) as client:
+    with _client(ctx.obj) as client:
         data = _call(client, "GET", f"/keys/{key}")
     if as_json:
         _emit(data, True)
@@ -174,23 +195,15 @@ def keys_show(
 
 
 def _key_action(
-    method: str,
-    suffix: str,
-    key: str,
-    body: Any,
-    url: str | None,
-    token: str | None,
-    ca: Path | None,
-    data_dir: Path,
-    as_json: bool,
-    **params: Any,
+    ctx: typer.Context, method: str, suffix: str, key: str, body: Any, as_json: bool, **params: Any
 ) -> None:
-    with _client(url, token, ca, data_dir) as client:
+    with _client(ctx.obj) as client:
         _emit(_call(client, method, f"/keys/{key}{suffix}", body, **params), as_json, KEY_COLUMNS)
 
 
 @keys_app.command("rotate")
 def keys_rotate(
+    ctx: typer.Context,
     key: str,
     if_version: Annotated[
         int | None,
@@ -200,77 +213,61 @@ def keys_rotate(
             help="Rotate only if the primary version is still N (else fail: someone rotated).",
         ),
     ] = None,
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
     as_json: Json = False,
 ) -> None:
     """Add a version and make it primary."""
     body = {"expected_version": if_version} if if_version is not None else None
-    _key_action("POST", "/rotate", key, body, url, token, ca, data_dir, as_json)
+    _key_action(ctx, "POST", "/rotate", key, body, as_json)
 
 
 @keys_app.command("min-version")
 def keys_min_version(
+    ctx: typer.Context,
     key: str,
     version: Annotated[
         int, typer.Argument(min=1, help="Versions below this no longer decrypt or verify.")
     ],
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
     as_json: Json = False,
 ) -> None:
     """Retire old versions: set the key's minimum decryption version."""
     body = {"version": version}
-    _key_action("POST", "/min-decryption-version", key, body, url, token, ca, data_dir, as_json)
+    _key_action(ctx, "POST", "/min-decryption-version", key, body, as_json)
 
 
 @keys_app.command("revoke")
 def keys_revoke(
+    ctx: typer.Context,
     key: str,
     reason: Annotated[
         str, typer.Option("--reason", help="key_compromise, superseded or cessation_of_operation")
     ],
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
     as_json: Json = False,
 ) -> None:
     """Revoke a key."""
-    _key_action("POST", "/revoke", key, {"reason": reason}, url, token, ca, data_dir, as_json)
+    _key_action(ctx, "POST", "/revoke", key, {"reason": reason}, as_json)
 
 
 @keys_app.command("destroy")
 def keys_destroy(
+    ctx: typer.Context,
     key: str,
     days: Annotated[
         float | None, typer.Option("--days", help="Waiting period (default 7).")
     ] = None,
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
     as_json: Json = False,
 ) -> None:
     """Schedule a key's destruction (cancel with cancel-destruction)."""
-    _key_action("DELETE", "", key, None, url, token, ca, data_dir, as_json, days=days)
+    _key_action(ctx, "DELETE", "", key, None, as_json, days=days)
 
 
 @keys_app.command("cancel-destruction")
 def keys_cancel(
+    ctx: typer.Context,
     key: str,
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
     as_json: Json = False,
 ) -> None:
     """Cancel a scheduled destruction."""
-    _key_action("POST", "/cancel-destruction", key, None, url, token, ca, data_dir, as_json)
+    _key_action(ctx, "POST", "/cancel-destruction", key, None, as_json)
 
 
 # ---------------------------------------------------------------------------------- crypto
@@ -280,17 +277,14 @@ def _b64(data: bytes) -> str:
 
 @remote_app.command("encrypt")
 def remote_encrypt(
+    ctx: typer.Context,
     key: Annotated[str, typer.Option("-k", "--key", help="Key ID or name.")],
     context: Context = "",
     input: Input = None,
     output: Output = None,
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
 ) -> None:
     """Encrypt stdin (or -i FILE) with a service key; writes the envelope bytes."""
-    with _client(url, token, ca, data_dir) as client:
+    with _client(ctx.obj) as client:
         data = _call(
             client,
             "POST",
@@ -302,17 +296,14 @@ def remote_encrypt(
 
 @remote_app.command("decrypt")
 def remote_decrypt(
+    ctx: typer.Context,
     key: Annotated[str, typer.Option("-k", "--key", help="Key ID or name.")],
     context: Context = "",
     input: Input = None,
     output: Output = None,
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
 ) -> None:
     """Decrypt an envelope from stdin (or -i FILE)."""
-    with _client(url, token, ca, data_dir) as client:
+    with _client(ctx.obj) as client:
         data = _call(
             client,
             "POST",
@@ -324,17 +315,14 @@ def remote_decrypt(
 
 @remote_app.command("sign")
 def remote_sign(
+    ctx: typer.Context,
     key: Annotated[str, typer.Option("-k", "--key", help="Key ID or name.")],
     context: Context = "",
     input: Input = None,
     output: Output = None,
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
 ) -> None:
     """Sign stdin (or -i FILE); writes the raw standard signature."""
-    with _client(url, token, ca, data_dir) as client:
+    with _client(ctx.obj) as client:
         data = _call(
             client,
             "POST",
@@ -346,14 +334,11 @@ def remote_sign(
 
 @remote_app.command("verify")
 def remote_verify(
+    ctx: typer.Context,
     key: Annotated[str, typer.Option("-k", "--key", help="Key ID or name.")],
     signature: Annotated[Path, typer.Option("-s", "--signature", help="Raw signature file.")],
     context: Context = "",
     input: Input = None,
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
 ) -> None:
     """Verify a signature over stdin (or -i FILE): exit 0 if valid, 1 if not."""
     body = {
@@ -362,7 +347,7 @@ def remote_verify(
         "signature": _b64(signature.read_bytes()),
         "context": context,
     }
-    with _client(url, token, ca, data_dir) as client:
+    with _client(ctx.obj) as client:
         data = _call(client, "POST", "/verify", body)
     if not data["valid"]:
         sys.stderr.write("qrc: signature NOT valid\n")
@@ -373,18 +358,15 @@ def remote_verify(
 # ---------------------------------------------------------------------------------- audit
 @audit_app.command("logs")
 def audit_logs(
+    ctx: typer.Context,
     event_type: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
     key: Annotated[str | None, typer.Option("--key", help="Only this key (ID or name).")] = None,
     actor: Annotated[str | None, typer.Option("--actor", help="Only this actor.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many events.")] = 100,
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
     as_json: Json = False,
 ) -> None:
     """Audit events, oldest first."""
-    with _client(url, token, ca, data_dir) as client:
+    with _client(ctx.obj) as client:
         page = _call(
             client, "GET", "/audit/logs", event_type=event_type, key=key, actor=actor, limit=limit
         )
@@ -394,14 +376,11 @@ def audit_logs(
 
 @audit_app.command("verify")
 def audit_verify(
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
+    ctx: typer.Context,
     as_json: Json = False,
 ) -> None:
     """Verify the audit chain and its signed checkpoints: exit 0 if intact, 1 if not."""
-    with _client(url, token, ca, data_dir) as client:
+    with _client(ctx.obj) as client:
         report = _call(client, "GET", "/audit/verify")
     if as_json:
         _emit(report, True)
@@ -414,6 +393,7 @@ def audit_verify(
 # ---------------------------------------------------------------------------------- tokens
 @token_app.command("create")
 def token_create(
+    ctx: typer.Context,
     name: str,
     role: Annotated[
         str, typer.Option("--role", help="admin, key_manager, crypto_user, auditor, viewer")
@@ -422,10 +402,6 @@ def token_create(
         list[str] | None, typer.Option("--key", help="crypto_user: a key it may use.")
     ] = None,
     expires_in: Annotated[int | None, typer.Option(help="Seconds until it expires.")] = None,
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
     as_json: Json = False,
 ) -> None:
     """Create a token; the secret is printed once."""
@@ -434,7 +410,7 @@ def token_create(
         body["keys"] = key
     if expires_in:
         body["expires_in"] = expires_in
-    with _client(url, token, ca, data_dir) as client:
+    with _client(ctx.obj) as client:
         created = _call(client, "POST", "/tokens", body)
     if as_json:
         _emit(created, True)
@@ -447,15 +423,12 @@ def token_create(
 
 @token_app.command("revoke")
 def token_revoke(
+    ctx: typer.Context,
     token_id: str,
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
     as_json: Json = False,
 ) -> None:
     """Revoke a token by its ID."""
-    with _client(url, token, ca, data_dir) as client:
+    with _client(ctx.obj) as client:
         _emit(
             _call(client, "DELETE", f"/tokens/{token_id}"),
             as_json,
@@ -465,13 +438,10 @@ def token_revoke(
 
 @token_app.command("list")
 def token_list(
-    url: Url = None,
-    token: Token = None,
-    ca: Ca = None,
-    data_dir: DataDir = Path(".qrc"),
+    ctx: typer.Context,
     as_json: Json = False,
 ) -> None:
     """List tokens (never their secrets)."""
-    with _client(url, token, ca, data_dir) as client:
+    with _client(ctx.obj) as client:
         data = _call(client, "GET", "/tokens")
     _emit(data, as_json, ["id", "name", "role", "expires_at", "revoked_at"], data["tokens"])
