@@ -183,6 +183,9 @@ def test_command_line_against_the_service(server: tuple[str, Path]) -> None:
     )
     assert denied.returncode == 2 and "may not" in denied.stderr.decode()
     assert _cli(url, data_dir, "audit", "verify").returncode == 0
+    # Options before the command override the environment (here: a wrong QRC_URL).
+    explicit = _cli("https://127.0.0.1:9", data_dir, "audit", "--url", url, "verify")
+    assert explicit.returncode == 0, explicit.stderr
     logs = _cli(url, data_dir, "audit", "logs", "--type", "key.decrypt", "--json")
     assert {e["result"] for e in json.loads(logs.stdout)["events"]} == {
         "success",
