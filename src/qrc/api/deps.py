@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -21,7 +20,7 @@ from qrc.keys.clients import Client, ClientStore, Role
 from qrc.keys.events import EventType, Severity, record_event
 from qrc.keys.service import KeyService
 
-__all__ = ["ALL_ROLES", "AppState", "Caller", "require", "state_of"]
+__all__ = ["ALL_ROLES", "AppState", "Settings", "require", "state_of"]
 
 ALL_ROLES = tuple(Role)
 
@@ -143,5 +142,3 @@ def require(*roles: Role) -> object:
     dependency.allowed_roles = allowed  # type: ignore[attr-defined]
     return Depends(dependency)
 
-
-Caller = Annotated[Client, "the authenticated caller"]

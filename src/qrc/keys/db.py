@@ -1,7 +1,8 @@
 """The database: SQLAlchemy 2 engine and sessions for SQLite (embedded) and PostgreSQL.
 
-``QRC_DATABASE_URL`` selects the store (``postgresql+psycopg://...``); without it the store is
-``qrc.db`` (SQLite) in the data directory. The schema is owned by the Alembic migrations in
+:class:`Database` takes a SQLAlchemy URL: ``postgresql+psycopg://...`` for production, or
+SQLite for the embedded default (:func:`qrc.keys.factory.open_service` chooses, from
+``QRC_DATABASE_URL``). The schema is owned by the Alembic migrations in
 ``qrc/keys/migrations``; :meth:`Database.upgrade` applies them.
 """
 
@@ -11,13 +12,12 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-__all__ = ["Base", "Database", "UTCDateTime", "database_url", "utcnow"]
+__all__ = ["Base", "Database", "UTCDateTime", "utcnow"]
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -59,16 +59,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def database_url(data_dir: Path | None = None) -> str:
-    """``QRC_DATABASE_URL``, or SQLite in ``data_dir`` (default ``./.qrc``)."""
-    url = os.environ.get("QRC_DATABASE_URL")
-    if url:
-        return url
-    directory = data_dir or Path(".qrc")
-    directory.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{directory.resolve() / 'qrc.db'}"
 
 
 _SYNCHRONOUS = {"FULL": "FULL", "NORMAL": "NORMAL", "EXTRA": "EXTRA"}.get(
