@@ -141,4 +141,3 @@ def require(*roles: Role) -> object:
 
     dependency.allowed_roles = allowed  # type: ignore[attr-defined]
     return Depends(dependency)
-
