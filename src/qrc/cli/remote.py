@@ -275,6 +275,23 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _bytes_through(
+    ctx: typer.Context,
+    route: str,
+    key: str,
+    context: str,
+    field: str,
+    answer: str,
+    input: Path | None,
+    output: Path | None,
+) -> None:
+    """Send the input as ``field`` to ``route``; write the answer's ``answer`` bytes."""
+    body = {"key": key, field: _b64(read_input(input)), "context": context}
+    with _client(ctx.obj) as client:
+        data = _call(client, "POST", route, body)
+    write_output(output, base64.b64decode(data[answer]))
+
+
 @remote_app.command("encrypt")
 def remote_encrypt(
     ctx: typer.Context,
@@ -284,14 +301,7 @@ def remote_encrypt(
     output: Output = None,
 ) -> None:
     """Encrypt stdin (or -i FILE) with a service key; writes the envelope bytes."""
-    with _client(ctx.obj) as client:
-        data = _call(
-            client,
-            "POST",
-            "/encrypt",
-            {"key": key, "plaintext": _b64(read_input(input)), "context": context},
-        )
-    write_output(output, base64.b64decode(data["ciphertext"]))
+    _bytes_through(ctx, "/encrypt", key, context, "plaintext", "ciphertext", input, output)
 
 
 @remote_app.command("decrypt")
@@ -303,14 +313,7 @@ def remote_decrypt(
     output: Output = None,
 ) -> None:
     """Decrypt an envelope from stdin (or -i FILE)."""
-    with _client(ctx.obj) as client:
-        data = _call(
-            client,
-            "POST",
-            "/decrypt",
-            {"key": key, "ciphertext": _b64(read_input(input)), "context": context},
-        )
-    write_output(output, base64.b64decode(data["plaintext"]))
+    _bytes_through(ctx, "/decrypt", key, context, "ciphertext", "plaintext", input, output)
 
 
 @remote_app.command("sign")
@@ -322,14 +325,7 @@ def remote_sign(
     output: Output = None,
 ) -> None:
     """Sign stdin (or -i FILE); writes the raw standard signature."""
-    with _client(ctx.obj) as client:
-        data = _call(
-            client,
-            "POST",
-            "/sign",
-            {"key": key, "message": _b64(read_input(input)), "context": context},
-        )
-    write_output(output, base64.b64decode(data["signature"]))
+    _bytes_through(ctx, "/sign", key, context, "message", "signature", input, output)
 
 
 @remote_app.command("verify")

@@ -163,27 +163,34 @@ class PqSigningKey(SigningKey):
 
 
 # --------------------------------------------------------------------------- KEMs
-class _PqKem(KEM):
-    """Shared plumbing; subclasses say how raw private keys map to pqcrypto's keys."""
+class _PqLibrary:
+    """The pqcrypto submodule of a parameter set, and the sizes it declares."""
 
-    _module: ClassVar[str]  # pqcrypto.kem submodule, e.g. "hqc_128"
+    _package: ClassVar[str]  # "kem" or "sign"
+    _module: ClassVar[str]  # its submodule, e.g. "hqc_128" or "slh_dsa_sha2_128s"
 
     @property
     def _lib(self) -> Any:
-        return _library("kem", self._module)
+        return _library(self._package, self._module)
 
     @property
     def public_size(self) -> int:
         return int(self._lib.PUBLIC_KEY_SIZE)
 
     @property
-    def ciphertext_size(self) -> int:
-        return int(self._lib.CIPHERTEXT_SIZE)
-
-    @property
     def private_size(self) -> int:
         """Size of the raw private encoding."""
         return int(self._lib.SECRET_KEY_SIZE)
+
+
+class _PqKem(_PqLibrary, KEM):
+    """Shared plumbing; subclasses say how raw private keys map to pqcrypto's keys."""
+
+    _package = "kem"
+
+    @property
+    def ciphertext_size(self) -> int:
+        return int(self._lib.CIPHERTEXT_SIZE)
 
     def generate(self) -> PqKemPrivateKey:
         return self.load_private(self._new_private())
@@ -275,27 +282,14 @@ class _McEliece(_PqKem):
 
 
 # --------------------------------------------------------------------------- signatures
-class _PqSignature(SignatureScheme):
+class _PqSignature(_PqLibrary, SignatureScheme):
     """Shared plumbing for FIPS 204/205 signatures with a context string."""
 
-    _module: ClassVar[str]  # pqcrypto.sign submodule, e.g. "slh_dsa_sha2_128s"
-
-    @property
-    def _lib(self) -> Any:
-        return _library("sign", self._module)
-
-    @property
-    def public_size(self) -> int:
-        return int(self._lib.PUBLIC_KEY_SIZE)
+    _package = "sign"
 
     @property
     def signature_size(self) -> int:
         return int(self._lib.SIGNATURE_SIZE)
-
-    @property
-    def private_size(self) -> int:
-        """Size of the raw private encoding."""
-        return int(self._lib.SECRET_KEY_SIZE)
 
     def generate(self) -> PqSigningKey:
         pk, sk = self._lib.keygen()
