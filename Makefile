@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 # The key service on ./.qrc over PQ TLS (prints the URL and where the admin token is).
 run: $(STAMP)
-	$(BIN)/qrc serve --data-dir .qrc
+	$(BIN)/qrc serve --dev --data-dir .qrc
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

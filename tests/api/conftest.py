@@ -20,12 +20,12 @@ import httpx
 import pytest
 
 from qrc.api.app import API_PREFIX, create_app
-from qrc.api.deps import AppState, Settings
-from qrc.keys.clients import ClientStore
+from qrc.api.deps import ApiSettings, AppState
+from qrc.keys.access.tokens import TokenStore
 from qrc.keys.custody.local import Argon2Params, LocalCustody
-from qrc.keys.db import Database
+from qrc.keys.store.db import Database
 from qrc.keys.service import KeyService
-from qrc.keys.wrapping import Keyring
+from qrc.keys.custody.keyring import Keyring
 
 with warnings.catch_warnings():
     # Starlette asks for the ``httpx2`` fork; the ``httpx`` it finds works the same here.
@@ -47,7 +47,7 @@ class Api:
 
     app: Any
     service: KeyService
-    clients: ClientStore
+    clients: TokenStore
     http: TestClient
     tokens: dict[str, str]
     client_ids: dict[str, str]
@@ -110,27 +110,26 @@ def build_service(directory: Path) -> KeyService:
 
 
 @contextmanager
-def running_api(directory: Path, settings: Settings | None = None) -> Iterator[Api]:
+def running_api(directory: Path, settings: ApiSettings | None = None) -> Iterator[Api]:
     """An :class:`Api` over a new store, with one token per role (and a restricted one)."""
     service = build_service(directory)
-    clients = ClientStore(service.db)
+    clients = service.tokens
     tokens: dict[str, str] = {}
     ids: dict[str, str] = {}
     for role in ROLES:
-        client, tokens[role] = clients.create(name=f"{role}-token", role=role)
+        client, tokens[role] = clients.create(name=f"{role}-token", role=role, actor="test")
         ids[role] = client.id
     client, tokens["crypto_user_limited"] = clients.create(
-        name="limited-token", role="crypto_user", keys=[OTHER_KEY]
+        name="limited-token", role="crypto_user", keys=[OTHER_KEY], actor="test"
     )
     ids["crypto_user_limited"] = client.id
-    state = AppState(service, clients, settings=settings or Settings())
+    state = AppState(service, settings=settings or ApiSettings())
     app = create_app(state)
     try:
         with TestClient(app, raise_server_exceptions=False) as http:
             yield Api(app, service, clients, http, tokens, ids)
     finally:
-        service.keyring.close()
-        service.db.dispose()
+        service.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from qrc.api.deps import Settings
+from qrc.api.deps import ApiSettings
 from qrc.api.problems import PROBLEM_TYPES
 from qrc.cli import remote
 from qrc.crypto.registry import all_algorithms
-from qrc.keys.models import KeyVersion
+from qrc.keys.store.models import KeyVersion
 from qrc.transit.client import Response
 from tests.api.conftest import PROBLEM_PREFIX, Api, assert_problem, running_api
 
@@ -236,7 +236,7 @@ def test_conditional_rotate(api: Api) -> None:
         api.post(f"/keys/{name}/rotate", json={"expected_version": 1}), 409, "conflict"
     )
     assert "version 2, not 1" in lost["detail"]
-    assert api.service.count_versions(name) == 2
+    assert api.service.keys.count_versions(name) == 2
     assert api.get(f"/keys/{name}").json()["version"] == 2
     rotations = api.get("/audit/logs", params={"key": name, "event_type": "key.rotate"}).json()
     assert [e["result"] for e in rotations["events"]] == ["success", "denied"]
@@ -251,7 +251,7 @@ def test_conditional_rotate(api: Api) -> None:
         {},
     ):
         assert_problem(api.post(f"/keys/{name}/rotate", json=bad), 422, "invalid-request")
-    assert api.service.count_versions(name) == 2
+    assert api.service.keys.count_versions(name) == 2
     # Without a body the rotation is unconditional, as before.
     assert api.post(f"/keys/{name}/rotate").json()["version"] == 3
     response = api.post("/keys/nope/rotate", json={"expected_version": 1})
@@ -269,7 +269,7 @@ def test_conditional_rotate_race_adds_exactly_one_version(api: Api) -> None:
     with ThreadPoolExecutor(4) as pool:
         codes = sorted(pool.map(lambda _: rotate(), range(4)))
     assert codes == [200, 409, 409, 409]
-    assert api.service.count_versions(name) == 2
+    assert api.service.keys.count_versions(name) == 2
 
 
 def test_min_decryption_version_retires_old_versions(api: Api) -> None:
@@ -351,7 +351,7 @@ def test_remote_cli_if_version_and_min_version(api: Api, monkeypatch: pytest.Mon
         f"qrc: error: Conflicting change: key {name!r} is at version 2, not 1"
     )
     assert runner.invoke(remote.keys_app, ["rotate", name, "--if-version", "0"]).exit_code == 2
-    assert api.service.count_versions(name) == 2
+    assert api.service.keys.count_versions(name) == 2
     retired = runner.invoke(remote.keys_app, ["min-version", name, "2", "--json"])
     assert retired.exit_code == 0, retired.output
     assert json.loads(retired.stdout)["min_decryption_version"] == 2
@@ -1031,7 +1031,7 @@ def test_openapi_describes_every_api_route(api: Api) -> None:
 
 
 def test_rate_limit_per_token(tmp_path: Any) -> None:
-    with running_api(tmp_path, Settings(rate_limit_per_second=0.5, rate_limit_burst=2)) as limited:
+    with running_api(tmp_path, ApiSettings(rate_limit_per_second=0.5, rate_limit_burst=2)) as limited:
         assert limited.get("/keys").status_code == 200
         assert limited.get("/keys").status_code == 200
         response = limited.get("/keys")

@@ -32,7 +32,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from qrc.api.deps import Settings
+from qrc.api.deps import ApiSettings
 from qrc.crypto.registry import REGISTRY, set_status
 from tests.api.conftest import Api, running_api
 from tests.api.test_roles import TABLE
@@ -62,7 +62,7 @@ def fuzz_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     # registry: put it back afterwards for the other tests of this process.
     statuses = {algorithm: info.status for algorithm, info in REGISTRY.items()}
     try:
-        with running_api(tmp_path_factory.mktemp("fuzz"), Settings(rate_limit_per_second=0)) as api:
+        with running_api(tmp_path_factory.mktemp("fuzz"), ApiSettings(rate_limit_per_second=0)) as api:
             yield api
     finally:
         for algorithm, status in statuses.items():

@@ -21,9 +21,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from qrc.keys.backup import create_backup
-from qrc.keys.factory import open_service
-from qrc.keys.models import KeyVersion
+from qrc.keys.custody.factory import CustodyConfig
+from qrc.keys.factory import ServiceConfig, open_service
+from qrc.keys.store.models import KeyVersion
 from qrc.keys.service import KeyService
 from tests.keys.pg import fresh_database
 
@@ -75,12 +75,12 @@ def fails(
 @contextmanager
 def service_of(data_dir: Path, passphrase: str = PASSPHRASE) -> Iterator[KeyService]:
     """The same store, opened in-process as the service would open it."""
-    service = open_service(data_dir, {"QRC_MASTER_PASSPHRASE": passphrase})
+    config = ServiceConfig(data_dir, custody=CustodyConfig(master_passphrase=passphrase))
+    service = open_service(config)
     try:
         yield service
     finally:
-        service.keyring.close()
-        service.db.dispose()
+        service.close()
 
 
 def _mode(path: Path) -> int:
@@ -120,9 +120,9 @@ def test_status_keys_lifecycle_scheduler_and_events(tmp_path: Path) -> None:
             rows = list(session.scalars(select(KeyVersion).where(KeyVersion.key_id == sig["id"])))
         assert rows and all(row.wrapped_private is None for row in rows)  # crypto-shredded
         # What the commands made is usable through the API, under the same actor scheme.
-        sealed = service.encrypt("app", b"payload", actor="test")
+        sealed = service.crypto.encrypt("app", b"payload", actor="test")
         assert sealed.key_version == 2
-        assert service.decrypt(None, sealed.ciphertext, actor="test") == b"payload"
+        assert service.crypto.decrypt(None, sealed.ciphertext, actor="test") == b"payload"
 
     after = ok_json(data, "status")
     assert after["keys"]["by_status"] == {"active": 2, "destroyed": 1}
@@ -165,11 +165,11 @@ def _populate(data: Path) -> tuple[dict[str, bytes], dict[str, bytes]]:
             ("sym", "key_wrapping", "AES-256-GCM"),
             ("signer", "signing", "ML-DSA-65"),
         ):
-            service.create_key(name=name, purpose=purpose, algorithm=algorithm, actor="test")
-        service.rotate("hybrid", actor="test")
+            service.keys.create_key(name=name, purpose=purpose, algorithm=algorithm, actor="test")
+        service.keys.rotate("hybrid", actor="test")
         for name in ("hybrid", "sym"):
-            sealed[name] = service.encrypt(name, name.encode(), actor="test").ciphertext
-        signed["signer"] = service.sign("signer", b"signed", actor="test").signature
+            sealed[name] = service.crypto.encrypt(name, name.encode(), actor="test").ciphertext
+        signed["signer"] = service.crypto.sign("signer", b"signed", actor="test").signature
     return sealed, signed
 
 
@@ -178,11 +178,11 @@ def _check_usable(
 ) -> None:
     with service_of(data, **kw) as service:
         for name, ciphertext in sealed.items():
-            assert service.decrypt(name, ciphertext, actor="test") == name.encode()
+            assert service.crypto.decrypt(name, ciphertext, actor="test") == name.encode()
         for name, signature in signed.items():
-            assert service.verify(name, b"signed", signature, actor="test") == 1
-        fresh = service.encrypt("hybrid", b"new", actor="test").ciphertext
-        assert service.decrypt(None, fresh, actor="test") == b"new"
+            assert service.crypto.verify(name, b"signed", signature, actor="test") == 1
+        fresh = service.crypto.encrypt("hybrid", b"new", actor="test").ciphertext
+        assert service.crypto.decrypt(None, fresh, actor="test") == b"new"
 
 
 def test_audit_verify_checkpoint_export_and_offline_verification(tmp_path: Path) -> None:
@@ -267,12 +267,12 @@ def test_backup_and_restore_with_text_shares(tmp_path: Path) -> None:
     assert _mode(out) == 0o600 and all(_mode(p) == 0o600 for p in shares)
     assert shares[0].read_text().startswith("qrc-share-v1:")
     with service_of(data) as service:
-        events_before = len(service.query_audit(limit=1000)[0])
+        events_before = len(service.audit.query(limit=1000)[0])
     taken = fails(data, "backup", "-o", tmp_path / "vault" / "second.qrcb")
     assert f"{shares[0]} exists; refusing to overwrite it" in taken
     with service_of(data) as service:
-        assert len(service.query_audit(limit=1000)[0]) == events_before  # no orphan event
-        foreign = create_backup(service, threshold=3, shares=5, actor="test").shares[0]
+        assert len(service.audit.query(limit=1000)[0]) == events_before  # no orphan event
+        foreign = service.backups.create(threshold=3, shares=5, actor="test").shares[0]
     (tmp_path / "foreign.txt").write_text(foreign.to_text())
 
     share_args = [a for p in shares for a in ("--share", str(p))]
@@ -287,7 +287,7 @@ def test_backup_and_restore_with_text_shares(tmp_path: Path) -> None:
     altered = fails(target, "restore", "-i", tmp_path / "tampered.qrcb", *share_args[4:], env=other)
     assert "corrupted or was altered" in altered
     with service_of(target, "another passphrase") as service:
-        assert service.list_keys()[0] == []  # none of the failures wrote anything
+        assert service.keys.list_keys()[0] == []  # none of the failures wrote anything
 
     restored = ok_json(target, "restore", "-i", out, *share_args[2:8], env=other)
     assert restored["counts"]["keys"] == 3 and restored["audit_valid"]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from qrc.keys.custody.local import Argon2Params, LocalCustody
-from qrc.keys.db import Database
+from qrc.keys.store.db import Database
 from qrc.keys.service import KeyService
-from qrc.keys.wrapping import Keyring
+from qrc.keys.custody.keyring import Keyring
 from tests.keys.pg import fresh_database
 
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=8, parallelism=1)
@@ -40,3 +40,22 @@ def custody(tmp_path: Path) -> LocalCustody:
 @pytest.fixture
 def service(db: Database, custody: LocalCustody) -> KeyService:
     return KeyService(db, Keyring(custody))
+
+
+def refuse_audit_writes(db: Database) -> None:
+    """Make the database itself refuse every new audit event (a real failure, no mock)."""
+    with db.engine.begin() as connection:
+        if db.is_sqlite:
+            connection.exec_driver_sql(
+                "CREATE TRIGGER qrc_refuse_audit BEFORE INSERT ON qrc_audit_events "
+                "BEGIN SELECT RAISE(ABORT, 'audit writes refused'); END"
+            )
+        else:
+            connection.exec_driver_sql(
+                "CREATE FUNCTION qrc_refuse_audit() RETURNS trigger AS $$ BEGIN "
+                "RAISE EXCEPTION 'audit writes refused'; END $$ LANGUAGE plpgsql"
+            )
+            connection.exec_driver_sql(
+                "CREATE TRIGGER qrc_refuse_audit BEFORE INSERT ON qrc_audit_events "
+                "FOR EACH ROW EXECUTE FUNCTION qrc_refuse_audit()"
+            )

@@ -24,8 +24,8 @@ from sqlalchemy.orm import Session
 from qrc.crypto.base import SigningKey
 from qrc.crypto.keyfile import public_key_to_pem
 from qrc.crypto.schemes import get_signature
-from qrc.keys import audit as audit_module
-from qrc.keys.audit import (
+from qrc.keys.audit import log as audit_module
+from qrc.keys.audit.log import (
     CHECKPOINT_CONTEXT,
     GENESIS_HASH,
     AuditError,
@@ -41,8 +41,8 @@ from qrc.keys.audit import (
     validate_details,
     verify_export,
 )
-from qrc.keys.db import Base, Database
-from qrc.keys.models import AuditCheckpoint, AuditEvent, Policy
+from qrc.keys.store.db import Base, Database
+from qrc.keys.store.models import AuditCheckpoint, AuditEvent, Policy
 from tests.keys.pg import fresh_database
 
 SIGNER_ID = "audit-service-key"

@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session
 
 from qrc.crypto.base import SigningKey
 from qrc.crypto.schemes import get_signature
-from qrc.keys.audit import AuditError, AuditLog, VerificationReport, canonical_event, event_hash
-from qrc.keys.db import Database
-from qrc.keys.models import AuditCheckpoint, AuditEvent
+from qrc.keys.audit.log import AuditError, AuditLog, VerificationReport, canonical_event, event_hash
+from qrc.keys.store.db import Database
+from qrc.keys.store.models import AuditCheckpoint, AuditEvent
 from qrc.keys.service import KeyService
 from tests.keys.test_audit import SIGNER_ID, _append, _checkpoint, _execute, _rehash_from, _shift
 
@@ -324,30 +324,30 @@ def test_rows_read_are_bounded_by_the_events_since_the_checkpoint(
 def test_service_checkpoint_verifies_incrementally(
     service: KeyService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    service.create_key(name="k", purpose="encryption", actor=ACTOR)
-    first = service.audit_checkpoint(actor=ACTOR)
-    service.encrypt("k", b"x", actor=ACTOR)
+    service.keys.create_key(name="k", purpose="encryption", actor=ACTOR)
+    first = service.audit.checkpoint(actor=ACTOR)
+    service.crypto.encrypt("k", b"x", actor=ACTOR)
 
     def full_verify(*args: Any, **kwargs: Any) -> VerificationReport:
         raise AssertionError("the scheduler's checkpoint ran the full verify")
 
     with monkeypatch.context() as patch:
         patch.setattr(service.audit, "verify", full_verify)
-        second = service.audit_checkpoint(actor=ACTOR)
+        second = service.audit.checkpoint(actor=ACTOR)
     assert second.seq > first.seq
     # An edit before the latest checkpoint: checkpoints go on, the full verify catches it.
     with service.db.session() as session:
         session.execute(text("UPDATE qrc_audit_events SET actor = 'mallory' WHERE seq = 1"))
-    service.encrypt("k", b"x", actor=ACTOR)
-    assert service.audit_checkpoint(actor=ACTOR).seq > second.seq
-    broken = service.verify_audit()
+    service.crypto.encrypt("k", b"x", actor=ACTOR)
+    assert service.audit.checkpoint(actor=ACTOR).seq > second.seq
+    broken = service.audit.verify()
     assert not broken.valid and broken.first_bad_event == 1
     # An edit after it: the checkpoint is refused.
-    service.encrypt("k", b"x", actor=ACTOR)
+    service.crypto.encrypt("k", b"x", actor=ACTOR)
     with service.db.session() as session:
         head = AuditLog.head(session)[0]
         session.execute(
             text("UPDATE qrc_audit_events SET actor = 'mallory' WHERE seq = :seq"), {"seq": head}
         )
     with pytest.raises(AuditError, match="broken"):
-        service.audit_checkpoint(actor=ACTOR)
+        service.audit.checkpoint(actor=ACTOR)

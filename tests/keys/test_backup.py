@@ -15,23 +15,21 @@ from sqlalchemy import func, select, text, update
 
 from qrc.crypto.base import KemPrivateKey, SigningKey
 from qrc.crypto.selftest import generate_private_key
-from qrc.keys import backup as backup_module
+from qrc.keys.backup import format as backup_module
 from qrc.keys.backup import (
-    HEADER_SIZE,
     AuditChainBroken,
     BackupCorrupted,
     BackupError,
     StoreNotEmpty,
     UnsupportedBackupVersion,
-    create_backup,
     read_header,
-    restore_backup,
 )
+from qrc.keys.backup.format import HEADER_SIZE
 from qrc.keys.custody.base import Custody, CustodyHealth, CustodyUnavailable
 from qrc.keys.custody.local import LocalCustody
-from qrc.keys.db import Base, Database, utcnow
+from qrc.keys.store.db import Base, Database, utcnow
 from qrc.keys.errors import InvalidRequest, OperationNotPermitted
-from qrc.keys.models import (
+from qrc.keys.store.models import (
     ApiClient,
     AuditCheckpoint,
     AuditEvent,
@@ -40,7 +38,7 @@ from qrc.keys.models import (
     Policy,
 )
 from qrc.keys.service import KeyService
-from qrc.keys.shamir import (
+from qrc.crypto.shamir import (
     InvalidShare,
     NotEnoughShares,
     Share,
@@ -48,7 +46,7 @@ from qrc.keys.shamir import (
     ShareMismatch,
     open_sealed_share,
 )
-from qrc.keys.wrapping import Keyring
+from qrc.keys.custody.keyring import Keyring
 from tests.keys.conftest import FAST_ARGON2
 from tests.keys.pg import fresh_database
 
@@ -147,7 +145,7 @@ def _dump(service: KeyService) -> bytes:
 
 
 def _key_views(service: KeyService) -> dict[str, dict[str, Any]]:
-    keys, cursor = service.list_keys(limit=1000)
+    keys, cursor = service.keys.list_keys(limit=1000)
     assert cursor is None
     return {k.id: k.as_dict() for k in keys}
 
@@ -173,13 +171,13 @@ def _checkpoints(service: KeyService) -> list[tuple[Any, ...]]:
 
 def _checkpoint(service: KeyService, signer: SigningKey) -> None:
     with service.db.session() as session:
-        service.audit.checkpoint(session, signer, SIGNER_ID, 1)
+        service.audit.log.checkpoint(session, signer, SIGNER_ID, 1)
 
 
 def _small_store(service: KeyService) -> bytes:
-    service.create_key(name="k", purpose="encryption", actor=ACTOR)
-    service.create_key(name="s", purpose="signing", actor=ACTOR, algorithm="ML-DSA-65")
-    return service.encrypt("k", b"payload", actor=ACTOR, context=b"ctx").ciphertext
+    service.keys.create_key(name="k", purpose="encryption", actor=ACTOR)
+    service.keys.create_key(name="s", purpose="signing", actor=ACTOR, algorithm="ML-DSA-65")
+    return service.crypto.encrypt("k", b"payload", actor=ACTOR, context=b"ctx").ciphertext
 
 
 def _destroy_store(db: Database) -> None:
@@ -194,53 +192,53 @@ def test_drill_backup_destroy_restore_under_a_new_kek(
     db: Database, service: KeyService, tmp_path: Path
 ) -> None:
     # Keys of every kind, in every state, with data under them.
-    service.create_key(name="payments", purpose="encryption", algorithm="X25519MLKEM768",
+    service.keys.create_key(name="payments", purpose="encryption", algorithm="X25519MLKEM768",
                        actor=ACTOR, labels={"team": "billing"})  # fmt: skip
-    service.create_key(name="dek-wrap", purpose="key_wrapping", algorithm="AES-256-GCM",
+    service.keys.create_key(name="dek-wrap", purpose="key_wrapping", algorithm="AES-256-GCM",
                        actor=ACTOR, rotation_period=timedelta(days=30))  # fmt: skip
-    service.create_key(name="tokens", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR)
-    service.create_key(name="releases", purpose="signing", actor=ACTOR)  # composite
-    service.create_key(name="rotated", purpose="encryption", algorithm="ML-KEM-768", actor=ACTOR)
-    service.create_key(name="leaked", purpose="encryption", actor=ACTOR)
-    service.create_key(name="retired", purpose="encryption", actor=ACTOR)
-    service.create_key(name="shredded", purpose="encryption", actor=ACTOR)
-    service.create_key(name="doomed", purpose="key_wrapping", actor=ACTOR)
-    service.create_key(name="later", purpose="encryption", actor=ACTOR, activate=False)
+    service.keys.create_key(name="tokens", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR)
+    service.keys.create_key(name="releases", purpose="signing", actor=ACTOR)  # composite
+    service.keys.create_key(name="rotated", purpose="encryption", algorithm="ML-KEM-768", actor=ACTOR)
+    service.keys.create_key(name="leaked", purpose="encryption", actor=ACTOR)
+    service.keys.create_key(name="retired", purpose="encryption", actor=ACTOR)
+    service.keys.create_key(name="shredded", purpose="encryption", actor=ACTOR)
+    service.keys.create_key(name="doomed", purpose="key_wrapping", actor=ACTOR)
+    service.keys.create_key(name="later", purpose="encryption", actor=ACTOR, activate=False)
 
     ciphertexts: list[tuple[str, bytes, bytes, bytes, bool]] = []
 
     def encrypt(ref: str, plaintext: bytes, context: bytes, recovery: bool = False) -> None:
-        sealed = service.encrypt(ref, plaintext, actor=ACTOR, context=context)
+        sealed = service.crypto.encrypt(ref, plaintext, actor=ACTOR, context=context)
         ciphertexts.append((ref, sealed.ciphertext, context, plaintext, recovery))
 
     encrypt("payments", b"IBAN DE89 3704", b"accounts/42/iban")
     encrypt("dek-wrap", b"\x01" * 32, b"table:users")
     encrypt("rotated", b"under version 1", b"r/1")
-    service.rotate("rotated", actor=ACTOR)
+    service.keys.rotate("rotated", actor=ACTOR)
     encrypt("rotated", b"under version 2", b"r/2")
     encrypt("leaked", b"before the leak", b"l", recovery=True)
     encrypt("retired", b"old but readable", b"")
-    shredded = service.encrypt("shredded", b"gone forever", actor=ACTOR).ciphertext
-    data_key = service.generate_data_key("doomed", actor=ACTOR, context=b"dk")
+    shredded = service.crypto.encrypt("shredded", b"gone forever", actor=ACTOR).ciphertext
+    data_key = service.crypto.generate_data_key("doomed", actor=ACTOR, context=b"dk")
     signatures = [
-        ("tokens", b"jwt claims", service.sign("tokens", b"jwt claims", actor=ACTOR,
+        ("tokens", b"jwt claims", service.crypto.sign("tokens", b"jwt claims", actor=ACTOR,
                                                context=b"jwt").signature, b"jwt", 1),
-        ("releases", b"release 1.0", service.sign("releases", b"release 1.0", actor=ACTOR,
+        ("releases", b"release 1.0", service.crypto.sign("releases", b"release 1.0", actor=ACTOR,
                                                   context=b"").signature, b"", 1),
     ]  # fmt: skip
-    service.revoke("leaked", "key_compromise", actor=ACTOR)
-    service.revoke("retired", "superseded", actor=ACTOR)
-    service.schedule_destruction("shredded", actor=ACTOR, delay=timedelta(0))
-    assert service.run_due()["destroyed"] == 1
-    service.schedule_destruction("doomed", actor=ACTOR)  # pending, 7 days
-    service.index_data("payments", 1, "accounts/42/iban", data_class="pii")
+    service.keys.revoke("leaked", "key_compromise", actor=ACTOR)
+    service.keys.revoke("retired", "superseded", actor=ACTOR)
+    service.keys.schedule_destruction("shredded", actor=ACTOR, delay=timedelta(0))
+    assert service.scheduler.run_due()["destroyed"] == 1
+    service.keys.schedule_destruction("doomed", actor=ACTOR)  # pending, 7 days
+    service.crypto.index_data("payments", 1, "accounts/42/iban", data_class="pii")
     with service.db.session() as session:
         session.add(Policy(name="default_algorithms", value={"signing": "ML-DSA-65"},
                            updated_at=utcnow(), updated_by=ACTOR))  # fmt: skip
         session.add(ApiClient(id="c_1", name="ci", role="crypto_user", token_hash=b"\x07" * 32,
                               allowed_keys=["payments"], created_at=utcnow()))  # fmt: skip
-    service.audit_checkpoint(actor=ACTOR)  # the service's own ML-DSA-65 audit key
-    service.encrypt("payments", b"after the checkpoint", actor=ACTOR)
+    service.audit.checkpoint(actor=ACTOR)  # the service's own ML-DSA-65 audit key
+    service.crypto.encrypt("payments", b"after the checkpoint", actor=ACTOR)
 
     secrets = _raw_private_keys(service)
     assert len(secrets) == 11  # 10 keys and the audit key; one rotated, one shredded
@@ -251,7 +249,7 @@ def test_drill_backup_destroy_restore_under_a_new_kek(
                           for c in session.scalars(select(ApiClient))]  # fmt: skip
     old_kek = service.keyring.current.kek_id
 
-    result = create_backup(service, threshold=3, shares=5, actor="ops:backup")
+    result = service.backups.create(threshold=3, shares=5, actor="ops:backup")
 
     assert len(result.shares) == 5 and result.sealed_shares == []
     assert read_header(result.data) == result.summary
@@ -275,8 +273,7 @@ def test_drill_backup_destroy_restore_under_a_new_kek(
     restored = KeyService(db, Keyring(_new_custody(tmp_path / "new-site")))
     assert restored.keyring.current.kek_id != old_kek
 
-    report = restore_backup(
-        restored,
+    report = restored.backups.restore(
         result.data,
         [result.shares[4], result.shares[0], result.shares[2]],
         actor="ops:dr",
@@ -293,13 +290,13 @@ def test_drill_backup_destroy_restore_under_a_new_kek(
     assert len(audit_after) == len(audit_before) + 1
     # A checkpoint over backup.restore, signed by the restored audit key under the new KEK.
     assert len(_checkpoints(restored)) == len(checkpoints_before) + 1
-    verified = restored.verify_audit()
+    verified = restored.audit.verify()
     assert verified.valid and verified.checkpoints_verified == 3, verified.reason
     # Metadata, states, versions and timestamps exactly as they were.
     assert _key_views(restored) == keys_before
-    assert keys_before[restored.get_key("leaked").id]["status"] == "compromised"
-    assert restored.get_key("doomed").status == "pending_destruction"
-    assert restored.get_key("later").status == "pre_active"
+    assert keys_before[restored.keys.get_key("leaked").id]["status"] == "compromised"
+    assert restored.keys.get_key("doomed").status == "pending_destruction"
+    assert restored.keys.get_key("later").status == "pre_active"
     with restored.db.session() as session:
         assert [(p.name, p.value) for p in session.scalars(select(Policy))] == policies_before
         assert [(c.id, c.token_hash, c.allowed_keys)
@@ -307,32 +304,32 @@ def test_drill_backup_destroy_restore_under_a_new_kek(
         kek_ids = {v.kek_id for v in session.scalars(select(KeyVersion))
                    if v.wrapped_private is not None}  # fmt: skip
     assert kek_ids == {restored.keyring.current.kek_id}
-    assert restored.data_under("payments") == ["accounts/42/iban"]
+    assert restored.crypto.data_under("payments") == ["accounts/42/iban"]
     # Every ciphertext decrypts, every signature verifies.
     for ref, ciphertext, context, plaintext, recovery in ciphertexts:
-        got = restored.decrypt(ref, ciphertext, actor=ACTOR, context=context, recovery=recovery)
+        got = restored.crypto.decrypt(ref, ciphertext, actor=ACTOR, context=context, recovery=recovery)
         assert got == plaintext
     with pytest.raises(OperationNotPermitted):
-        restored.decrypt("leaked", ciphertexts[4][1], actor=ACTOR, context=b"l")
+        restored.crypto.decrypt("leaked", ciphertexts[4][1], actor=ACTOR, context=b"l")
     for ref, message, signature, context, version in signatures:
-        assert restored.verify(ref, message, signature, actor=ACTOR, context=context) == version
+        assert restored.crypto.verify(ref, message, signature, actor=ACTOR, context=context) == version
     # The shredded key stays shredded; the pending one is still pending.
     with pytest.raises(OperationNotPermitted):
-        restored.decrypt("shredded", shredded, actor=ACTOR)
-    assert restored.get_key("shredded").status == "destroyed"
+        restored.crypto.decrypt("shredded", shredded, actor=ACTOR)
+    assert restored.keys.get_key("shredded").status == "destroyed"
     with pytest.raises(OperationNotPermitted, match="pending destruction"):
-        restored.decrypt("doomed", data_key.wrapped_key, actor=ACTOR, context=b"dk")
-    restored.cancel_destruction("doomed", actor=ACTOR)
-    assert restored.decrypt("doomed", data_key.wrapped_key, actor=ACTOR,
+        restored.crypto.decrypt("doomed", data_key.wrapped_key, actor=ACTOR, context=b"dk")
+    restored.keys.cancel_destruction("doomed", actor=ACTOR)
+    assert restored.crypto.decrypt("doomed", data_key.wrapped_key, actor=ACTOR,
                             context=b"dk") == data_key.plaintext_key  # fmt: skip
     # The restored store keeps working (new IDs do not collide with restored ones).
-    restored.rotate("payments", actor=ACTOR)
-    restored.create_key(name="new-after-dr", purpose="encryption", actor=ACTOR)
-    restored.index_data("payments", 2, "accounts/43/iban")
-    sealed = restored.encrypt("new-after-dr", b"fresh", actor=ACTOR)
-    assert restored.decrypt(None, sealed.ciphertext, actor=ACTOR) == b"fresh"
-    restored.audit_checkpoint(actor=ACTOR)
-    assert restored.verify_audit().valid
+    restored.keys.rotate("payments", actor=ACTOR)
+    restored.keys.create_key(name="new-after-dr", purpose="encryption", actor=ACTOR)
+    restored.crypto.index_data("payments", 2, "accounts/43/iban")
+    sealed = restored.crypto.encrypt("new-after-dr", b"fresh", actor=ACTOR)
+    assert restored.crypto.decrypt(None, sealed.ciphertext, actor=ACTOR) == b"fresh"
+    restored.audit.checkpoint(actor=ACTOR)
+    assert restored.audit.verify().valid
     # No private key anywhere in the restored database.
     _assert_absent(_dump(restored), secrets, "the restored database")
 
@@ -341,7 +338,7 @@ def test_drill_backup_destroy_restore_under_a_new_kek(
 @sqlite_only
 def test_header_and_audit_event(service: KeyService) -> None:
     _small_store(service)
-    result = create_backup(service, threshold=2, shares=3, actor=ACTOR)
+    result = service.backups.create(threshold=2, shares=3, actor=ACTOR)
     header = read_header(result.data)
     assert header.backup_id == result.backup_id and result.backup_id.startswith("b_")
     assert (header.threshold, header.shares) == (2, 3)
@@ -351,7 +348,7 @@ def test_header_and_audit_event(service: KeyService) -> None:
     assert "data=" not in repr(result) and result.backup_id in repr(result)
     with service.db.session() as session:
         last = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())).first()
-        seq, head = service.audit.head(session)
+        seq, head = service.audit.log.head(session)
     assert last is not None and last.event_type == "backup.create"
     assert last.details["backup_id"] == result.backup_id and last.actor == ACTOR
     assert head == header.audit_head_hash and seq == header.counts.audit_events
@@ -361,7 +358,7 @@ def test_header_and_audit_event(service: KeyService) -> None:
 @pytest.mark.parametrize(("threshold", "shares"), [(1, 5), (4, 3), (2, 256), (True, 3)])
 def test_bad_parameters(service: KeyService, threshold: int, shares: int) -> None:
     with pytest.raises(InvalidRequest, match="threshold"):
-        create_backup(service, threshold=threshold, shares=shares, actor=ACTOR)
+        service.backups.create(threshold=threshold, shares=shares, actor=ACTOR)
     assert _counts(service)["qrc_audit_events"] == 0
 
 
@@ -370,26 +367,26 @@ def test_too_few_wrong_or_foreign_shares_write_nothing(
     service: KeyService, target: KeyService
 ) -> None:
     _small_store(service)
-    result = create_backup(service, threshold=3, shares=5, actor=ACTOR)
-    other = create_backup(service, threshold=3, shares=5, actor=ACTOR)
+    result = service.backups.create(threshold=3, shares=5, actor=ACTOR)
+    other = service.backups.create(threshold=3, shares=5, actor=ACTOR)
     shares = result.shares
     with pytest.raises(NotEnoughShares, match="3 distinct shares are needed and 2 were given"):
-        restore_backup(target, result.data, shares[:2], actor=ACTOR)
+        target.backups.restore(result.data, shares[:2], actor=ACTOR)
     with pytest.raises(NotEnoughShares):
-        restore_backup(target, result.data, [shares[0]] * 3, actor=ACTOR)
+        target.backups.restore(result.data, [shares[0]] * 3, actor=ACTOR)
     altered = dataclasses.replace(shares[1], y=bytes([shares[1].y[0] ^ 1]) + shares[1].y[1:])
     with pytest.raises(InvalidShare, match="wrong or altered"):
-        restore_backup(target, result.data, [shares[0], altered, shares[2]], actor=ACTOR)
+        target.backups.restore(result.data, [shares[0], altered, shares[2]], actor=ACTOR)
     with pytest.raises(InvalidShare) as excinfo:
-        restore_backup(target, result.data, [shares[0], altered, shares[2], shares[3]],
+        target.backups.restore(result.data, [shares[0], altered, shares[2], shares[3]],
                        actor=ACTOR)  # fmt: skip
     assert excinfo.value.wrong_indices == (2,)
     with pytest.raises(ShareMismatch, match="does not belong to backup"):
-        restore_backup(target, result.data, other.shares[:3], actor=ACTOR)
+        target.backups.restore(result.data, other.shares[:3], actor=ACTOR)
     with pytest.raises(ShareMismatch):
-        restore_backup(target, result.data, [shares[0], shares[1], other.shares[2]], actor=ACTOR)
+        target.backups.restore(result.data, [shares[0], shares[1], other.shares[2]], actor=ACTOR)
     _assert_empty(target)
-    report = restore_backup(target, result.data, shares[2:], actor=ACTOR)  # the right ones
+    report = target.backups.restore(result.data, shares[2:], actor=ACTOR)  # the right ones
     assert report.counts.keys == 2
 
 
@@ -398,7 +395,7 @@ def test_tampered_backup_is_refused_and_nothing_written(
     service: KeyService, target: KeyService
 ) -> None:
     _small_store(service)
-    result = create_backup(service, threshold=2, shares=3, actor=ACTOR)
+    result = service.backups.create(threshold=2, shares=3, actor=ACTOR)
     shares = result.shares[:2]
     data = result.data
 
@@ -409,37 +406,37 @@ def test_tampered_backup_is_refused_and_nothing_written(
 
     for position in range(HEADER_SIZE):
         with pytest.raises((BackupError, ShareError)):
-            restore_backup(target, flipped(position, position % 8), shares, actor=ACTOR)
+            target.backups.restore(flipped(position, position % 8), shares, actor=ACTOR)
     body_positions = [HEADER_SIZE, HEADER_SIZE + 7, HEADER_SIZE + 40, len(data) // 2,
                       len(data) - 17, len(data) - 1]  # fmt: skip
     for position in body_positions:
         with pytest.raises(BackupCorrupted, match="backup is corrupted or was altered"):
-            restore_backup(target, flipped(position), shares, actor=ACTOR)
+            target.backups.restore(flipped(position), shares, actor=ACTOR)
     # The header's counts and audit head are bound as well, not just parsed.
     for position in (50, 80, 100):
         with pytest.raises(BackupCorrupted, match="backup is corrupted or was altered"):
-            restore_backup(target, flipped(position), shares, actor=ACTOR)
+            target.backups.restore(flipped(position), shares, actor=ACTOR)
     with pytest.raises(UnsupportedBackupVersion):
-        restore_backup(target, flipped(4, 1), shares, actor=ACTOR)
+        target.backups.restore(flipped(4, 1), shares, actor=ACTOR)
     for broken in (data[:-1], data + b"\x00", data[:HEADER_SIZE], b"not a backup", b""):
         with pytest.raises(BackupCorrupted):
-            restore_backup(target, broken, shares, actor=ACTOR)
+            target.backups.restore(broken, shares, actor=ACTOR)
     _assert_empty(target)
-    assert restore_backup(target, data, shares, actor=ACTOR).counts.keys == 2
+    assert target.backups.restore(data, shares, actor=ACTOR).counts.keys == 2
 
 
 def test_restore_into_a_non_empty_store_is_refused(service: KeyService, target: KeyService) -> None:
     _small_store(service)
-    result = create_backup(service, threshold=2, shares=2, actor=ACTOR)
+    result = service.backups.create(threshold=2, shares=2, actor=ACTOR)
     before = _counts(service)
     with pytest.raises(StoreNotEmpty, match="empty store"):
-        restore_backup(service, result.data, result.shares, actor=ACTOR)
+        service.backups.restore(result.data, result.shares, actor=ACTOR)
     assert _counts(service) == before
     # An audit event alone makes a store non-empty.
     with target.db.session() as session:
-        target.audit.append(session, event_type="service.start", actor="system", result="success")
+        target.audit.log.append(session, event_type="service.start", actor="system", result="success")
     with pytest.raises(StoreNotEmpty, match="1 qrc_audit_events"):
-        restore_backup(target, result.data, result.shares, actor=ACTOR)
+        target.backups.restore(result.data, result.shares, actor=ACTOR)
     assert _counts(target)["qrc_audit_events"] == 1 and _counts(target)["qrc_keys"] == 0
 
 
@@ -472,14 +469,14 @@ def test_failure_in_the_middle_of_a_restore_writes_nothing(
     service: KeyService, target: KeyService
 ) -> None:
     _small_store(service)
-    service.create_key(name="third", purpose="key_wrapping", actor=ACTOR)
-    result = create_backup(service, threshold=2, shares=3, actor=ACTOR)
+    service.keys.create_key(name="third", purpose="key_wrapping", actor=ACTOR)
+    result = service.backups.create(threshold=2, shares=3, actor=ACTOR)
     flaky = KeyService(target.db, Keyring(_FailingCustody(target.keyring.current, wraps=2)))
     with pytest.raises(CustodyUnavailable):
-        restore_backup(flaky, result.data, result.shares[:2], actor=ACTOR)
+        flaky.backups.restore(result.data, result.shares[:2], actor=ACTOR)
     _assert_empty(target)
-    restore_backup(target, result.data, result.shares[:2], actor=ACTOR)
-    assert len(target.list_keys()[0]) == 3
+    target.backups.restore(result.data, result.shares[:2], actor=ACTOR)
+    assert len(target.keys.list_keys()[0]) == 3
 
 
 @sqlite_only
@@ -488,7 +485,7 @@ def test_shares_sealed_to_custodians(service: KeyService, tmp_path: Path) -> Non
     custodians = [generate_private_key("X25519MLKEM768") for _ in range(5)]
     assert all(isinstance(c, KemPrivateKey) for c in custodians)
     privates = [c for c in custodians if isinstance(c, KemPrivateKey)]
-    result = create_backup(service, threshold=3, shares=5, actor=ACTOR,
+    result = service.backups.create(threshold=3, shares=5, actor=ACTOR,
                            custodians=[c.public_key() for c in privates])  # fmt: skip
     assert result.shares == [] and len(result.sealed_shares) == 5
     for share_blob in result.sealed_shares:
@@ -502,8 +499,8 @@ def test_shares_sealed_to_custodians(service: KeyService, tmp_path: Path) -> Non
         Database(f"sqlite:///{tmp_path / 'dr.db'}"), Keyring(_new_custody(tmp_path / "dr"))
     )
     target.db.upgrade()
-    restore_backup(target, result.data, opened, actor=ACTOR)
-    assert target.decrypt("k", ciphertext, actor=ACTOR, context=b"ctx") == b"payload"
+    target.backups.restore(result.data, opened, actor=ACTOR)
+    assert target.crypto.decrypt("k", ciphertext, actor=ACTOR, context=b"ctx") == b"payload"
     target.db.dispose()
 
 
@@ -514,13 +511,13 @@ def test_custodian_keys_are_checked(service: KeyService) -> None:
     signing = generate_private_key("ML-DSA-44")
     assert isinstance(pq, KemPrivateKey) and isinstance(classical, KemPrivateKey)
     with pytest.raises(InvalidRequest, match="3 custodian keys, not 2"):
-        create_backup(service, threshold=2, shares=3, actor=ACTOR,
+        service.backups.create(threshold=2, shares=3, actor=ACTOR,
                       custodians=[pq.public_key()] * 2)  # fmt: skip
     with pytest.raises(InvalidRequest, match="not post-quantum"):
-        create_backup(service, threshold=2, shares=2, actor=ACTOR,
+        service.backups.create(threshold=2, shares=2, actor=ACTOR,
                       custodians=[pq.public_key(), classical.public_key()])  # fmt: skip
     with pytest.raises(InvalidRequest, match="KEM public keys"):
-        create_backup(service, threshold=2, shares=2, actor=ACTOR,
+        service.backups.create(threshold=2, shares=2, actor=ACTOR,
                       custodians=[pq.public_key(), signing.public_key()])  # type: ignore[list-item]  # fmt: skip
     assert _counts(service)["qrc_audit_events"] == 0
 
@@ -533,15 +530,15 @@ def test_broken_audit_chain_is_not_backed_up_unless_allowed(
     with service.db.session() as session:
         session.execute(update(AuditEvent).where(AuditEvent.seq == 2).values(actor="mallory"))
     with pytest.raises(AuditChainBroken, match="does not verify") as excinfo:
-        create_backup(service, threshold=2, shares=2, actor=ACTOR)
+        service.backups.create(threshold=2, shares=2, actor=ACTOR)
     assert excinfo.value.report.first_bad_event == 2
     with service.db.session() as session:
         assert session.scalar(select(func.count()).select_from(AuditEvent)) == 3  # no event
-    result = create_backup(service, threshold=2, shares=2, actor=ACTOR, allow_broken_audit=True)
+    result = service.backups.create(threshold=2, shares=2, actor=ACTOR, allow_broken_audit=True)
     with pytest.raises(AuditChainBroken):
-        restore_backup(target, result.data, result.shares, actor=ACTOR)
+        target.backups.restore(result.data, result.shares, actor=ACTOR)
     _assert_empty(target)
-    report = restore_backup(target, result.data, result.shares, actor=ACTOR,
+    report = target.backups.restore(result.data, result.shares, actor=ACTOR,
                             allow_broken_audit=True)  # fmt: skip
     assert not report.audit.valid and report.audit.first_bad_event == 2
 
@@ -556,14 +553,14 @@ def test_checkpoint_signatures_are_checked_at_restore(
     assert isinstance(signer, SigningKey) and isinstance(impostor, SigningKey)
     _checkpoint(service, signer)
     with pytest.raises(AuditChainBroken, match="unknown"):  # not a key of this store
-        create_backup(service, threshold=2, shares=2, actor=ACTOR)
-    result = create_backup(service, threshold=2, shares=2, actor=ACTOR,
+        service.backups.create(threshold=2, shares=2, actor=ACTOR)
+    result = service.backups.create(threshold=2, shares=2, actor=ACTOR,
                            audit_public_keys={(SIGNER_ID, 1): signer.public_key()})  # fmt: skip
     with pytest.raises(AuditChainBroken, match="signature"):
-        restore_backup(target, result.data, result.shares, actor=ACTOR,
+        target.backups.restore(result.data, result.shares, actor=ACTOR,
                        audit_public_keys={(SIGNER_ID, 1): impostor.public_key()})  # fmt: skip
     _assert_empty(target)
-    report = restore_backup(target, result.data, result.shares, actor=ACTOR,
+    report = target.backups.restore(result.data, result.shares, actor=ACTOR,
                             audit_public_keys={(SIGNER_ID, 1): signer.public_key()})  # fmt: skip
     assert report.audit.valid and report.audit.checkpoints_verified == 1
 
@@ -573,18 +570,18 @@ def test_kek_records_of_the_target_are_kept(service: KeyService, target: KeyServ
     # Installation records (the target's KEKs) are not part of the data: a store that has
     # registered its own KEK is still empty for restore.
     _small_store(service)
-    result = create_backup(service, threshold=2, shares=2, actor=ACTOR)
+    result = service.backups.create(threshold=2, shares=2, actor=ACTOR)
     with target.db.session() as session:
         session.add(KekRecord(id=target.keyring.current.kek_id, custody="local", status="current"))
-    restore_backup(target, result.data, result.shares, actor=ACTOR)
+    target.backups.restore(result.data, result.shares, actor=ACTOR)
     assert _counts(target)["qrc_keks"] == 1
 
 
 def test_share_objects_only(service: KeyService, target: KeyService) -> None:
     _small_store(service)
-    result = create_backup(service, threshold=2, shares=2, actor=ACTOR)
+    result = service.backups.create(threshold=2, shares=2, actor=ACTOR)
     text_shares = [s.to_text() for s in result.shares]
     with pytest.raises(TypeError):
-        restore_backup(target, result.data, text_shares, actor=ACTOR)  # type: ignore[arg-type]
+        target.backups.restore(result.data, text_shares, actor=ACTOR)  # type: ignore[arg-type]
     parsed = [Share.from_text(t) for t in text_shares]
-    restore_backup(target, result.data, parsed, actor=ACTOR)
+    target.backups.restore(result.data, parsed, actor=ACTOR)

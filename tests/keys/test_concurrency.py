@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import func, select
 
 from qrc.keys.custody.local import LocalCustody
-from qrc.keys.db import Database
-from qrc.keys.models import Key, KeyVersion
+from qrc.keys.store.db import Database
+from qrc.keys.store.models import Key, KeyVersion
 from qrc.keys.service import KeyService
-from qrc.keys.wrapping import Keyring
+from qrc.keys.custody.keyring import Keyring
 from tests.keys.conftest import FAST_ARGON2
 from tests.keys.pg import fresh_database
 
@@ -64,21 +64,21 @@ def test_two_processes_rotating_the_same_key_make_exactly_one_version(
     pg_store: tuple[KeyService, str, Path],
 ) -> None:
     service, url, kek = pg_store
-    service.create_key(name="shared", purpose="encryption", actor="test")
+    service.keys.create_key(name="shared", purpose="encryption", actor="test")
     at = time.time() + 2.0  # both past their imports, then go together
     results = [
         _result(p) for p in [_start("rotate-if-1", url, kek, "shared", at) for _ in range(2)]
     ]
     assert sorted(bool(r["rotated"]) for r in results) == [False, True]
-    assert service.count_versions("shared") == 2
-    assert service.get_key("shared").version == 2
+    assert service.keys.count_versions("shared") == 2
+    assert service.keys.get_key("shared").version == 2
 
 
 def test_unconditional_concurrent_rotations_serialise(
     pg_store: tuple[KeyService, str, Path],
 ) -> None:
     service, url, kek = pg_store
-    service.create_key(name="k", purpose="signing", actor="test", algorithm="ML-DSA-44")
+    service.keys.create_key(name="k", purpose="signing", actor="test", algorithm="ML-DSA-44")
     at = time.time() + 2.0
     versions = sorted(
         int(_result(p)["version"]) for p in [_start("rotate", url, kek, "k", at) for _ in range(2)]
@@ -94,7 +94,7 @@ def test_two_schedulers_run_each_due_job_exactly_once(
 ) -> None:
     service, url, kek = pg_store
     for i in range(8):
-        service.create_key(
+        service.keys.create_key(
             name=f"r{i}",
             purpose="encryption",
             actor="test",
@@ -102,8 +102,8 @@ def test_two_schedulers_run_each_due_job_exactly_once(
             rotation_period=timedelta(minutes=1),
         )
     for i in range(4):
-        service.create_key(name=f"d{i}", purpose="encryption", actor="test", algorithm="ML-KEM-768")
-        service.schedule_destruction(f"d{i}", actor="test", delay=timedelta(0))
+        service.keys.create_key(name=f"d{i}", purpose="encryption", actor="test", algorithm="ML-KEM-768")
+        service.keys.schedule_destruction(f"d{i}", actor="test", delay=timedelta(0))
     with service.db.session() as session:  # make every rotation due now
         for key in session.scalars(select(Key).where(Key.name.startswith("r"))):
             key.next_rotation_at = key.created_at
@@ -112,9 +112,9 @@ def test_two_schedulers_run_each_due_job_exactly_once(
     assert sum(int(r["rotated"]) for r in results) == 8  # type: ignore[call-overload]
     assert sum(int(r["destroyed"]) for r in results) == 4  # type: ignore[call-overload]
     for i in range(8):
-        assert service.count_versions(f"r{i}") == 2
+        assert service.keys.count_versions(f"r{i}") == 2
     with service.db.session() as session:
-        report = service.audit.verify(session)
+        report = service.audit.log.verify(session)
         rotations = session.scalar(
             select(func.count()).select_from(KeyVersion).where(KeyVersion.version == 2)
         )
@@ -129,22 +129,22 @@ def test_process_killed_mid_operation_leaves_the_store_consistent(
     pg_store: tuple[KeyService, str, Path], fault: str, action: str
 ) -> None:
     service, url, kek = pg_store
-    service.create_key(name="victim", purpose="encryption", actor="test")
-    service.rotate("victim", actor="test")
-    service.create_key(name="bystander", purpose="signing", actor="test", algorithm="ML-DSA-44")
-    sealed = service.encrypt("victim", b"survives", actor="test")
+    service.keys.create_key(name="victim", purpose="encryption", actor="test")
+    service.keys.rotate("victim", actor="test")
+    service.keys.create_key(name="bystander", purpose="signing", actor="test", algorithm="ML-DSA-44")
+    sealed = service.crypto.encrypt("victim", b"survives", actor="test")
     if action == "destroy-now":
-        service.schedule_destruction("victim", actor="test", delay=timedelta(0))
+        service.keys.schedule_destruction("victim", actor="test", delay=timedelta(0))
     process = _start(action, url, kek, "victim", QRC_TEST_FAULT=fault)
     process.communicate(timeout=120)
     assert process.returncode == 70  # died at the fault point, mid-transaction
     # Nothing half-done: same versions, material intact, chain valid, keys usable.
-    assert service.count_versions("victim") == 2
+    assert service.keys.count_versions("victim") == 2
     if action == "destroy-now":
-        service.cancel_destruction("victim", actor="test")
-    assert service.decrypt("victim", sealed.ciphertext, actor="test") == b"survives"
-    assert service.rotate("victim", actor="test").version == 3
-    signed = service.sign("bystander", b"m", actor="test")
-    assert service.verify("bystander", b"m", signed.signature, actor="test") == 1
+        service.keys.cancel_destruction("victim", actor="test")
+    assert service.crypto.decrypt("victim", sealed.ciphertext, actor="test") == b"survives"
+    assert service.keys.rotate("victim", actor="test").version == 3
+    signed = service.crypto.sign("bystander", b"m", actor="test")
+    assert service.crypto.verify("bystander", b"m", signed.signature, actor="test") == 1
     with service.db.session() as session:
-        assert service.audit.verify(session).valid
+        assert service.audit.log.verify(session).valid

@@ -240,18 +240,17 @@ def test_no_secret_in_repr_or_pickle(tmp_path: Path) -> None:
         pickle.dumps(custody)
 
 
-# -- from_environment ------------------------------------------------------------------
+# -- for_data_dir ------------------------------------------------------------------
 
 
 def test_environment_passphrase(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    env = {PASSPHRASE_ENV: PASSPHRASE}
     with caplog.at_level(logging.WARNING):
-        custody = LocalCustody.from_environment(tmp_path / "data", env, params=FAST)
+        custody = LocalCustody.for_data_dir(tmp_path / "data", PASSPHRASE, params=FAST)
     assert not custody.development_passphrase
     assert not (tmp_path / "data" / PASSPHRASE_FILE).exists()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert _mode(tmp_path / "data") == 0o700
-    again = LocalCustody.from_environment(tmp_path / "data", env, params=FAST)
+    again = LocalCustody.for_data_dir(tmp_path / "data", PASSPHRASE, params=FAST)
     assert again.kek_id == custody.kek_id
     LocalCustody.open(tmp_path / "data" / KEK_FILE, PASSPHRASE)
 
@@ -259,7 +258,7 @@ def test_environment_passphrase(tmp_path: Path, caplog: pytest.LogCaptureFixture
 def test_development_passphrase_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     data_dir = tmp_path / "data"
     with caplog.at_level(logging.WARNING):
-        custody = LocalCustody.from_environment(data_dir, {}, params=FAST)
+        custody = LocalCustody.for_data_dir(data_dir, None, params=FAST)
     assert custody.development_passphrase
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("DEVELOPMENT ONLY" in w and PASSPHRASE_ENV in w for w in warnings)
@@ -271,30 +270,30 @@ def test_development_passphrase_file(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert not any(generated in r.getMessage() for r in caplog.records)
     assert "development passphrase" in custody.health().detail
     # Created once: a restart reuses the file and the KEK.
-    again = LocalCustody.from_environment(data_dir, {}, params=FAST)
+    again = LocalCustody.for_data_dir(data_dir, None, params=FAST)
     assert again.kek_id == custody.kek_id and again.development_passphrase
     assert key_file.read_text().strip() == generated
     # The environment overrides the file (and is the wrong passphrase here).
     with pytest.raises(WrongPassphrase):
-        LocalCustody.from_environment(data_dir, {PASSPHRASE_ENV: "other"}, params=FAST)
+        LocalCustody.for_data_dir(data_dir, "other", params=FAST)
 
 
 def test_sealed_file_without_any_passphrase(tmp_path: Path) -> None:
     _create(tmp_path / KEK_FILE)
     with pytest.raises(CustodyError, match=PASSPHRASE_ENV):
-        LocalCustody.from_environment(tmp_path, {}, params=FAST)
+        LocalCustody.for_data_dir(tmp_path, None, params=FAST)
     # ... and no useless passphrase file was generated on the way.
     assert not (tmp_path / PASSPHRASE_FILE).exists()
 
 
 def test_empty_environment_passphrase(tmp_path: Path) -> None:
     with pytest.raises(CustodyError, match="empty"):
-        LocalCustody.from_environment(tmp_path, {PASSPHRASE_ENV: ""}, params=FAST)
+        LocalCustody.for_data_dir(tmp_path, "", params=FAST)
 
 
 def test_loose_permissions_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    LocalCustody.from_environment(tmp_path, {}, params=FAST)
+    LocalCustody.for_data_dir(tmp_path, None, params=FAST)
     os.chmod(tmp_path / PASSPHRASE_FILE, 0o644)
     with caplog.at_level(logging.WARNING):
-        LocalCustody.from_environment(tmp_path, {}, params=FAST)
+        LocalCustody.for_data_dir(tmp_path, None, params=FAST)
     assert any("0600" in r.getMessage() for r in caplog.records)

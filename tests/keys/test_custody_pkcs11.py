@@ -33,7 +33,7 @@ from qrc.keys.custody.base import (  # noqa: E402
     HealthState,
     UnwrapError,
 )
-from qrc.keys.custody.factory import open_custody  # noqa: E402
+from qrc.keys.custody.factory import CustodyConfig, open_custody  # noqa: E402
 from qrc.keys.custody.local import Argon2Params, LocalCustody  # noqa: E402
 from qrc.keys.custody.pkcs11 import (  # noqa: E402
     KekExists,
@@ -279,23 +279,20 @@ def test_duplicate_labels_are_an_error(hsm: SoftHsm) -> None:
     session.close()
 
 
-def test_config_from_environment() -> None:
-    with pytest.raises(Pkcs11ConfigError) as info:
-        Pkcs11Config.from_environment({})
+def test_config_from_settings() -> None:
+    with pytest.raises(CustodyError) as info:
+        CustodyConfig(kind="pkcs11").pkcs11()
     assert "QRC_PKCS11_TOKEN" in str(info.value) and "QRC_PKCS11_PIN" in str(info.value)
-    config = Pkcs11Config.from_environment({"QRC_PKCS11_TOKEN": "t", "QRC_PKCS11_PIN": "1"})
+    config = CustodyConfig(kind="pkcs11", pkcs11_token="t", pkcs11_pin="1").pkcs11()
     assert (config.key_label, config.module) == ("qrc-root-kek", "/usr/lib/softhsm/libsofthsm2.so")
     with pytest.raises(Pkcs11ConfigError, match="QRC_PKCS11_KEY_LABEL"):
         Pkcs11Config(token_label="t", pin="1", key_label="bad label")
 
 
 def test_factory_opens_pkcs11(hsm: SoftHsm, tmp_path: Path) -> None:
-    env = {
-        "QRC_CUSTODY": "pkcs11",
-        "QRC_PKCS11_MODULE": MODULE,
-        "QRC_PKCS11_TOKEN": "qrc-test",
-        "QRC_PKCS11_PIN": PIN,
-    }
+    env = CustodyConfig(
+        kind="pkcs11", pkcs11_module=MODULE, pkcs11_token="qrc-test", pkcs11_pin=PIN
+    )
     with pytest.raises(KekNotFound):
         open_custody(tmp_path, env)
     created = open_custody(tmp_path, env, create_pkcs11_key=True)

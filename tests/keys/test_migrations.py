@@ -17,9 +17,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Engine, Integer, MetaData, inspect
 
-import qrc.keys.models  # registers every table on Base.metadata
-from qrc.keys.db import Base, Database
-from qrc.keys.migrations import alembic_config
+import qrc.keys.store.models  # registers every table on Base.metadata
+from qrc.keys.store.db import Base, Database
+from qrc.keys.store.migrations import alembic_config
 from tests.keys.pg import fresh_database
 
 
@@ -83,13 +83,13 @@ def test_upgrade_is_idempotent(empty_db: Database) -> None:
     engine = empty_db.engine
     empty_db.upgrade()
     with empty_db.session() as session:
-        session.add(qrc.keys.models.Policy(name="marker", value={"kept": True}))
+        session.add(qrc.keys.store.models.Policy(name="marker", value={"kept": True}))
     empty_db.upgrade()
     empty_db.upgrade("head")
     assert _current_revision(engine) == _head(engine)
     assert _differences(engine, Base.metadata) == []
     with empty_db.session() as session:  # data survives a repeated upgrade
-        policy = session.get(qrc.keys.models.Policy, "marker")
+        policy = session.get(qrc.keys.store.models.Policy, "marker")
         assert policy is not None and policy.value == {"kept": True}
 
 

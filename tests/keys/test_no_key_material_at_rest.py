@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import select
 
 from qrc.crypto.errors import DecryptionError
-from qrc.keys.db import Database
-from qrc.keys.models import KeyVersion
+from qrc.keys.store.db import Database
+from qrc.keys.store.models import KeyVersion
 from qrc.keys.service import KeyService
 
 ALGORITHMS = [
@@ -69,18 +69,18 @@ def test_no_private_key_material_in_dump_or_logs(
     caplog.set_level(logging.DEBUG)
     for index, (purpose, algorithm) in enumerate(ALGORITHMS):
         name = f"k{index}"
-        service.create_key(name=name, purpose=purpose, algorithm=algorithm, actor="test")
-        service.rotate(name, actor="test")
+        service.keys.create_key(name=name, purpose=purpose, algorithm=algorithm, actor="test")
+        service.keys.rotate(name, actor="test")
         if purpose == "signing":
-            signed = service.sign(name, b"message", actor="test")
-            assert service.verify(name, b"message", signed.signature, actor="test") == 2
+            signed = service.crypto.sign(name, b"message", actor="test")
+            assert service.crypto.verify(name, b"message", signed.signature, actor="test") == 2
         else:
-            sealed = service.encrypt(name, b"plaintext", actor="test", context=b"ctx")
-            assert service.decrypt(name, sealed.ciphertext, actor="test", context=b"ctx")
+            sealed = service.crypto.encrypt(name, b"plaintext", actor="test", context=b"ctx")
+            assert service.crypto.decrypt(name, sealed.ciphertext, actor="test", context=b"ctx")
             with pytest.raises(DecryptionError) as failure:
-                service.decrypt(name, sealed.ciphertext, actor="test", context=b"other")
+                service.crypto.decrypt(name, sealed.ciphertext, actor="test", context=b"other")
             assert str(failure.value) == "decryption failed"
-    service.schedule_destruction("k0", actor="test", delay=timedelta(0))
+    service.keys.schedule_destruction("k0", actor="test", delay=timedelta(0))
     # Collect every private key before the destruction runs (afterwards it is gone).
     secrets_seen: list[bytes] = []
     public_keys: list[bytes] = []
@@ -92,7 +92,7 @@ def test_no_private_key_material_in_dump_or_logs(
             secrets_seen.append(
                 service.keyring.unwrap(row.key_id, row.version, row.algorithm, row.wrapped_private)
             )
-    service.run_due()
+    service.scheduler.run_due()
     assert len(secrets_seen) == 2 * len(ALGORITHMS)
     dump = _dump(db, tmp_path)
     # The search would find material if it were there: public keys are stored in the clear.

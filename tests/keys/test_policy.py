@@ -2,58 +2,71 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
 
 from qrc.crypto.errors import AlgorithmNotAllowed
-from qrc.crypto.registry import REGISTRY, Status
-from qrc.keys import policy
+from qrc.crypto.registry import BUILT_IN_STATUS, Status
+from qrc.keys.custody.keyring import Keyring
+from qrc.keys.custody.local import LocalCustody
 from qrc.keys.errors import InvalidRequest
-from qrc.keys.policy import PolicyUpdate, apply_update, plan_update
+from qrc.keys.policy import AlgorithmPolicy, PolicyUpdate
 from qrc.keys.service import KeyService
+from qrc.keys.store.db import Database
 
 
-@pytest.fixture(autouse=True)
-def restore_registry() -> Iterator[None]:
-    yield
-    policy._apply_statuses({})
-    policy._applied_at = None
+class Statuses(dict[str, Status]):
+    """Where a test's policy writes statuses: its own, not the process-wide registry."""
 
 
-def test_plan_lists_affected_keys_and_apply_changes_defaults(service: KeyService) -> None:
-    service.create_key(name="old", purpose="encryption", algorithm="ML-KEM-512", actor="t")
-    service.create_key(name="new", purpose="encryption", actor="t")
+@pytest.fixture
+def statuses() -> Statuses:
+    return Statuses(BUILT_IN_STATUS)
+
+
+@pytest.fixture
+def service(db: Database, custody: LocalCustody, statuses: Statuses) -> KeyService:
+    return KeyService(db, Keyring(custody), policy=AlgorithmPolicy(apply=statuses.__setitem__))
+
+
+def test_plan_lists_affected_keys_and_apply_changes_defaults(
+    service: KeyService, statuses: Statuses
+) -> None:
+    service.keys.create_key(name="old", purpose="encryption", algorithm="ML-KEM-512", actor="t")
+    service.keys.create_key(name="new", purpose="encryption", actor="t")
     update = PolicyUpdate(
         default_algorithms={"encryption": "ML-KEM-1024"},
         algorithm_status={"ML-KEM-512": "deprecated"},
         tls_mode="pq-only",
     )
-    with service.db.session() as session:
-        plan = plan_update(session, update)
+    plan = service.update_policy(update, actor="admin", dry_run=True)
     assert [k.name for k in plan.affected_keys] == ["old"]
-    assert REGISTRY["ML-KEM-512"].status is Status.ACTIVE  # a plan changes nothing
-    with service.db.session() as session:
-        apply_update(session, update, actor="admin")
-    assert REGISTRY["ML-KEM-512"].status is Status.DEPRECATED
+    assert statuses["ML-KEM-512"] is Status.ACTIVE  # a plan changes nothing
+    service.update_policy(update, actor="admin")
+    assert statuses["ML-KEM-512"] is Status.DEPRECATED
     assert (
-        service.create_key(name="next", purpose="encryption", actor="t").algorithm == "ML-KEM-1024"
+        service.keys.create_key(name="next", purpose="encryption", actor="t").algorithm == "ML-KEM-1024"
     )
     with pytest.raises(InvalidRequest, match="deprecated"):
-        service.create_key(name="x", purpose="encryption", algorithm="ML-KEM-512", actor="t")
-    sealed = service.encrypt("old", b"still usable", actor="t")  # deprecated: existing keys work
-    assert service.decrypt("old", sealed.ciphertext, actor="t") == b"still usable"
+        service.keys.create_key(name="x", purpose="encryption", algorithm="ML-KEM-512", actor="t")
+    sealed = service.crypto.encrypt("old", b"still usable", actor="t")  # deprecated: existing keys work
+    assert service.crypto.decrypt("old", sealed.ciphertext, actor="t") == b"still usable"
 
 
-def test_disallowed_stops_every_use_and_reaches_other_processes(service: KeyService) -> None:
-    service.create_key(name="k", purpose="encryption", algorithm="HQC-128", actor="t")
-    sealed = service.encrypt("k", b"data", actor="t")
-    with service.db.session() as session:
-        apply_update(session, PolicyUpdate(algorithm_status={"HQC-128": "disallowed"}), "admin")
-    policy._apply_statuses({})  # as if this were another process, which has not seen it yet
-    policy._applied_at, policy._checked = None, 0.0
+def test_disallowed_stops_every_use_and_reaches_other_processes(
+    service: KeyService, db: Database, custody: LocalCustody
+) -> None:
+    service.keys.create_key(name="k", purpose="encryption", algorithm="HQC-128", actor="t")
+    sealed = service.crypto.encrypt("k", b"data", actor="t")
+    # Another process, with its own policy, that has read the store before the change.
+    other = KeyService(db, Keyring(custody), policy=AlgorithmPolicy(apply=Statuses().__setitem__))
+    assert other.crypto.decrypt("k", sealed.ciphertext, actor="t") == b"data"
+    service.update_policy(PolicyUpdate(algorithm_status={"HQC-128": "disallowed"}), actor="admin")
     with pytest.raises(AlgorithmNotAllowed):
-        service.decrypt("k", sealed.ciphertext, actor="t")  # refresh() picked it up
+        service.crypto.decrypt("k", sealed.ciphertext, actor="t")
+    other.policy.refresh_seconds = 0.0  # its next look at the store is now, not in 5 s
+    with pytest.raises(AlgorithmNotAllowed):
+        other.crypto.decrypt("k", sealed.ciphertext, actor="t")  # refresh() picked it up
 
 
 @pytest.mark.parametrize(
@@ -70,5 +83,43 @@ def test_disallowed_stops_every_use_and_reaches_other_processes(service: KeyServ
     ],
 )
 def test_invalid_updates(service: KeyService, update: PolicyUpdate) -> None:
-    with service.db.session() as session, pytest.raises(InvalidRequest):
-        plan_update(session, update)
+    with pytest.raises(InvalidRequest):
+        service.update_policy(update, actor="admin", dry_run=True)
+
+
+def test_a_failed_selftest_is_a_floor_no_policy_update_raises(
+    service: KeyService, statuses: Statuses
+) -> None:
+    """An algorithm disallowed by its power-on self-test stays disallowed (security defect)."""
+    service.keys.create_key(name="k", purpose="encryption", algorithm="HQC-128", actor="t")
+    service.policy.disallow(["HQC-128"], "power-on self-test failed")
+    assert statuses["HQC-128"] is Status.DISALLOWED
+    # An unrelated policy update, then one that names the algorithm itself.
+    service.update_policy(PolicyUpdate(algorithm_status={"ML-KEM-512": "deprecated"}), actor="a")
+    assert statuses["HQC-128"] is Status.DISALLOWED
+    service.update_policy(PolicyUpdate(algorithm_status={"HQC-128": "active"}), actor="admin")
+    assert statuses["HQC-128"] is Status.DISALLOWED
+    assert service.policy.status("HQC-128") is Status.DISALLOWED
+    with pytest.raises(AlgorithmNotAllowed, match="self-test"):
+        service.crypto.encrypt("k", b"data", actor="t")
+    with pytest.raises(InvalidRequest):
+        service.keys.create_key(name="new", purpose="encryption", algorithm="HQC-128", actor="t")
+    with pytest.raises(InvalidRequest):
+        service.update_policy(
+            PolicyUpdate(default_algorithms={"encryption": "HQC-128"}), actor="admin"
+        )
+    # A refresh from the store (another process's update) cannot lift it either.
+    service.policy.refresh_seconds = 0.0
+    with service.db.session() as session:
+        service.policy.refresh(session, force=True)
+    assert statuses["HQC-128"] is Status.DISALLOWED
+
+
+def test_policy_of_one_service_leaves_the_registry_alone(
+    service: KeyService, statuses: Statuses
+) -> None:
+    from qrc.crypto.registry import REGISTRY
+
+    service.update_policy(PolicyUpdate(algorithm_status={"HQC-128": "disallowed"}), actor="a")
+    assert statuses["HQC-128"] is Status.DISALLOWED
+    assert REGISTRY["HQC-128"].status is BUILT_IN_STATUS["HQC-128"]

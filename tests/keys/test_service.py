@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 
 from qrc.crypto.errors import DecryptionError
 from qrc.crypto.keyfile import load_public_pem
-from qrc.keys.db import utcnow
+from qrc.keys.store.db import utcnow
 from qrc.keys.errors import (
     Conflict,
     InvalidRequest,
@@ -17,17 +17,17 @@ from qrc.keys.errors import (
     KeyStateError,
     OperationNotPermitted,
 )
-from qrc.keys.events import query_events
-from qrc.keys.models import AuditEvent, KeyVersion
+from qrc.keys.audit.events import query_events
+from qrc.keys.store.models import AuditEvent, KeyVersion
 from qrc.keys.service import KeyService
 
 ACTOR = "test:alice"
 
 
 def test_create_defaults_to_hybrid_and_reads_back(service: KeyService) -> None:
-    enc = service.create_key(name="payments", purpose="encryption", actor=ACTOR)
-    sig = service.create_key(name="tokens", purpose="signing", actor=ACTOR)
-    wrap = service.create_key(name="dek-wrap", purpose="key_wrapping", actor=ACTOR)
+    enc = service.keys.create_key(name="payments", purpose="encryption", actor=ACTOR)
+    sig = service.keys.create_key(name="tokens", purpose="signing", actor=ACTOR)
+    wrap = service.keys.create_key(name="dek-wrap", purpose="key_wrapping", actor=ACTOR)
     assert (enc.algorithm, sig.algorithm, wrap.algorithm) == (
         "X25519MLKEM768",
         "MLDSA65-Ed25519-SHA512",
@@ -36,7 +36,7 @@ def test_create_defaults_to_hybrid_and_reads_back(service: KeyService) -> None:
     assert enc.status == "active" and enc.version == 1
     assert enc.public_key_pem and wrap.public_key_pem is None
     assert load_public_pem(enc.public_key_pem).algorithm == "X25519MLKEM768"
-    assert service.get_key("payments") == service.get_key(enc.id)
+    assert service.keys.get_key("payments") == service.keys.get_key(enc.id)
 
 
 @pytest.mark.parametrize(
@@ -53,113 +53,113 @@ def test_create_rejects_bad_requests(
     service: KeyService, kwargs: dict[str, str], message: str
 ) -> None:
     with pytest.raises(InvalidRequest, match=message):
-        service.create_key(name="k", actor=ACTOR, **kwargs)
+        service.keys.create_key(name="k", actor=ACTOR, **kwargs)
 
 
 def test_names_are_unique_and_validated(service: KeyService) -> None:
-    service.create_key(name="a", purpose="encryption", actor=ACTOR, algorithm="ML-KEM-768")
+    service.keys.create_key(name="a", purpose="encryption", actor=ACTOR, algorithm="ML-KEM-768")
     with pytest.raises(Conflict):
-        service.create_key(name="a", purpose="encryption", actor=ACTOR)
+        service.keys.create_key(name="a", purpose="encryption", actor=ACTOR)
     with pytest.raises(InvalidRequest):
-        service.create_key(name="bad name!", purpose="encryption", actor=ACTOR)
+        service.keys.create_key(name="bad name!", purpose="encryption", actor=ACTOR)
     with pytest.raises(KeyNotFound):
-        service.get_key("missing")
+        service.keys.get_key("missing")
 
 
 @pytest.mark.parametrize("algorithm", ["X25519MLKEM768", "ML-KEM-1024", "HQC-128", "AES-256-GCM"])
 def test_encrypt_decrypt_bound_to_context_and_key(service: KeyService, algorithm: str) -> None:
     purpose = "key_wrapping" if algorithm == "AES-256-GCM" else "encryption"
-    key = service.create_key(name="k", purpose=purpose, algorithm=algorithm, actor=ACTOR)
-    other = service.create_key(name="o", purpose=purpose, algorithm=algorithm, actor=ACTOR)
-    sealed = service.encrypt("k", b"IBAN DE89", actor=ACTOR, context=b"accounts/42/iban")
+    key = service.keys.create_key(name="k", purpose=purpose, algorithm=algorithm, actor=ACTOR)
+    other = service.keys.create_key(name="o", purpose=purpose, algorithm=algorithm, actor=ACTOR)
+    sealed = service.crypto.encrypt("k", b"IBAN DE89", actor=ACTOR, context=b"accounts/42/iban")
     assert (sealed.key_id, sealed.key_version) == (key.id, 1)
     assert (
-        service.decrypt("k", sealed.ciphertext, actor=ACTOR, context=b"accounts/42/iban")
+        service.crypto.decrypt("k", sealed.ciphertext, actor=ACTOR, context=b"accounts/42/iban")
         == b"IBAN DE89"
     )
     assert (
-        service.decrypt(None, sealed.ciphertext, actor=ACTOR, context=b"accounts/42/iban")
+        service.crypto.decrypt(None, sealed.ciphertext, actor=ACTOR, context=b"accounts/42/iban")
         == b"IBAN DE89"
     )
     for ref, context in (("k", b"accounts/43/iban"), ("k", b""), (other.id, b"accounts/42/iban")):
         with pytest.raises(DecryptionError):
-            service.decrypt(ref, sealed.ciphertext, actor=ACTOR, context=context)
+            service.crypto.decrypt(ref, sealed.ciphertext, actor=ACTOR, context=context)
     tampered = bytearray(sealed.ciphertext)
     tampered[-1] ^= 1
     with pytest.raises(DecryptionError):
-        service.decrypt("k", bytes(tampered), actor=ACTOR, context=b"accounts/42/iban")
+        service.crypto.decrypt("k", bytes(tampered), actor=ACTOR, context=b"accounts/42/iban")
 
 
 def test_rotation_versions_and_min_decryption_version(service: KeyService) -> None:
-    service.create_key(name="k", purpose="encryption", actor=ACTOR)
-    old = service.encrypt("k", b"v1 data", actor=ACTOR)
-    rotated = service.rotate("k", actor=ACTOR)
+    service.keys.create_key(name="k", purpose="encryption", actor=ACTOR)
+    old = service.crypto.encrypt("k", b"v1 data", actor=ACTOR)
+    rotated = service.keys.rotate("k", actor=ACTOR)
     assert rotated.version == 2
-    new = service.encrypt("k", b"v2 data", actor=ACTOR)
+    new = service.crypto.encrypt("k", b"v2 data", actor=ACTOR)
     assert new.key_version == 2
-    assert service.decrypt("k", old.ciphertext, actor=ACTOR) == b"v1 data"
-    rewrapped = service.rewrap("k", old.ciphertext, actor=ACTOR)
+    assert service.crypto.decrypt("k", old.ciphertext, actor=ACTOR) == b"v1 data"
+    rewrapped = service.crypto.rewrap("k", old.ciphertext, actor=ACTOR)
     assert rewrapped.key_version == 2
-    assert service.decrypt("k", rewrapped.ciphertext, actor=ACTOR) == b"v1 data"
-    service.set_min_decryption_version("k", 2, actor=ACTOR)
+    assert service.crypto.decrypt("k", rewrapped.ciphertext, actor=ACTOR) == b"v1 data"
+    service.keys.set_min_decryption_version("k", 2, actor=ACTOR)
     with pytest.raises(OperationNotPermitted, match="retired"):
-        service.decrypt("k", old.ciphertext, actor=ACTOR)
+        service.crypto.decrypt("k", old.ciphertext, actor=ACTOR)
     with pytest.raises(InvalidRequest):
-        service.set_min_decryption_version("k", 3, actor=ACTOR)
+        service.keys.set_min_decryption_version("k", 3, actor=ACTOR)
     with pytest.raises(Conflict):
-        service.rotate("k", actor=ACTOR, expected_version=1)
-    assert service.count_versions("k") == 2
+        service.keys.rotate("k", actor=ACTOR, expected_version=1)
+    assert service.keys.count_versions("k") == 2
 
 
 def test_sign_verify_across_versions(service: KeyService) -> None:
-    service.create_key(name="s", purpose="signing", actor=ACTOR)
-    first = service.sign("s", b"msg", actor=ACTOR, context=b"payments")
-    service.rotate("s", actor=ACTOR)
-    second = service.sign("s", b"msg", actor=ACTOR, context=b"payments")
+    service.keys.create_key(name="s", purpose="signing", actor=ACTOR)
+    first = service.crypto.sign("s", b"msg", actor=ACTOR, context=b"payments")
+    service.keys.rotate("s", actor=ACTOR)
+    second = service.crypto.sign("s", b"msg", actor=ACTOR, context=b"payments")
     assert second.key_version == 2
-    assert service.verify("s", b"msg", first.signature, actor=ACTOR, context=b"payments") == 1
-    assert service.verify("s", b"msg", second.signature, actor=ACTOR, context=b"payments") == 2
-    assert service.verify("s", b"msg", second.signature, actor=ACTOR, context=b"other") is None
-    assert service.verify("s", b"msg!", second.signature, actor=ACTOR, context=b"payments") is None
+    assert service.crypto.verify("s", b"msg", first.signature, actor=ACTOR, context=b"payments") == 1
+    assert service.crypto.verify("s", b"msg", second.signature, actor=ACTOR, context=b"payments") == 2
+    assert service.crypto.verify("s", b"msg", second.signature, actor=ACTOR, context=b"other") is None
+    assert service.crypto.verify("s", b"msg!", second.signature, actor=ACTOR, context=b"payments") is None
     with pytest.raises(OperationNotPermitted, match="signing"):
-        service.encrypt("s", b"x", actor=ACTOR)
+        service.crypto.encrypt("s", b"x", actor=ACTOR)
 
 
 def test_states_and_transitions(service: KeyService) -> None:
-    service.create_key(name="k", purpose="encryption", actor=ACTOR)
-    sealed = service.encrypt("k", b"data", actor=ACTOR)
-    assert service.suspend("k", actor=ACTOR).status == "suspended"
+    service.keys.create_key(name="k", purpose="encryption", actor=ACTOR)
+    sealed = service.crypto.encrypt("k", b"data", actor=ACTOR)
+    assert service.keys.suspend("k", actor=ACTOR).status == "suspended"
     with pytest.raises(OperationNotPermitted):
-        service.encrypt("k", b"x", actor=ACTOR)
+        service.crypto.encrypt("k", b"x", actor=ACTOR)
     with pytest.raises(OperationNotPermitted):
-        service.decrypt("k", sealed.ciphertext, actor=ACTOR)
-    assert service.resume("k", actor=ACTOR).status == "active"
+        service.crypto.decrypt("k", sealed.ciphertext, actor=ACTOR)
+    assert service.keys.resume("k", actor=ACTOR).status == "active"
     with pytest.raises(KeyStateError):
-        service.resume("k", actor=ACTOR)
-    deactivated = service.revoke("k", "superseded", actor=ACTOR)
+        service.keys.resume("k", actor=ACTOR)
+    deactivated = service.keys.revoke("k", "superseded", actor=ACTOR)
     assert deactivated.status == "deactivated" and deactivated.revocation_reason == "superseded"
     with pytest.raises(OperationNotPermitted):
-        service.encrypt("k", b"x", actor=ACTOR)
+        service.crypto.encrypt("k", b"x", actor=ACTOR)
     assert (
-        service.decrypt("k", sealed.ciphertext, actor=ACTOR) == b"data"
+        service.crypto.decrypt("k", sealed.ciphertext, actor=ACTOR) == b"data"
     )  # old data stays readable
     with pytest.raises(KeyStateError):
-        service.suspend("k", actor=ACTOR)
+        service.keys.suspend("k", actor=ACTOR)
     with pytest.raises(InvalidRequest):
-        service.revoke("k", "bored", actor=ACTOR)
+        service.keys.revoke("k", "bored", actor=ACTOR)
 
 
 def test_compromised_key_never_protects_and_decrypts_only_in_recovery(service: KeyService) -> None:
-    service.create_key(name="k", purpose="encryption", actor=ACTOR)
-    sealed = service.encrypt("k", b"data", actor=ACTOR)
-    assert service.revoke("k", "key_compromise", actor=ACTOR).status == "compromised"
+    service.keys.create_key(name="k", purpose="encryption", actor=ACTOR)
+    sealed = service.crypto.encrypt("k", b"data", actor=ACTOR)
+    assert service.keys.revoke("k", "key_compromise", actor=ACTOR).status == "compromised"
     with pytest.raises(OperationNotPermitted):
-        service.encrypt("k", b"x", actor=ACTOR)
+        service.crypto.encrypt("k", b"x", actor=ACTOR)
     with pytest.raises(OperationNotPermitted, match="recovery"):
-        service.decrypt("k", sealed.ciphertext, actor=ACTOR)
-    assert service.decrypt("k", sealed.ciphertext, actor=ACTOR, recovery=True) == b"data"
+        service.crypto.decrypt("k", sealed.ciphertext, actor=ACTOR)
+    assert service.crypto.decrypt("k", sealed.ciphertext, actor=ACTOR, recovery=True) == b"data"
     with pytest.raises(KeyStateError):
-        service.rotate("k", actor=ACTOR)
+        service.keys.rotate("k", actor=ACTOR)
     with service.db.session() as session:
         types = [e.event_type for e in query_events(session)]
         recovery = session.scalars(
@@ -172,56 +172,56 @@ def test_compromised_key_never_protects_and_decrypts_only_in_recovery(service: K
 
 
 def test_destruction_is_scheduled_cancellable_then_shreds(service: KeyService) -> None:
-    key = service.create_key(name="k", purpose="encryption", actor=ACTOR)
-    service.rotate("k", actor=ACTOR)
-    sealed = service.encrypt("k", b"data", actor=ACTOR)
-    pending = service.schedule_destruction("k", actor=ACTOR)
+    key = service.keys.create_key(name="k", purpose="encryption", actor=ACTOR)
+    service.keys.rotate("k", actor=ACTOR)
+    sealed = service.crypto.encrypt("k", b"data", actor=ACTOR)
+    pending = service.keys.schedule_destruction("k", actor=ACTOR)
     assert pending.status == "pending_destruction"
     assert pending.destruction_due_at is not None
     assert timedelta(days=6) < pending.destruction_due_at - utcnow() <= timedelta(days=7)
     with pytest.raises(OperationNotPermitted, match="pending destruction"):
-        service.decrypt("k", sealed.ciphertext, actor=ACTOR)
-    assert service.cancel_destruction("k", actor=ACTOR).status == "active"
-    assert service.decrypt("k", sealed.ciphertext, actor=ACTOR) == b"data"
-    service.schedule_destruction("k", actor=ACTOR, delay=timedelta(0))
-    assert service.run_due()["destroyed"] == 1
-    destroyed = service.get_key("k")
+        service.crypto.decrypt("k", sealed.ciphertext, actor=ACTOR)
+    assert service.keys.cancel_destruction("k", actor=ACTOR).status == "active"
+    assert service.crypto.decrypt("k", sealed.ciphertext, actor=ACTOR) == b"data"
+    service.keys.schedule_destruction("k", actor=ACTOR, delay=timedelta(0))
+    assert service.scheduler.run_due()["destroyed"] == 1
+    destroyed = service.keys.get_key("k")
     assert destroyed.status == "destroyed" and destroyed.destroyed_at is not None
     with service.db.session() as session:
         rows = session.scalars(select(KeyVersion).where(KeyVersion.key_id == key.id)).all()
     assert len(rows) == 2 and all(r.wrapped_private is None for r in rows)
     with pytest.raises(OperationNotPermitted):
-        service.decrypt("k", sealed.ciphertext, actor=ACTOR)
+        service.crypto.decrypt("k", sealed.ciphertext, actor=ACTOR)
     with pytest.raises(KeyStateError):
-        service.schedule_destruction("k", actor=ACTOR)
-    assert service.run_due()["destroyed"] == 0  # runs once
+        service.keys.schedule_destruction("k", actor=ACTOR)
+    assert service.scheduler.run_due()["destroyed"] == 0  # runs once
 
 
 def test_scheduler_rotates_and_expires(service: KeyService) -> None:
-    service.create_key(
+    service.keys.create_key(
         name="r", purpose="encryption", actor=ACTOR, rotation_period=timedelta(hours=1)
     )
-    service.create_key(
+    service.keys.create_key(
         name="e", purpose="signing", actor=ACTOR, expires_at=utcnow() + timedelta(hours=2)
     )
-    assert service.run_due() == {"rotated": 0, "expired": 0, "destroyed": 0}
+    assert service.scheduler.run_due() == {"rotated": 0, "expired": 0, "destroyed": 0}
     later = utcnow() + timedelta(hours=3)
-    assert service.run_due(now=later) == {"rotated": 1, "expired": 1, "destroyed": 0}
-    assert service.get_key("r").version == 2
-    assert service.get_key("e").status == "deactivated"
-    assert service.run_due(now=later)["rotated"] == 0
+    assert service.scheduler.run_due(now=later) == {"rotated": 1, "expired": 1, "destroyed": 0}
+    assert service.keys.get_key("r").version == 2
+    assert service.keys.get_key("e").status == "deactivated"
+    assert service.scheduler.run_due(now=later)["rotated"] == 0
 
 
 def test_every_operation_is_audited_with_actor_and_chain_verifies(service: KeyService) -> None:
-    service.create_key(name="k", purpose="encryption", actor="alice")
-    sealed = service.encrypt("k", b"data", actor="bob")
-    service.decrypt("k", sealed.ciphertext, actor="carol")
+    service.keys.create_key(name="k", purpose="encryption", actor="alice")
+    sealed = service.crypto.encrypt("k", b"data", actor="bob")
+    service.crypto.decrypt("k", sealed.ciphertext, actor="carol")
     with pytest.raises(DecryptionError):
-        service.decrypt("k", sealed.ciphertext, actor="mallory", context=b"x")
-    service.rotate("k", actor="alice")
+        service.crypto.decrypt("k", sealed.ciphertext, actor="mallory", context=b"x")
+    service.keys.rotate("k", actor="alice")
     with service.db.session() as session:
         rows = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
-        report = service.audit.verify(session)
+        report = service.audit.log.verify(session)
     assert [(r.event_type, r.actor, r.result) for r in rows] == [
         ("key.create", "alice", "success"),
         ("key.encrypt", "bob", "success"),
@@ -233,63 +233,63 @@ def test_every_operation_is_audited_with_actor_and_chain_verifies(service: KeySe
 
 
 def test_decryption_failure_burst_raises_one_security_event(service: KeyService) -> None:
-    service.create_key(name="k", purpose="encryption", actor=ACTOR)
-    sealed = service.encrypt("k", b"data", actor=ACTOR)
+    service.keys.create_key(name="k", purpose="encryption", actor=ACTOR)
+    sealed = service.crypto.encrypt("k", b"data", actor=ACTOR)
     for _ in range(12):
         with pytest.raises(DecryptionError):
-            service.decrypt("k", sealed.ciphertext, actor="attacker", context=b"guess")
+            service.crypto.decrypt("k", sealed.ciphertext, actor="attacker", context=b"guess")
     with service.db.session() as session:
         events = query_events(session, event_type="decryption_failure_burst")
     assert len(events) == 1 and events[0].severity == "high"
 
 
 def test_audit_write_failure_means_the_operation_did_not_happen(service: KeyService) -> None:
-    service.create_key(name="k", purpose="encryption", actor=ACTOR)
+    service.keys.create_key(name="k", purpose="encryption", actor=ACTOR)
     with service.db.engine.begin() as connection:
         connection.execute(text("DROP TABLE qrc_audit_events"))
     with pytest.raises(Exception):
-        service.rotate("k", actor=ACTOR)
-    assert service.count_versions("k") == 1
+        service.keys.rotate("k", actor=ACTOR)
+    assert service.keys.count_versions("k") == 1
 
 
 def test_data_keys_and_index(service: KeyService) -> None:
-    service.create_key(name="k", purpose="key_wrapping", actor=ACTOR)
-    data_key = service.generate_data_key("k", actor=ACTOR, context=b"table:users")
+    service.keys.create_key(name="k", purpose="key_wrapping", actor=ACTOR)
+    data_key = service.crypto.generate_data_key("k", actor=ACTOR, context=b"table:users")
     assert data_key.plaintext_key and len(data_key.plaintext_key) == 32
     assert (
-        service.decrypt("k", data_key.wrapped_key, actor=ACTOR, context=b"table:users")
+        service.crypto.decrypt("k", data_key.wrapped_key, actor=ACTOR, context=b"table:users")
         == data_key.plaintext_key
     )
-    wrapped_only = service.generate_data_key("k", actor=ACTOR, include_plaintext=False)
+    wrapped_only = service.crypto.generate_data_key("k", actor=ACTOR, include_plaintext=False)
     assert wrapped_only.plaintext_key is None
-    service.index_data("k", 1, "users/42/email", data_class="pii")
-    assert service.data_under("k") == ["users/42/email"]
-    assert service.data_under("k", below_version=1) == []
+    service.crypto.index_data("k", 1, "users/42/email", data_class="pii")
+    assert service.crypto.data_under("k") == ["users/42/email"]
+    assert service.crypto.data_under("k", below_version=1) == []
 
 
 def test_list_keys_filters_and_pages(service: KeyService) -> None:
     for i in range(5):
-        service.create_key(name=f"k{i}", purpose="encryption", actor=ACTOR, algorithm="ML-KEM-768")
-    service.create_key(name="s", purpose="signing", actor=ACTOR, algorithm="ML-DSA-44")
-    page, cursor = service.list_keys(purpose="encryption", limit=3)
-    rest, end = service.list_keys(purpose="encryption", limit=3, after=cursor)
+        service.keys.create_key(name=f"k{i}", purpose="encryption", actor=ACTOR, algorithm="ML-KEM-768")
+    service.keys.create_key(name="s", purpose="signing", actor=ACTOR, algorithm="ML-DSA-44")
+    page, cursor = service.keys.list_keys(purpose="encryption", limit=3)
+    rest, end = service.keys.list_keys(purpose="encryption", limit=3, after=cursor)
     assert len(page) == 3 and len(rest) == 2 and end is None
     assert {k.name for k in page + rest} == {f"k{i}" for i in range(5)}
-    assert [k.name for k in service.list_keys(algorithm="ML-DSA-44")[0]] == ["s"]
+    assert [k.name for k in service.keys.list_keys(algorithm="ML-DSA-44")[0]] == ["s"]
 
 
 def test_audit_checkpoints_signed_by_the_service_key_and_tampering_is_an_event(
     service: KeyService,
 ) -> None:
-    service.create_key(name="k", purpose="encryption", actor=ACTOR)
-    checkpoint = service.audit_checkpoint(actor=ACTOR)
+    service.keys.create_key(name="k", purpose="encryption", actor=ACTOR)
+    checkpoint = service.audit.checkpoint(actor=ACTOR)
     assert checkpoint.algorithm == "ML-DSA-65"
-    report = service.verify_audit()
+    report = service.audit.verify()
     assert report.valid and report.checkpoints_verified == 1
-    assert "BEGIN PUBLIC KEY" in service.audit_public_key_pem()
+    assert "BEGIN PUBLIC KEY" in service.audit.public_key_pem()
     with service.db.session() as session:
         session.execute(text("UPDATE qrc_audit_events SET actor = 'mallory' WHERE seq = 1"))
-    broken = service.verify_audit()
+    broken = service.audit.verify()
     assert not broken.valid and broken.first_bad_event == 1
     with service.db.session() as session:
         events = query_events(session, event_type="audit_verification_failure")
@@ -297,12 +297,12 @@ def test_audit_checkpoints_signed_by_the_service_key_and_tampering_is_an_event(
 
 
 def test_refused_requests_are_audited_as_denied(service: KeyService) -> None:
-    service.create_key(name="k", purpose="encryption", actor=ACTOR)
-    service.suspend("k", actor=ACTOR)
+    service.keys.create_key(name="k", purpose="encryption", actor=ACTOR)
+    service.keys.suspend("k", actor=ACTOR)
     with pytest.raises(OperationNotPermitted):
-        service.encrypt("k", b"x", actor="bob")
+        service.crypto.encrypt("k", b"x", actor="bob")
     with pytest.raises(KeyStateError):
-        service.suspend("k", actor="carol")
+        service.keys.suspend("k", actor="carol")
     with service.db.session() as session:
         denied = session.scalars(
             select(AuditEvent).where(AuditEvent.result == "denied").order_by(AuditEvent.seq)
@@ -311,15 +311,15 @@ def test_refused_requests_are_audited_as_denied(service: KeyService) -> None:
         ("key.encrypt", "bob"),
         ("key.suspend", "carol"),
     ]
-    assert all(e.key_id == service.get_key("k").id for e in denied)
-    assert service.verify_audit().valid
+    assert all(e.key_id == service.keys.get_key("k").id for e in denied)
+    assert service.audit.verify().valid
 
 
 def test_checkpoints_refuse_to_vouch_for_a_tampered_chain(service: KeyService) -> None:
-    from qrc.keys.audit import AuditError
+    from qrc.keys.audit.log import AuditError
 
-    service.create_key(name="k", purpose="encryption", actor=ACTOR)
+    service.keys.create_key(name="k", purpose="encryption", actor=ACTOR)
     with service.db.session() as session:
         session.execute(text("UPDATE qrc_audit_events SET actor = 'mallory' WHERE seq = 1"))
     with pytest.raises(AuditError, match="broken"):
-        service.audit_checkpoint(actor=ACTOR)
+        service.audit.checkpoint(actor=ACTOR)

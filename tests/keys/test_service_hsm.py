@@ -21,11 +21,11 @@ require_softhsm()
 
 from qrc.keys.custody.base import CustodyUnavailable, HealthState  # noqa: E402
 from qrc.keys.custody.pkcs11 import Pkcs11Custody  # noqa: E402
-from qrc.keys.db import Database  # noqa: E402
-from qrc.keys.events import EventType, query_events  # noqa: E402
-from qrc.keys.models import AuditEvent, Key, KeyVersion  # noqa: E402
+from qrc.keys.store.db import Database  # noqa: E402
+from qrc.keys.audit.events import EventType, query_events  # noqa: E402
+from qrc.keys.store.models import AuditEvent, Key, KeyVersion  # noqa: E402
 from qrc.keys.service import KeyService  # noqa: E402
-from qrc.keys.wrapping import Keyring  # noqa: E402
+from qrc.keys.custody.keyring import Keyring  # noqa: E402
 
 ACTOR = "test:hsm"
 
@@ -74,20 +74,20 @@ def _unavailable(operation: Callable[[], object]) -> None:
 
 def test_token_away_and_back(db: Database, hsm: SoftHsm, hsm_custody: Pkcs11Custody) -> None:
     service = KeyService(db, Keyring(hsm_custody))
-    kem = service.create_key(
+    kem = service.keys.create_key(
         name="kem", purpose="encryption", algorithm="X25519MLKEM768", actor=ACTOR
     )
-    aes = service.create_key(
+    aes = service.keys.create_key(
         name="aes", purpose="key_wrapping", algorithm="AES-256-GCM", actor=ACTOR
     )
-    sig = service.create_key(name="sig", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR)
-    kem_before = service.encrypt("kem", b"kem before", actor=ACTOR, context=b"c")
-    aes_before = service.encrypt("aes", b"aes before", actor=ACTOR, context=b"c")
-    signed_before = service.sign("sig", b"signed before", actor=ACTOR)
-    assert service.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c") == (
+    sig = service.keys.create_key(name="sig", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR)
+    kem_before = service.crypto.encrypt("kem", b"kem before", actor=ACTOR, context=b"c")
+    aes_before = service.crypto.encrypt("aes", b"aes before", actor=ACTOR, context=b"c")
+    signed_before = service.crypto.sign("sig", b"signed before", actor=ACTOR)
+    assert service.crypto.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c") == (
         b"kem before"
     )
-    service.audit_checkpoint(actor=ACTOR)
+    service.audit.checkpoint(actor=ACTOR)
     with db.session() as session:
         versions_of = {
             k: int(session.scalar(select(func.count()).where(KeyVersion.key_id == k)) or 0)
@@ -102,25 +102,25 @@ def test_token_away_and_back(db: Database, hsm: SoftHsm, hsm_custody: Pkcs11Cust
 
     with hsm.token_away():
         # Everything that needs a private key (so the KEK) fails, clearly.
-        _unavailable(lambda: cold.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c"))
-        _unavailable(lambda: cold.encrypt("aes", b"during", actor=ACTOR))
-        _unavailable(lambda: cold.decrypt("aes", aes_before.ciphertext, actor=ACTOR, context=b"c"))
-        _unavailable(lambda: cold.generate_data_key("aes", actor=ACTOR))
-        _unavailable(lambda: cold.sign("sig", b"during", actor=ACTOR))
-        _unavailable(lambda: cold.rotate("kem", actor=ACTOR))
-        _unavailable(lambda: cold.rotate("sig", actor=ACTOR))
+        _unavailable(lambda: cold.crypto.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c"))
+        _unavailable(lambda: cold.crypto.encrypt("aes", b"during", actor=ACTOR))
+        _unavailable(lambda: cold.crypto.decrypt("aes", aes_before.ciphertext, actor=ACTOR, context=b"c"))
+        _unavailable(lambda: cold.crypto.generate_data_key("aes", actor=ACTOR))
+        _unavailable(lambda: cold.crypto.sign("sig", b"during", actor=ACTOR))
+        _unavailable(lambda: cold.keys.rotate("kem", actor=ACTOR))
+        _unavailable(lambda: cold.keys.rotate("sig", actor=ACTOR))
         _unavailable(
-            lambda: cold.create_key(
+            lambda: cold.keys.create_key(
                 name="born-offline", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR
             )
         )
-        _unavailable(lambda: cold.audit_checkpoint(actor=ACTOR))
+        _unavailable(lambda: cold.audit.checkpoint(actor=ACTOR))
 
         # Nothing was written by the failures: no version, no partial key row, no key.create.
         during = _store_state(db)
         assert during["keys"] == before["keys"]
         assert during["versions"] == before["versions"]
-        assert cold.count_versions("kem") == 1 and cold.count_versions("sig") == 1
+        assert cold.keys.count_versions("kem") == 1 and cold.keys.count_versions("sig") == 1
         with db.session() as session:
             assert session.scalar(select(Key).where(Key.name == "born-offline")) is None
         failed_uses = [
@@ -133,13 +133,13 @@ def test_token_away_and_back(db: Database, hsm: SoftHsm, hsm_custody: Pkcs11Cust
         # A feature, not an accident: operations that need only public keys keep working
         # while the HSM is away. Producers can still encrypt to a KEM key and relying parties
         # can still verify signatures; only the holders of private keys have to wait.
-        kem_during = cold.encrypt("kem", b"kem during", actor=ACTOR, context=b"c")
+        kem_during = cold.crypto.encrypt("kem", b"kem during", actor=ACTOR, context=b"c")
         assert kem_during.key_version == 1
-        assert cold.verify("sig", b"signed before", signed_before.signature, actor=ACTOR) == 1
-        assert cold.verify("sig", b"forged", signed_before.signature, actor=ACTOR) is None
-        assert cold.get_key("kem").public_key_pem == kem.public_key_pem
-        assert cold.public_key_pem("sig") == sig.public_key_pem
-        assert cold.verify_audit().valid
+        assert cold.crypto.verify("sig", b"signed before", signed_before.signature, actor=ACTOR) == 1
+        assert cold.crypto.verify("sig", b"forged", signed_before.signature, actor=ACTOR) is None
+        assert cold.keys.get_key("kem").public_key_pem == kem.public_key_pem
+        assert cold.crypto.public_key_pem("sig") == sig.public_key_pem
+        assert cold.audit.verify().valid
         assert _audit_since(db, after_failures) == [
             ("key.encrypt", "success", kem.id),
             ("key.verify", "success", sig.id),
@@ -148,28 +148,28 @@ def test_token_away_and_back(db: Database, hsm: SoftHsm, hsm_custody: Pkcs11Cust
         assert hsm_custody.health().state is HealthState.OFFLINE
 
     # The token is back: the same service objects work again, in this process.
-    assert cold.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c") == b"kem before"
-    assert cold.decrypt("kem", kem_during.ciphertext, actor=ACTOR, context=b"c") == b"kem during"
-    assert cold.decrypt("aes", aes_before.ciphertext, actor=ACTOR, context=b"c") == b"aes before"
-    aes_after = cold.encrypt("aes", b"aes after", actor=ACTOR)
-    assert cold.decrypt("aes", aes_after.ciphertext, actor=ACTOR) == b"aes after"
-    data_key = cold.generate_data_key("aes", actor=ACTOR)
-    assert cold.decrypt("aes", data_key.wrapped_key, actor=ACTOR) == data_key.plaintext_key
-    signed_after = cold.sign("sig", b"signed after", actor=ACTOR)
-    assert cold.verify("sig", b"signed after", signed_after.signature, actor=ACTOR) == 1
-    assert cold.rotate("kem", actor=ACTOR).version == 2
-    assert cold.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c") == b"kem before"
-    late = cold.create_key(
+    assert cold.crypto.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c") == b"kem before"
+    assert cold.crypto.decrypt("kem", kem_during.ciphertext, actor=ACTOR, context=b"c") == b"kem during"
+    assert cold.crypto.decrypt("aes", aes_before.ciphertext, actor=ACTOR, context=b"c") == b"aes before"
+    aes_after = cold.crypto.encrypt("aes", b"aes after", actor=ACTOR)
+    assert cold.crypto.decrypt("aes", aes_after.ciphertext, actor=ACTOR) == b"aes after"
+    data_key = cold.crypto.generate_data_key("aes", actor=ACTOR)
+    assert cold.crypto.decrypt("aes", data_key.wrapped_key, actor=ACTOR) == data_key.plaintext_key
+    signed_after = cold.crypto.sign("sig", b"signed after", actor=ACTOR)
+    assert cold.crypto.verify("sig", b"signed after", signed_after.signature, actor=ACTOR) == 1
+    assert cold.keys.rotate("kem", actor=ACTOR).version == 2
+    assert cold.crypto.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c") == b"kem before"
+    late = cold.keys.create_key(
         name="born-offline", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR
     )
     assert late.version == 1 and late.status == "active"
-    assert service.sign("born-offline", b"m", actor=ACTOR).key_version == 1
-    assert service.decrypt("kem", kem_during.ciphertext, actor=ACTOR, context=b"c") == (
+    assert service.crypto.sign("born-offline", b"m", actor=ACTOR).key_version == 1
+    assert service.crypto.decrypt("kem", kem_during.ciphertext, actor=ACTOR, context=b"c") == (
         b"kem during"
     )
-    cold.audit_checkpoint(actor=ACTOR)
+    cold.audit.checkpoint(actor=ACTOR)
 
-    report = service.verify_audit()
+    report = service.audit.verify()
     assert report.valid, report.reason
     assert report.checkpoints_verified >= 2
     assert hsm_custody.health().state in (HealthState.DEGRADED, HealthState.ONLINE)
@@ -181,10 +181,10 @@ def test_an_unreachable_token_is_an_hsm_offline_security_event(
 ) -> None:
     """The service records ``hsm_offline`` when an operation finds the custody unreachable."""
     service = KeyService(db, Keyring(hsm_custody))
-    key = service.create_key(name="sig", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR)
+    key = service.keys.create_key(name="sig", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR)
     cold = KeyService(db, Keyring(hsm_custody))
     with hsm.token_away():
-        _unavailable(lambda: cold.sign("sig", b"during", actor=ACTOR))
+        _unavailable(lambda: cold.crypto.sign("sig", b"during", actor=ACTOR))
         # Recorded while the token is still away (the store is not the HSM).
         with db.session() as session:
             events = query_events(session, event_type=EventType.HSM_OFFLINE.value)
@@ -193,18 +193,18 @@ def test_an_unreachable_token_is_an_hsm_offline_security_event(
     assert event.severity in ("high", "critical")
     assert event.key_id in (None, key.id)
     assert "314159" not in repr(event.details)  # never the PIN
-    assert cold.sign("sig", b"after", actor=ACTOR).key_version == 1
-    assert service.verify_audit().valid
+    assert cold.crypto.sign("sig", b"after", actor=ACTOR).key_version == 1
+    assert service.audit.verify().valid
 
 
 def test_health_check_finding_the_token_gone_stops_cached_keys_too(
     db: Database, hsm: SoftHsm, hsm_custody: Pkcs11Custody
 ) -> None:
     service = KeyService(db, Keyring(hsm_custody))
-    service.create_key(name="signer", purpose="signing", algorithm="ML-DSA-65", actor="t")
-    service.sign("signer", b"warm the cache", actor="t")
+    service.keys.create_key(name="signer", purpose="signing", algorithm="ML-DSA-65", actor="t")
+    service.crypto.sign("signer", b"warm the cache", actor="t")
     with hsm.token_away():
         assert service.custody_health().state is HealthState.OFFLINE
         with pytest.raises(CustodyUnavailable):
-            service.sign("signer", b"m", actor="t")
-    assert service.sign("signer", b"m", actor="t").key_version == 1
+            service.crypto.sign("signer", b"m", actor="t")
+    assert service.crypto.sign("signer", b"m", actor="t").key_version == 1

@@ -6,18 +6,21 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
 from qrc.keys.custody.local import LocalCustody
-from qrc.keys.db import Database
+from qrc.keys.store.db import Database
 from qrc.keys.errors import Conflict
+from qrc.keys.faults import arm
 from qrc.keys.service import KeyService
-from qrc.keys.wrapping import Keyring
+from qrc.keys.custody.keyring import Keyring
 
 
 def main() -> None:
     action, url, kek_file = sys.argv[1:4]
+    arm(os.environ.get("QRC_TEST_FAULT"))  # the crash tests stop us at a named point
     arg = sys.argv[4] if len(sys.argv) > 4 else ""
     service = KeyService(Database(url), Keyring(LocalCustody.open(kek_file, "test passphrase")))
     start_at = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
@@ -25,16 +28,16 @@ def main() -> None:
         time.sleep(0.001)
     if action == "rotate-if-1":
         try:
-            info = service.rotate(arg, actor="worker", expected_version=1)
+            info = service.keys.rotate(arg, actor="worker", expected_version=1)
             print(json.dumps({"rotated": True, "version": info.version}))
         except Conflict:
             print(json.dumps({"rotated": False}))
     elif action == "rotate":
-        print(json.dumps({"version": service.rotate(arg, actor="worker").version}))
+        print(json.dumps({"version": service.keys.rotate(arg, actor="worker").version}))
     elif action == "run-due":
-        print(json.dumps(service.run_due(actor="worker")))
+        print(json.dumps(service.scheduler.run_due(actor="worker")))
     elif action == "destroy-now":
-        service.run_due(actor="worker")
+        service.scheduler.run_due(actor="worker")
         print(json.dumps({"done": True}))
     else:
         raise SystemExit(f"unknown action {action}")

@@ -72,7 +72,7 @@ def create_app(state: AppState) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.qrc = state
-    state.service.on_operation = state.metrics.crypto_operation
+    state.service.observers.add(state.metrics)
     install_problem_handlers(app)
     for module in (keys, crypto, admin, system):
         app.include_router(module.router, prefix=API_PREFIX)

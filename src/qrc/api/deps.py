@@ -16,18 +16,17 @@ from starlette.concurrency import run_in_threadpool
 from qrc.api.metrics import Metrics
 from qrc.api.problems import Problem
 from qrc.api.ratelimit import RateLimiter
-from qrc.keys.clients import Client, ClientStore, Role
-from qrc.keys.events import EventType, Severity, record_event
+from qrc.keys.access.tokens import Client, Role
 from qrc.keys.service import KeyService
 
-__all__ = ["ALL_ROLES", "AppState", "Settings", "require", "state_of"]
+__all__ = ["ALL_ROLES", "ApiSettings", "AppState", "require", "state_of"]
 
 ALL_ROLES = tuple(Role)
 
 
-@dataclass
-class Settings:
-    """Limits and switches of one API instance."""
+@dataclass(frozen=True)
+class ApiSettings:
+    """Limits and switches of one API instance (from :class:`qrc.server.config.Settings`)."""
 
     max_body_bytes: int = 1 << 20
     rate_limit_per_second: float = 500.0
@@ -40,8 +39,7 @@ class AppState:
     """What every request needs."""
 
     service: KeyService
-    clients: ClientStore
-    settings: Settings = field(default_factory=Settings)
+    settings: ApiSettings = field(default_factory=ApiSettings)
     metrics: Metrics = field(default_factory=Metrics)
     limiter: RateLimiter | None = None
     ready_checks: dict[str, str] = field(default_factory=dict)
@@ -73,9 +71,9 @@ async def _authenticate(request: Request) -> Client:
     if scheme.lower() == "bearer" and token:
         # A recently seen token is answered from memory, on the event loop; a database
         # read (or the audit of a failure) runs in the thread pool.
-        client = state.clients.cached(token)
+        client = state.service.tokens.cached(token)
         if client is None:
-            client = await run_in_threadpool(state.clients.authenticate, token)
+            client = await run_in_threadpool(state.service.tokens.authenticate, token)
     else:
         # Same work whether or not a token was sent: no timing hint about what is missing.
         hmac.compare_digest(_DUMMY, _DUMMY)
@@ -85,7 +83,10 @@ async def _authenticate(request: Request) -> Client:
         # source address (the refusal itself is not).
         if state.failure_limiter.take(source) == 0:
             await run_in_threadpool(
-                _record_auth_failure, state, request, "invalid" if token else "missing"
+                state.service.audit.record_auth_failure,
+                source,
+                "invalid" if token else "missing",
+                request.url.path,
             )
         raise Problem("unauthorized", "send Authorization: Bearer <token>")
     wait = state.limiter.take(client.id) if state.limiter is not None else 0.0
@@ -97,36 +98,6 @@ async def _authenticate(request: Request) -> Client:
     return client
 
 
-def _record_auth_failure(state: AppState, request: Request, why: str) -> None:
-    source = request.client.host if request.client else "unknown"
-    with state.service.db.session() as session:
-        record_event(
-            session,
-            EventType.AUTHENTICATION_FAILURE,
-            Severity.MEDIUM,
-            source,
-            details={"reason": why, "path": request.url.path[:200]},
-        )
-        state.service.audit.append(
-            session,
-            event_type="auth.failure",
-            actor=f"anonymous@{source}",
-            result="failure",
-            details={"reason": why},
-        )
-
-
-def _record_forbidden(state: AppState, request: Request, client: Client) -> None:
-    with state.service.db.session() as session:
-        state.service.audit.append(
-            session,
-            event_type="api.forbidden",
-            actor=client.actor,
-            result="denied",
-            details={"method": request.method, "path": request.url.path[:200]},
-        )
-
-
 def require(*roles: Role) -> object:
     """A dependency admitting only the given roles (admin is always admitted)."""
     allowed = frozenset(roles) | {Role.ADMIN}
@@ -135,7 +106,12 @@ def require(*roles: Role) -> object:
         client = await _authenticate(request)
         if client.role not in allowed:
             names = ", ".join(sorted(r.value for r in allowed))
-            await run_in_threadpool(_record_forbidden, state_of(request), request, client)
+            await run_in_threadpool(
+                state_of(request).service.audit.record_forbidden,
+                client.actor,
+                request.method,
+                request.url.path,
+            )
             raise Problem("forbidden", f"role {client.role.value} may not do this (needs {names})")
         return client
 

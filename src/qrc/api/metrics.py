@@ -1,13 +1,17 @@
 """Prometheus metrics in the text exposition format (no client library needed).
 
-Requests and latencies by route and status, crypto operations by algorithm, errors by
-problem type, and TLS handshakes by negotiated group (fed by the transport's hook).
+Requests and latencies by route and status, crypto operations by algorithm, security events
+by type, errors by problem type, and TLS handshakes by negotiated group (fed by the
+transport's hook). :class:`Metrics` is an observer of the key service
+(:mod:`qrc.keys.observers`): the service reports operations and security events to it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import defaultdict
+
+from qrc.keys.observers import KeyUse, SecurityNotice
 
 __all__ = ["Metrics"]
 
@@ -33,6 +37,7 @@ class Metrics:
         self.crypto_ops: dict[tuple[str, str], int] = defaultdict(int)
         self.errors: dict[str, int] = defaultdict(int)
         self.handshakes: dict[str, int] = defaultdict(int)
+        self.security_events: dict[str, int] = defaultdict(int)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """One finished request."""
@@ -48,6 +53,16 @@ class Metrics:
         """One cryptographic operation on a managed key."""
         with self._lock:
             self.crypto_ops[(operation, algorithm)] += 1
+
+    def key_used(self, use: KeyUse) -> None:
+        """Observer: count each successful use of a managed key."""
+        if use.result == "success" and use.algorithm is not None:
+            self.crypto_operation(use.operation, use.algorithm)
+
+    def security_event(self, notice: SecurityNotice) -> None:
+        """Observer: count security events by type."""
+        with self._lock:
+            self.security_events[notice.event_type] += 1
 
     def error(self, problem_type: str) -> None:
         """One error answer."""
@@ -106,4 +121,10 @@ class Metrics:
             ]
             for group, n in sorted(self.handshakes.items()):
                 out.append(f"qrc_tls_handshakes_total{_labels(group=group)} {n}")
+            out += [
+                "# HELP qrc_security_events_total Security events recorded by this process.",
+                "# TYPE qrc_security_events_total counter",
+            ]
+            for event_type, n in sorted(self.security_events.items()):
+                out.append(f"qrc_security_events_total{_labels(type=event_type)} {n}")
         return "\n".join(out) + "\n"

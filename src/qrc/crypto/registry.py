@@ -16,11 +16,14 @@ Signature sizes of ECDSA (DER) and composites that contain ECDSA are maxima.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from types import MappingProxyType
 
 from qrc.crypto.errors import UnsupportedAlgorithm
 
 __all__ = [
+    "BUILT_IN_STATUS",
     "REGISTRY",
     "AlgorithmInfo",
     "Family",
@@ -381,6 +384,10 @@ def _build() -> dict[str, AlgorithmInfo]:
 
 
 REGISTRY: dict[str, AlgorithmInfo] = _build()
+# The statuses the registry ships with, before any policy: what a policy falls back to.
+BUILT_IN_STATUS: Mapping[str, Status] = MappingProxyType(
+    {info.id: info.status for info in REGISTRY.values()}
+)
 _BY_FOLDED_ID = {key.casefold(): key for key in REGISTRY}
 
 
@@ -405,7 +412,11 @@ def all_algorithms(kind: Kind | None = None) -> list[AlgorithmInfo]:
 
 
 def set_status(algorithm: str, status: Status) -> AlgorithmInfo:
-    """Change an algorithm's status (policy), returning the new entry."""
+    """Change an algorithm's status, returning the new entry.
+
+    In the key service only :class:`qrc.keys.policy.AlgorithmPolicy` calls this, so that
+    one owner decides (a self-test failure, for one, must not be undone by a policy update).
+    """
     info = get_info(algorithm)
     REGISTRY[info.id] = new = replace(info, status=status)
     return new

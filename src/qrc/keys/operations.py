@@ -1,9 +1,9 @@
 """Cryptographic use of managed keys: encrypt, decrypt, sign, verify, rewrap, data keys.
 
-Every use is checked against the key's state, purpose and versions, then audited in the
-same transaction (fail closed). Decryption failures are opaque (one ``DecryptionError``),
-are audited as failures in a transaction of their own, and a burst of them on one key
-raises a security event.
+Every use is checked against the key's state, purpose, versions and the algorithm policy,
+then audited in the same transaction (fail closed). Decryption failures are opaque (one
+``DecryptionError``) and are audited as failures in a transaction of their own; the
+failure-burst detector (:mod:`qrc.keys.audit.detectors`, an observer) watches for bursts.
 """
 
 from __future__ import annotations
@@ -18,19 +18,13 @@ from qrc.crypto.base import KemPrivateKey, KemPublicKey, SigningKey, VerifyingKe
 from qrc.crypto.envelope import open_sealed, open_symmetric, parse_header, seal, seal_symmetric
 from qrc.crypto.errors import DecryptionError, InvalidSignature
 from qrc.crypto.keyfile import public_key_to_pem
+from qrc.crypto.registry import Kind, get_info
+from qrc.keys.audit.events import EventType, Severity
+from qrc.keys.context import ServiceContext, expect, guarded
 from qrc.keys.custody.base import UnwrapError
 from qrc.keys.errors import InvalidRequest, KeyNotFound, OperationNotPermitted
-from qrc.keys.events import (
-    DECRYPTION_BURST_THRESHOLD,
-    DECRYPTION_BURST_WINDOW,
-    EventType,
-    Severity,
-    decryption_failures_since,
-    record_event,
-)
-from qrc.keys.keystore import KeyStore, expect, guarded
-from qrc.keys.lifecycle import KeyState, Operation, Purpose, permits
-from qrc.keys.models import EncryptedDataIndex, Key, SecurityEvent
+from qrc.keys.states import KeyState, Operation, Purpose, permits
+from qrc.keys.store.models import EncryptedDataIndex, Key
 
 __all__ = ["DataKey", "KeyOperations", "Sealed", "Signed"]
 
@@ -63,11 +57,15 @@ class DataKey:
     key_version: int
 
 
-class KeyOperations(KeyStore):
-    """Cryptographic operations (mixed into :class:`qrc.keys.service.KeyService`)."""
+class KeyOperations:
+    """Cryptographic use of managed keys (``service.crypto``)."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
 
     # ------------------------------------------------------------------ checks
     def _usable(self, key: Key, operation: Operation, *, recovery: bool = False) -> None:
+        self.ctx.policy.check_allowed(key.algorithm)
         wants_signing = operation in (Operation.SIGN, Operation.VERIFY)
         if wants_signing != (key.purpose == Purpose.SIGNING):
             raise OperationNotPermitted(
@@ -94,11 +92,11 @@ class KeyOperations(KeyStore):
     @guarded("key.encrypt")
     def encrypt(self, ref: str, plaintext: bytes, *, actor: str, context: bytes = b"") -> Sealed:
         """Encrypt under the key's primary version (Envelope v1)."""
-        with self.db.session() as session:
-            key = self._find(session, ref)
+        with self.ctx.db.session() as session:
+            key = self.ctx.find(session, ref)
             self._usable(key, Operation.ENCRYPT)
             sealed = self._seal(session, key, plaintext, context)
-            self._audit(
+            self.ctx.record(
                 session,
                 "key.encrypt",
                 actor,
@@ -110,8 +108,8 @@ class KeyOperations(KeyStore):
 
     def _seal(self, session: Session, key: Key, plaintext: bytes, context: bytes) -> Sealed:
         version = key.primary_version
-        if key.algorithm in ("AES-256-GCM", "ChaCha20-Poly1305"):
-            material = expect(self._private_material(session, key, version), bytes)
+        if get_info(key.algorithm).kind is Kind.AEAD:
+            material = expect(self.ctx.material.private(session, key, version), bytes)
             data = seal_symmetric(
                 material,
                 plaintext,
@@ -121,7 +119,7 @@ class KeyOperations(KeyStore):
                 key_version=version,
             )
         else:
-            public = expect(self._public_key(session, key, version), KemPublicKey)
+            public = expect(self.ctx.material.public_key(session, key, version), KemPublicKey)
             data = seal(public, plaintext, context=context, key_id=key.id, key_version=version)
         return Sealed(data, key.id, version)
 
@@ -146,8 +144,8 @@ class KeyOperations(KeyStore):
         except DecryptionError:
             self._record_decryption_failure(ref, actor)
             raise
-        with self.db.session() as session:
-            key = self._find(session, ref or header.key_id)
+        with self.ctx.db.session() as session:
+            key = self.ctx.find(session, ref or header.key_id)
             self._usable(key, Operation.DECRYPT, recovery=recovery)
             failed = header.key_id != key.id or header.algorithm != key.algorithm
             if not failed:
@@ -160,15 +158,14 @@ class KeyOperations(KeyStore):
                 details: dict[str, object] = {"bytes": len(plaintext)}
                 if recovery and key.status == KeyState.COMPROMISED:
                     details["recovery"] = True
-                    record_event(
+                    self.ctx.security_event(
                         session,
                         EventType.COMPROMISED_KEY_RECOVERY_USE,
                         Severity.HIGH,
                         actor,
-                        key_id=key.id,
-                        algorithm=key.algorithm,
+                        key=key,
                     )
-                self._audit(
+                self.ctx.record(
                     session,
                     "key.decrypt",
                     actor,
@@ -182,7 +179,7 @@ class KeyOperations(KeyStore):
         raise DecryptionError
 
     def _open(self, session: Session, key: Key, version: int, data: bytes, context: bytes) -> bytes:
-        material = self._private_material(session, key, version)
+        material = self.ctx.material.private(session, key, version)
         if isinstance(material, bytes):
             return open_symmetric(
                 material,
@@ -201,37 +198,15 @@ class KeyOperations(KeyStore):
         )
 
     def _record_decryption_failure(self, ref: str | None, actor: str) -> None:
-        """Audit a failed decryption (committed on its own) and flag bursts."""
-        with self.db.session() as session:
+        """Audit a failed decryption, committed on its own (the observers see bursts)."""
+        with self.ctx.db.session() as session:
             key = None
             if ref is not None:
                 try:
-                    key = self._find(session, ref)
+                    key = self.ctx.find(session, ref)
                 except KeyNotFound:
                     key = None
-            self._audit(session, "key.decrypt", actor, result="failure", key=key)
-            if key is None:
-                return
-            now = self.clock()
-            since = now - DECRYPTION_BURST_WINDOW
-            failures = decryption_failures_since(session, key.id, since)
-            already = session.scalar(
-                select(SecurityEvent.id).where(
-                    SecurityEvent.key_id == key.id,
-                    SecurityEvent.event_type == EventType.DECRYPTION_FAILURE_BURST.value,
-                    SecurityEvent.at >= since,
-                )
-            )
-            if failures >= DECRYPTION_BURST_THRESHOLD and already is None:
-                record_event(
-                    session,
-                    EventType.DECRYPTION_FAILURE_BURST,
-                    Severity.HIGH,
-                    actor,
-                    key_id=key.id,
-                    algorithm=key.algorithm,
-                    details={"failures": failures, "window_seconds": 60},
-                )
+            self.ctx.record(session, "key.decrypt", actor, result="failure", key=key)
 
     @guarded("key.rewrap")
     def rewrap(self, ref: str, ciphertext: bytes, *, actor: str, context: bytes = b"") -> Sealed:
@@ -241,8 +216,8 @@ class KeyOperations(KeyStore):
         except DecryptionError:
             self._record_decryption_failure(ref, actor)
             raise
-        with self.db.session() as session:
-            key = self._find(session, ref)
+        with self.ctx.db.session() as session:
+            key = self.ctx.find(session, ref)
             self._usable(key, Operation.DECRYPT)
             self._usable(key, Operation.ENCRYPT)
             plaintext = None
@@ -254,7 +229,7 @@ class KeyOperations(KeyStore):
                     plaintext = None
             if plaintext is not None:
                 sealed = self._seal(session, key, plaintext, context)
-                self._audit(
+                self.ctx.record(
                     session,
                     "key.rewrap",
                     actor,
@@ -273,11 +248,11 @@ class KeyOperations(KeyStore):
     ) -> DataKey:
         """A fresh 256-bit data key, wrapped under the managed key (envelope encryption)."""
         data_key = secrets.token_bytes(32)
-        with self.db.session() as session:
-            key = self._find(session, ref)
+        with self.ctx.db.session() as session:
+            key = self.ctx.find(session, ref)
             self._usable(key, Operation.ENCRYPT)
             sealed = self._seal(session, key, data_key, context)
-            self._audit(
+            self.ctx.record(
                 session,
                 "key.datakey",
                 actor,
@@ -296,15 +271,17 @@ class KeyOperations(KeyStore):
     @guarded("key.sign")
     def sign(self, ref: str, message: bytes, *, actor: str, context: bytes = b"") -> Signed:
         """Sign with the primary version; the signature is the algorithm's standard bytes."""
-        with self.db.session() as session:
-            key = self._find(session, ref)
+        with self.ctx.db.session() as session:
+            key = self.ctx.find(session, ref)
             self._usable(key, Operation.SIGN)
-            material = expect(self._private_material(session, key, key.primary_version), SigningKey)
+            material = expect(
+                self.ctx.material.private(session, key, key.primary_version), SigningKey
+            )
             try:
                 signature = material.sign(message, context)
             except ValueError as exc:  # e.g. a context over the scheme's limit: bad input
                 raise InvalidRequest(str(exc)) from None
-            self._audit(
+            self.ctx.record(
                 session,
                 "key.sign",
                 actor,
@@ -329,19 +306,19 @@ class KeyOperations(KeyStore):
 
         Versions from the primary down to ``min_decryption_version`` are tried.
         """
-        with self.db.session() as session:
-            key = self._find(session, ref)
+        with self.ctx.db.session() as session:
+            key = self.ctx.find(session, ref)
             self._usable(key, Operation.VERIFY, recovery=recovery)
             matched = None
             for version in range(key.primary_version, key.min_decryption_version - 1, -1):
-                public = expect(self._public_key(session, key, version), VerifyingKey)
+                public = expect(self.ctx.material.public_key(session, key, version), VerifyingKey)
                 try:
                     public.verify(signature, message, context)
                 except InvalidSignature:
                     continue
                 matched = version
                 break
-            self._audit(
+            self.ctx.record(
                 session,
                 "key.verify",
                 actor,
@@ -354,17 +331,17 @@ class KeyOperations(KeyStore):
     # ------------------------------------------------------------------ public keys, index
     def public_key_pem(self, ref: str, version: int | None = None) -> str:
         """A version's public key as SPKI PEM (default: the primary version)."""
-        with self.db.session() as session:
-            key = self._find(session, ref)
-            public = self._public_key(session, key, version or key.primary_version)
+        with self.ctx.db.session() as session:
+            key = self.ctx.find(session, ref)
+            public = self.ctx.material.public_key(session, key, version or key.primary_version)
             return public_key_to_pem(public).decode("ascii")
 
     def index_data(
         self, ref: str, key_version: int, data_ref: str, *, data_class: str | None = None
     ) -> None:
         """Record where data encrypted under a key version lives (for rewrap campaigns)."""
-        with self.db.session() as session:
-            key = self._find(session, ref)
+        with self.ctx.db.session() as session:
+            key = self.ctx.find(session, ref)
             session.add(
                 EncryptedDataIndex(
                     key_id=key.id,
@@ -372,14 +349,14 @@ class KeyOperations(KeyStore):
                     algorithm=key.algorithm,
                     data_ref=data_ref,
                     data_class=data_class,
-                    created_at=self.clock(),
+                    created_at=self.ctx.clock(),
                 )
             )
 
     def data_under(self, ref: str, *, below_version: int | None = None) -> list[str]:
         """References of indexed data under a key (optionally under versions < ``below``)."""
-        with self.db.session() as session:
-            key = self._find(session, ref)
+        with self.ctx.db.session() as session:
+            key = self.ctx.find(session, ref)
             statement = select(EncryptedDataIndex.data_ref).where(
                 EncryptedDataIndex.key_id == key.id
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -26,13 +26,10 @@ from qrc.api.schemas import (
     TokenOut,
 )
 from qrc.crypto.registry import Kind, all_algorithms
-from qrc.keys.audit import InvalidAuditQuery
-from qrc.keys.clients import Client, Role
-from qrc.keys.errors import InvalidRequest, KeyNotFound
-from qrc.keys.events import query_events
-from qrc.keys.models import Policy
-from qrc.keys.policy import PolicyUpdate, apply_update, plan_update
-from qrc.keys.service import KeyService
+from qrc.keys.access.tokens import Client, Role
+from qrc.keys.audit.log import InvalidAuditQuery
+from qrc.keys.errors import InvalidRequest
+from qrc.keys.policy import PolicyUpdate
 
 __all__ = ["router"]
 
@@ -56,9 +53,7 @@ _TYPES: dict[Kind, Literal["key_exchange", "digital_signature", "encryption"]] =
 )
 def algorithm_status(client: Anyone, request: Request) -> AlgorithmList:
     """The registry as policy has it now, with the latest stored benchmark of each."""
-    with state_of(request).service.db.session() as session:
-        stored = session.get(Policy, "benchmarks")
-        benchmarks: dict[str, Any] = dict(stored.value) if stored is not None else {}
+    benchmarks: dict[str, Any] = state_of(request).service.benchmarks()
     items = []
     for info in all_algorithms():
         sizes = {
@@ -96,24 +91,12 @@ def algorithm_status(client: Anyone, request: Request) -> AlgorithmList:
 )
 def protocols_update(body: ProtocolUpdate, client: Admin, request: Request) -> ProtocolPlan:
     """Plan (``dry_run``) or apply a policy change: defaults, algorithm status, TLS mode."""
-    service = state_of(request).service
     update = PolicyUpdate(
         {str(k): v for k, v in body.default_algorithms.items()},
         dict(body.algorithm_status),
         body.tls_mode,
     )
-    with service.db.session() as session:
-        if body.dry_run:
-            plan = plan_update(session, update)
-        else:
-            plan = apply_update(session, update, client.actor)
-            service.audit.append(
-                session,
-                event_type="policy.update",
-                actor=client.actor,
-                result="success",
-                details={"changes": plan.changes[:32]},
-            )
+    plan = state_of(request).service.update_policy(update, actor=client.actor, dry_run=body.dry_run)
     affected = [AffectedKeyOut(**vars(k)) for k in plan.affected_keys]
     return ProtocolPlan(
         applied=not body.dry_run, changes=plan.changes, affected_keys=affected, policy=plan.policy
@@ -143,13 +126,12 @@ def audit_logs(
     for moment in (since, until):
         if moment is not None and moment.tzinfo is None:
             raise InvalidRequest("give times with a time zone, e.g. 2026-11-29T12:00:00Z")
-    service = state_of(request).service
     try:
-        events, next_cursor = service.query_audit(
+        events, next_cursor = state_of(request).service.audit.query(
             since=since,
             until=until,
             event_type=event_type,
-            key_id=_key_id(service, key),
+            key=key,
             actor=actor,
             result=result,
             limit=limit,
@@ -175,18 +157,6 @@ def audit_logs(
     return AuditPage(events=out, next_cursor=next_cursor)
 
 
-def _key_id(service: KeyService, ref: str | None) -> str | None:
-    # Events carry key IDs; a name is resolved to its key's ID. A reference that names no
-    # key is kept as it is: it is a filter like the others, so it matches no event (an empty
-    # page, not a 404) unless events carry that ID.
-    if ref is None:
-        return None
-    try:
-        return service.get_key(ref).id
-    except KeyNotFound:
-        return ref
-
-
 @router.get(
     "/audit/verify",
     response_model=AuditVerifyOut,
@@ -196,7 +166,7 @@ def _key_id(service: KeyService, ref: str | None) -> str | None:
 )
 def audit_verify(client: Auditor, request: Request) -> AuditVerifyOut:
     """Recompute the hash chain and check every signed checkpoint."""
-    report = state_of(request).service.verify_audit()
+    report = state_of(request).service.audit.verify()
     return AuditVerifyOut(
         valid=report.valid,
         events=report.events,
@@ -226,29 +196,22 @@ def security_events(
     """Authentication failures, decryption bursts, HSM outages, compromises..."""
     if since is not None and since.tzinfo is None:
         raise InvalidRequest("give times with a time zone, e.g. 2026-11-29T12:00:00Z")
-    with state_of(request).service.db.session() as session:
-        rows = query_events(
-            session,
-            event_type=event_type,
-            severity=severity,
-            key_id=key,
-            since=since,
-            limit=limit,
-            after_id=after,
+    rows = state_of(request).service.audit.security_events(
+        event_type=event_type, severity=severity, key=key, since=since, limit=limit, after_id=after
+    )
+    events = [
+        SecurityEventOut(
+            id=r.id,
+            at=r.at,
+            event_type=r.event_type,
+            severity=r.severity,
+            source=r.source,
+            key_id=r.key_id,
+            algorithm=r.algorithm,
+            details=r.details or {},
         )
-        events = [
-            SecurityEventOut(
-                id=r.id,
-                at=r.at,
-                event_type=r.event_type,
-                severity=r.severity,
-                source=r.source,
-                key_id=r.key_id,
-                algorithm=r.algorithm,
-                details=r.details or {},
-            )
-            for r in rows
-        ]
+        for r in rows
+    ]
     next_after = events[-1].id if len(events) == limit else None
     return SecurityEventPage(events=events, next_after=next_after)
 
@@ -263,19 +226,10 @@ def security_events(
 )
 def create_token(body: TokenCreate, client: Admin, request: Request) -> TokenCreated:
     """A new token; the secret is in this answer only."""
-    state = state_of(request)
     expires = timedelta(seconds=body.expires_in) if body.expires_in else None
-    created, token = state.clients.create(
-        name=body.name, role=body.role, keys=body.keys, expires_in=expires
+    created, token = state_of(request).service.tokens.create(
+        name=body.name, role=body.role, keys=body.keys, expires_in=expires, actor=client.actor
     )
-    with state.service.db.session() as session:
-        state.service.audit.append(
-            session,
-            event_type="token.create",
-            actor=client.actor,
-            result="success",
-            details={"client_id": created.id, "role": created.role.value},
-        )
     return TokenCreated(
         id=created.id,
         name=created.name,
@@ -304,7 +258,7 @@ def list_tokens(client: Admin, request: Request) -> TokenList:
             expires_at=c.expires_at,
             revoked_at=revoked,
         )
-        for c, revoked in state_of(request).clients.list()
+        for c, revoked in state_of(request).service.tokens.list()
     ]
     return TokenList(tokens=out)
 
@@ -318,19 +272,7 @@ def list_tokens(client: Admin, request: Request) -> TokenList:
 )
 def revoke_token(token_id: str, client: Admin, request: Request) -> TokenOut:
     """Revoke at once in this process (other processes within seconds)."""
-    state = state_of(request)
-    revoked = state.clients.revoke(token_id)
-    with state.service.db.session() as session:
-        state.service.audit.append(
-            session,
-            event_type="token.revoke",
-            actor=client.actor,
-            result="success",
-            details={"client_id": revoked.id},
-        )
+    revoked, revoked_at = state_of(request).service.tokens.revoke(token_id, actor=client.actor)
     return TokenOut(
-        id=revoked.id,
-        name=revoked.name,
-        role=revoked.role.value,
-        revoked_at=datetime.now().astimezone(),
+        id=revoked.id, name=revoked.name, role=revoked.role.value, revoked_at=revoked_at
     )

@@ -31,7 +31,7 @@ from qrc.api.schemas import (
     VerifyOut,
     b64,
 )
-from qrc.keys.clients import Client, Role
+from qrc.keys.access.tokens import Client, Role
 
 __all__ = ["router"]
 
@@ -43,14 +43,14 @@ def _allowed(state: AppState, client: Client, ref: str) -> None:
     """A crypto user may use only the keys its token lists (others look like unknown keys)."""
     if client.allowed_keys is None or ref in client.allowed_keys:
         return
-    info = state.service.get_key(ref)
+    info = state.service.keys.get_key(ref)
     if not client.may_use(info.id, info.name):
         raise Problem("key-not-found", f"no key with ID or name {ref!r}")
 
 
 def _encrypt(state: AppState, client: Client, body: EncryptIn) -> CiphertextOut:
     _allowed(state, client, body.key)
-    sealed = state.service.encrypt(
+    sealed = state.service.crypto.encrypt(
         body.key, body.plaintext, actor=client.actor, context=body.context.encode()
     )
     return CiphertextOut(
@@ -62,7 +62,7 @@ def _decrypt(state: AppState, client: Client, body: DecryptIn) -> PlaintextOut:
     if body.recovery and client.role is not Role.ADMIN:
         raise Problem("forbidden", "only an admin token may decrypt in recovery mode")
     _allowed(state, client, body.key)
-    plaintext = state.service.decrypt(
+    plaintext = state.service.crypto.decrypt(
         body.key,
         body.ciphertext,
         actor=client.actor,
@@ -74,7 +74,7 @@ def _decrypt(state: AppState, client: Client, body: DecryptIn) -> PlaintextOut:
 
 def _sign(state: AppState, client: Client, body: SignIn) -> SignatureOut:
     _allowed(state, client, body.key)
-    signed = state.service.sign(
+    signed = state.service.crypto.sign(
         body.key, body.message, actor=client.actor, context=body.context.encode()
     )
     return SignatureOut(
@@ -84,7 +84,7 @@ def _sign(state: AppState, client: Client, body: SignIn) -> SignatureOut:
 
 def _verify(state: AppState, client: Client, body: VerifyIn) -> VerifyOut:
     _allowed(state, client, body.key)
-    version = state.service.verify(
+    version = state.service.crypto.verify(
         body.key, body.message, body.signature, actor=client.actor, context=body.context.encode()
     )
     return VerifyOut(valid=version is not None, key_version=version)
@@ -130,7 +130,7 @@ def rewrap(body: RewrapIn, client: User, request: Request) -> CiphertextOut:
     """Decrypt and re-encrypt under the primary version; the plaintext is never returned."""
     state = state_of(request)
     _allowed(state, client, body.key)
-    sealed = state.service.rewrap(
+    sealed = state.service.crypto.rewrap(
         body.key, body.ciphertext, actor=client.actor, context=body.context.encode()
     )
     return CiphertextOut(
@@ -148,7 +148,7 @@ def datakey(body: DataKeyIn, client: User, request: Request) -> DataKeyOut:
     """A fresh 256-bit data key, in the clear (unless declined) and wrapped under the key."""
     state = state_of(request)
     _allowed(state, client, body.key)
-    data_key = state.service.generate_data_key(
+    data_key = state.service.crypto.generate_data_key(
         body.key,
         actor=client.actor,
         context=body.context.encode(),

@@ -18,8 +18,8 @@ from qrc.api.schemas import (
     RevokeIn,
     RotateIn,
 )
-from qrc.keys.clients import Client, Role
-from qrc.keys.keystore import KeyInfo
+from qrc.keys.access.tokens import Client, Role
+from qrc.keys.context import KeyInfo
 
 __all__ = ["key_out", "router"]
 
@@ -53,7 +53,7 @@ def _visible(client: Client, info: KeyInfo) -> KeyInfo:
 def generate_key(body: KeyCreate, client: Manager, request: Request) -> KeyOut:
     """Create a key (hybrid algorithm by default for its purpose) and its first version."""
     service = state_of(request).service
-    info = service.create_key(
+    info = service.keys.create_key(
         name=body.name,
         purpose=body.purpose,
         algorithm=body.algorithm,
@@ -80,7 +80,7 @@ def list_keys(
     cursor: Annotated[str | None, Query(max_length=100)] = None,
 ) -> KeyList:
     """Keys, filtered and paged (``next_cursor`` fetches the next page)."""
-    keys, next_cursor = state_of(request).service.list_keys(
+    keys, next_cursor = state_of(request).service.keys.list_keys(
         status=status,
         purpose=purpose,
         algorithm=algorithm,
@@ -98,7 +98,7 @@ def list_keys(
 )
 def get_key(key: str, client: Reader, request: Request) -> KeyOut:
     """A key by ID or name."""
-    return key_out(_visible(client, state_of(request).service.get_key(key)))
+    return key_out(_visible(client, state_of(request).service.keys.get_key(key)))
 
 
 @router.get(
@@ -114,10 +114,12 @@ def get_public_key(
 ) -> Response:
     """The SPKI PEM public key of the primary (or given) version."""
     service = state_of(request).service
-    info = _visible(client, service.get_key(key))
+    info = _visible(client, service.keys.get_key(key))
     if info.public_key_pem is None:
         raise Problem("operation-not-permitted", f"{info.algorithm} keys have no public key")
-    return Response(service.public_key_pem(info.id, version), media_type="application/x-pem-file")
+    return Response(
+        service.crypto.public_key_pem(info.id, version), media_type="application/x-pem-file"
+    )
 
 
 @router.post(
@@ -131,7 +133,7 @@ def rotate_key(key: str, client: Manager, request: Request, body: RotateIn | Non
     """
     expected = body.expected_version if body is not None else None
     return key_out(
-        state_of(request).service.rotate(key, actor=client.actor, expected_version=expected)
+        state_of(request).service.keys.rotate(key, actor=client.actor, expected_version=expected)
     )
 
 
@@ -146,7 +148,7 @@ def set_min_decryption_version(
 ) -> KeyOut:
     """Versions below ``version`` no longer decrypt or verify (1 ≤ version ≤ primary)."""
     service = state_of(request).service
-    return key_out(service.set_min_decryption_version(key, body.version, actor=client.actor))
+    return key_out(service.keys.set_min_decryption_version(key, body.version, actor=client.actor))
 
 
 @router.post(
@@ -154,7 +156,7 @@ def set_min_decryption_version(
 )
 def revoke_key(key: str, body: RevokeIn, client: Manager, request: Request) -> KeyOut:
     """Revoke: ``key_compromise`` makes the key compromised, the other reasons deactivate it."""
-    return key_out(state_of(request).service.revoke(key, body.reason, actor=client.actor))
+    return key_out(state_of(request).service.keys.revoke(key, body.reason, actor=client.actor))
 
 
 @router.post(
@@ -165,7 +167,7 @@ def revoke_key(key: str, body: RevokeIn, client: Manager, request: Request) -> K
 )
 def suspend_key(key: str, client: Manager, request: Request) -> KeyOut:
     """Stop all use until resumed."""
-    return key_out(state_of(request).service.suspend(key, actor=client.actor))
+    return key_out(state_of(request).service.keys.suspend(key, actor=client.actor))
 
 
 @router.post(
@@ -173,7 +175,7 @@ def suspend_key(key: str, client: Manager, request: Request) -> KeyOut:
 )
 def resume_key(key: str, client: Manager, request: Request) -> KeyOut:
     """Make a suspended key active again."""
-    return key_out(state_of(request).service.resume(key, actor=client.actor))
+    return key_out(state_of(request).service.keys.resume(key, actor=client.actor))
 
 
 @router.delete(
@@ -191,7 +193,7 @@ def destroy_key(
     """Schedule crypto-shredding after the waiting period (default 7 days); cancellable."""
     delay = timedelta(days=days) if days is not None else None
     return key_out(
-        state_of(request).service.schedule_destruction(key, actor=client.actor, delay=delay)
+        state_of(request).service.keys.schedule_destruction(key, actor=client.actor, delay=delay)
     )
 
 
@@ -203,4 +205,4 @@ def destroy_key(
 )
 def cancel_destruction(key: str, client: Manager, request: Request) -> KeyOut:
     """Undo ``DELETE /keys/{key}`` before it runs."""
-    return key_out(state_of(request).service.cancel_destruction(key, actor=client.actor))
+    return key_out(state_of(request).service.keys.cancel_destruction(key, actor=client.actor))

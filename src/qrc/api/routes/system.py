@@ -6,11 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
-from sqlalchemy import text
 
 from qrc.api.deps import require, state_of
 from qrc.api.schemas import Health
-from qrc.keys.clients import Client, Role
+from qrc.keys.access.tokens import Client, Role
 from qrc.keys.custody.base import HealthState
 
 __all__ = ["router"]
@@ -31,12 +30,7 @@ def ready(request: Request) -> Response:
     """Store reachable, root KEK usable and power-on self-tests passed (503 otherwise)."""
     state = state_of(request)
     checks = dict(state.ready_checks)
-    try:
-        with state.service.db.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        checks["store"] = "ok"
-    except Exception:
-        checks["store"] = "unreachable"
+    checks["store"] = "ok" if state.service.store_reachable() else "unreachable"
     custody = state.service.custody_health()
     checks["custody"] = custody.state.value
     ok = checks["store"] == "ok" and custody.state is not HealthState.OFFLINE

@@ -27,8 +27,7 @@ from qrc.cli.admin.common import (
 from qrc.cli.io import say
 
 if TYPE_CHECKING:
-    from qrc.keys.models import AuditEvent, SecurityEvent
-    from qrc.keys.service import KeyService
+    from qrc.keys.store.models import AuditEvent, SecurityEvent
 
 __all__ = ["audit_app", "events"]
 
@@ -62,18 +61,6 @@ def _event_dict(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-def _key_id(service: KeyService, ref: str | None) -> str | None:
-    """A key reference (ID or name) as the ID events carry; unknown IDs pass through."""
-    from qrc.keys.errors import KeyNotFound  # noqa: PLC0415
-
-    if ref is None:
-        return None
-    try:
-        return service.get_key(ref).id
-    except KeyNotFound:
-        return ref  # events outlive nothing, but an exact ID still filters correctly
-
-
 def _time_range(since: str | None, until: str | None) -> tuple[datetime | None, datetime | None]:
     """``--since`` and ``--until`` as times (either may be left out)."""
     start = parse_time(since, "--since") if since else None
@@ -89,7 +76,7 @@ def _details_text(details: dict[str, Any] | None) -> str:
 def audit_verify(data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
     """Check the whole chain and every checkpoint signature: exit 0 if intact, 1 if not."""
     with key_service(data_dir) as service:
-        report = service.verify_audit()
+        report = service.audit.verify()
     if as_json:
         print_json(asdict(report))
     elif report.valid:
@@ -107,7 +94,7 @@ def audit_verify(data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -
 def audit_checkpoint(data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
     """Sign the chain head with the service's ML-DSA-65 audit key."""
     with key_service(data_dir) as service:
-        checkpoint = service.audit_checkpoint(actor=current_actor())
+        checkpoint = service.audit.checkpoint(actor=current_actor())
         result = {
             "seq": checkpoint.seq,
             "at": checkpoint.at,
@@ -133,11 +120,11 @@ def audit_export(
     """Checkpoint, then write the chain as JSON lines (verify offline with verify-export)."""
     with key_service(data_dir) as service:
         if output is None:
-            lines = service.export_audit(sys.stdout, actor=current_actor())
+            lines = service.audit.export(sys.stdout, actor=current_actor())
             sys.stdout.flush()
         else:
             with output.open("w", encoding="utf-8") as handle:
-                lines = service.export_audit(handle, actor=current_actor())
+                lines = service.audit.export(handle, actor=current_actor())
     if output is not None:
         say(f"exported {lines} lines to {output}")
 
@@ -149,7 +136,7 @@ def audit_public_key(
 ) -> None:
     """The audit signing key's public key (SPKI PEM), for offline verification."""
     with key_service(data_dir) as service:
-        pem = service.audit_public_key_pem(actor=current_actor())
+        pem = service.audit.public_key_pem(actor=current_actor())
     if output is None:
         sys.stdout.write(pem)
         sys.stdout.flush()
@@ -181,11 +168,11 @@ def audit_query(
     """Audit events by time, type, key, actor and result, one page at a time."""
     start, end = _time_range(since, until)
     with key_service(data_dir) as service:
-        found, next_cursor = service.query_audit(
+        found, next_cursor = service.audit.query(
             since=start,
             until=end,
             event_type=event_type,
-            key_id=_key_id(service, key),
+            key=key,
             actor=actor,
             result=result,
             limit=limit,
@@ -221,7 +208,7 @@ def audit_verify_export(
     as_json: JsonOpt = False,
 ) -> None:
     """Verify an exported chain offline (no data directory): exit 0 if intact, 1 if not."""
-    from qrc.keys.audit import verify_export  # noqa: PLC0415
+    from qrc.keys.audit.log import verify_export  # noqa: PLC0415
 
     with handled():
         pem = public_key.read_bytes()
@@ -268,25 +255,20 @@ def events(
     as_json: JsonOpt = False,
 ) -> None:
     """Security events (authentication failures, bursts, HSM offline, compromise...)."""
-    from qrc.keys.events import query_events  # noqa: PLC0415
-
     start, end = _time_range(since, until)
     with key_service(data_dir) as service:
-        key_id = _key_id(service, key)
-        with service.db.session() as session:
-            rows = [
-                _security_dict(e)
-                for e in query_events(
-                    session,
-                    since=start,
-                    until=end,
-                    event_type=event_type,
-                    severity=severity,
-                    key_id=key_id,
-                    limit=limit,
-                    after_id=after,
-                )
-            ]
+        rows = [
+            _security_dict(e)
+            for e in service.audit.security_events(
+                since=start,
+                until=end,
+                event_type=event_type,
+                severity=severity,
+                key=key,
+                limit=limit,
+                after_id=after,
+            )
+        ]
     if as_json:
         print_json(rows)
         return

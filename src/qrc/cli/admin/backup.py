@@ -25,7 +25,7 @@ from qrc.cli.io import fail, say
 
 if TYPE_CHECKING:
     from qrc.crypto.base import KemPrivateKey
-    from qrc.keys.shamir import Share
+    from qrc.crypto.shamir import Share
 
 __all__ = ["backup", "restore"]
 
@@ -55,7 +55,6 @@ def backup(
     from qrc.crypto.base import KemPublicKey  # noqa: PLC0415
     from qrc.crypto.keyfile import load_public_pem  # noqa: PLC0415
     from qrc.crypto.registry import Kind  # noqa: PLC0415
-    from qrc.keys.backup import create_backup  # noqa: PLC0415
 
     custodians = list(custodian or [])
     if custodians and len(custodians) != shares:
@@ -78,8 +77,7 @@ def backup(
             keys.append(public)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     with key_service(data_dir) as service:
-        result = create_backup(
-            service,
+        result = service.backups.create(
             threshold=threshold,
             shares=shares,
             custodians=keys or None,
@@ -124,8 +122,8 @@ def backup(
 
 
 def _read_shares(paths: list[Path], keys: list[tuple[Path, KemPrivateKey]]) -> list[Share]:
-    from qrc.keys.shamir import MAGIC as SHARE_MAGIC  # noqa: PLC0415
-    from qrc.keys.shamir import (  # noqa: PLC0415
+    from qrc.crypto.shamir import MAGIC as SHARE_MAGIC  # noqa: PLC0415
+    from qrc.crypto.shamir import (  # noqa: PLC0415
         SEALED_MAGIC,
         InvalidShare,
         Share,
@@ -182,7 +180,7 @@ def restore(
     from qrc.crypto.base import KemPrivateKey  # noqa: PLC0415
     from qrc.crypto.keyfile import load_private_pem  # noqa: PLC0415
     from qrc.crypto.registry import Kind  # noqa: PLC0415
-    from qrc.keys.backup import read_header, restore_backup  # noqa: PLC0415
+    from qrc.keys.backup import read_header  # noqa: PLC0415
 
     with handled():
         data = input.read_bytes()
@@ -202,7 +200,7 @@ def restore(
             f"{len(shares)} given"
         )
     with key_service(data_dir) as service:
-        report = restore_backup(service, data, shares, actor=current_actor())
+        report = service.backups.restore(data, shares, actor=current_actor())
     result = {
         "backup_id": report.backup_id,
         "created_at": report.created_at,

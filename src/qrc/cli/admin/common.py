@@ -96,18 +96,18 @@ def parse_time(text: str, option: str) -> datetime:
 @contextmanager
 def handled() -> Iterator[None]:
     """Turn the key service's errors into one line and exit status 2."""
-    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
-
     from qrc.crypto.errors import CryptoError  # noqa: PLC0415
-    from qrc.keys.audit import AuditError  # noqa: PLC0415
+    from qrc.keys.audit.log import AuditError  # noqa: PLC0415
     from qrc.keys.custody.base import CustodyError  # noqa: PLC0415
     from qrc.keys.errors import KeyServiceError  # noqa: PLC0415
+    from qrc.keys.store.db import STORE_ERRORS  # noqa: PLC0415
+    from qrc.server.config import ConfigurationError  # noqa: PLC0415
 
     try:
         yield
-    except (KeyServiceError, CustodyError, AuditError, CryptoError) as exc:
+    except (KeyServiceError, CustodyError, AuditError, CryptoError, ConfigurationError) as exc:
         fail(str(exc) or type(exc).__name__)
-    except SQLAlchemyError as exc:
+    except STORE_ERRORS as exc:
         # Only the driver's first line: the full text may quote statement parameters.
         orig = getattr(exc, "orig", None) or exc
         first = (str(orig).strip().splitlines() or [type(orig).__name__])[0][:300]
@@ -120,18 +120,25 @@ def handled() -> Iterator[None]:
         fail(str(exc) or type(exc).__name__)
 
 
+def kek_hint(kek_id: str) -> str:
+    """What to set so that KEK ``kek_id`` can be opened."""
+    from qrc.keys.custody.factory import kek_hint as hint  # noqa: PLC0415
+
+    return hint(kek_id)
+
+
 @contextmanager
 def key_service(data_dir: Path) -> Iterator[KeyService]:
     """The key service of ``data_dir``, closed afterwards; errors become one line."""
     from qrc.keys.factory import open_service  # noqa: PLC0415
+    from qrc.server.config import load_settings  # noqa: PLC0415
 
     with handled():
-        service = open_service(data_dir)
+        service = open_service(load_settings(data_dir=data_dir).service_config())
         try:
             yield service
         finally:
-            service.keyring.close()
-            service.db.dispose()
+            service.close()
 
 
 def write_new(path: Path, data: bytes) -> None:
@@ -146,16 +153,3 @@ def first_line(path: Path) -> bytes:
     if not lines or not lines[0]:
         fail(f"{path} is empty: put the passphrase on its first line")
     return lines[0]
-
-
-def kek_hint(kek_id: str) -> str:
-    if kek_id.startswith("pkcs11:"):
-        label = kek_id.split(":")[2] if kek_id.count(":") >= 2 else "<label>"
-        return (
-            f"set QRC_PKCS11_TOKEN, QRC_PKCS11_PIN (and QRC_PKCS11_MODULE) so that the token "
-            f"holding key label {label!r} can be opened"
-        )
-    return (
-        f"its sealed file (kek-{kek_id}.sealed or kek.sealed) must be in the data directory "
-        "and QRC_MASTER_PASSPHRASE must open it"
-    )

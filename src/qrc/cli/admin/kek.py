@@ -36,16 +36,16 @@ class KekTarget(enum.StrEnum):
 
 
 def _new_kek(target: KekTarget, key_label: str | None, data_dir: Path) -> Custody:
+    from qrc.server.config import load_settings  # noqa: PLC0415
+
+    custody = load_settings(data_dir=data_dir).custody_config()
     if target is KekTarget.local:
-        from qrc.keys.kek import LocalKekFiles  # noqa: PLC0415
+        from qrc.keys.custody.kek_files import LocalKekFiles  # noqa: PLC0415
 
-        return LocalKekFiles(data_dir).create()
-    from dataclasses import replace  # noqa: PLC0415
+        return LocalKekFiles(data_dir, custody.master_passphrase).create()
+    from qrc.keys.custody.pkcs11 import Pkcs11Custody  # noqa: PLC0415
 
-    from qrc.keys.custody.pkcs11 import Pkcs11Config, Pkcs11Custody  # noqa: PLC0415
-
-    config = replace(Pkcs11Config.from_environment(), key_label=key_label or "")
-    return Pkcs11Custody.create_key(config)
+    return Pkcs11Custody.create_key(custody.pkcs11(key_label=key_label or ""))
 
 
 def _print_rotation(result: dict[str, Any], data_dir: Path) -> None:
@@ -75,7 +75,7 @@ def _print_rotation(result: dict[str, Any], data_dir: Path) -> None:
         )
 
 
-def rotate_kek_command(  # noqa: PLR0915 - one linear procedure, clearest in one place
+def rotate_kek_command(
     to: Annotated[
         KekTarget | None, typer.Option("--to", help="Custody of the new root KEK.")
     ] = None,
@@ -101,11 +101,7 @@ def rotate_kek_command(  # noqa: PLR0915 - one linear procedure, clearest in one
     Exit 0 when every key version is under the new KEK; 1 when some remain (another node
     holds them: run again with --resume).
     """
-    from sqlalchemy import select  # noqa: PLC0415
-
     from qrc.keys.custody.base import HealthState  # noqa: PLC0415
-    from qrc.keys.kek import active_kek_id, rotate_kek  # noqa: PLC0415
-    from qrc.keys.models import KekRecord  # noqa: PLC0415
 
     if resume and to is not None:
         fail("--resume continues the rotation to the store's active KEK: leave out --to")
@@ -120,8 +116,7 @@ def rotate_kek_command(  # noqa: PLR0915 - one linear procedure, clearest in one
         fail("--key-label names a PKCS#11 key: use it with --to pkcs11")
     actor = current_actor()
     with key_service(data_dir) as service:
-        with service.db.session() as session:
-            active = active_kek_id(session)
+        active = service.keks.active_kek_id()
         if resume:
             if active is None:
                 fail("no KEK rotation is recorded in this store: start one with --to")
@@ -147,9 +142,8 @@ def rotate_kek_command(  # noqa: PLR0915 - one linear procedure, clearest in one
             def step(done: int, total: int) -> None:
                 progress.update(task, completed=done, total=max(total, done))
 
-            report = rotate_kek(service, new, actor=actor, batch_size=batch_size, progress=step)
-        with service.db.session() as session:
-            old = sorted(session.scalars(select(KekRecord.id).where(KekRecord.id != new.kek_id)))
+            report = service.keks.rotate(new, actor=actor, batch_size=batch_size, progress=step)
+        old = sorted(r.id for r in service.keks.records() if r.id != new.kek_id)
     result = {
         "new_kek_id": report.new_kek_id,
         "custody": new.kind,

@@ -23,7 +23,7 @@ from qrc.cli.admin.common import (
 from qrc.cli.io import fail, say
 
 if TYPE_CHECKING:
-    from qrc.keys.keystore import KeyInfo
+    from qrc.keys.context import KeyInfo
 
 __all__ = ["keys_app"]
 
@@ -84,7 +84,7 @@ def keys_list(
     with key_service(data_dir) as service:
         after = None
         while True:
-            page, after = service.list_keys(
+            page, after = service.keys.list_keys(
                 status=status_filter, purpose=purpose, limit=1000, after=after
             )
             infos.extend(page)
@@ -130,7 +130,7 @@ def keys_create(
     expires_at = parse_time(expires, "--expires") if expires else None
     period = timedelta(days=rotation_days) if rotation_days is not None else None
     with key_service(data_dir) as service:
-        info = service.create_key(
+        info = service.keys.create_key(
             name=name,
             purpose=purpose,
             actor=current_actor(),
@@ -149,7 +149,7 @@ def keys_create(
 def keys_show(ref: RefArg, data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
     """One key's metadata and public key."""
     with key_service(data_dir) as service:
-        info = service.get_key(ref)
+        info = service.keys.get_key(ref)
     _show_key(info, as_json)
 
 
@@ -169,7 +169,7 @@ def keys_rotate(
 ) -> None:
     """Add a version and make it primary."""
     with key_service(data_dir) as service:
-        info = service.rotate(ref, actor=current_actor(), expected_version=if_version)
+        info = service.keys.rotate(ref, actor=current_actor(), expected_version=if_version)
     _show_key(info, as_json, f"rotated key {info.name}: primary version is now {info.version}")
 
 
@@ -184,7 +184,7 @@ def keys_min_version(
 ) -> None:
     """Retire old versions for decryption and verification (1 ≤ VERSION ≤ primary)."""
     with key_service(data_dir) as service:
-        info = service.set_min_decryption_version(ref, version, actor=current_actor())
+        info = service.keys.set_min_decryption_version(ref, version, actor=current_actor())
     _show_key(
         info,
         as_json,
@@ -205,7 +205,7 @@ def keys_revoke(
 ) -> None:
     """Revoke: key_compromise makes it compromised, other reasons deactivated."""
     with key_service(data_dir) as service:
-        info = service.revoke(ref, reason, actor=current_actor())
+        info = service.keys.revoke(ref, reason, actor=current_actor())
     _show_key(info, as_json, f"revoked key {info.name} ({reason}): now {info.status}")
 
 
@@ -215,7 +215,7 @@ def keys_activate(
 ) -> None:
     """pre_active → active."""
     with key_service(data_dir) as service:
-        info = service.activate(ref, actor=current_actor())
+        info = service.keys.activate(ref, actor=current_actor())
     _show_key(info, as_json, f"activated key {info.name}")
 
 
@@ -223,7 +223,7 @@ def keys_activate(
 def keys_suspend(ref: RefArg, data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
     """active → suspended: no operation until resumed."""
     with key_service(data_dir) as service:
-        info = service.suspend(ref, actor=current_actor())
+        info = service.keys.suspend(ref, actor=current_actor())
     _show_key(info, as_json, f"suspended key {info.name}")
 
 
@@ -231,7 +231,7 @@ def keys_suspend(ref: RefArg, data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonO
 def keys_resume(ref: RefArg, data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
     """suspended → active."""
     with key_service(data_dir) as service:
-        info = service.resume(ref, actor=current_actor())
+        info = service.keys.resume(ref, actor=current_actor())
     _show_key(info, as_json, f"resumed key {info.name}")
 
 
@@ -252,7 +252,7 @@ def keys_destroy(
     """Schedule crypto-shredding; the scheduler erases the material when it is due."""
     delay = timedelta(days=after_days) if after_days is not None else None
     with key_service(data_dir) as service:
-        info = service.schedule_destruction(ref, actor=current_actor(), delay=delay)
+        info = service.keys.schedule_destruction(ref, actor=current_actor(), delay=delay)
     _show_key(
         info,
         as_json,
@@ -268,5 +268,5 @@ def keys_cancel_destruction(
 ) -> None:
     """Cancel a scheduled destruction; the key is as it was."""
     with key_service(data_dir) as service:
-        info = service.cancel_destruction(ref, actor=current_actor())
+        info = service.keys.cancel_destruction(ref, actor=current_actor())
     _show_key(info, as_json, f"destruction of key {info.name} cancelled: {info.status}")

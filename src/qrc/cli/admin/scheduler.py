@@ -39,18 +39,7 @@ def _on_sigterm(_signum: int, _frame: FrameType | None) -> None:
 
 
 def _scheduler_pass(service: KeyService, actor: str) -> dict[str, Any]:
-    from sqlalchemy import func, select  # noqa: PLC0415
-
-    from qrc.keys.models import AuditCheckpoint  # noqa: PLC0415
-
-    counts: dict[str, Any] = dict(service.run_due(actor=actor))
-    with service.db.session() as session:
-        head, _ = service.audit.head(session)
-        last = session.scalar(select(func.max(AuditCheckpoint.seq)))
-    counts["checkpoint_seq"] = None
-    # A checkpoint per pass only when the chain moved: an idle store gains nothing from more.
-    if last is None or last < head:
-        counts["checkpoint_seq"] = service.audit_checkpoint(actor=actor).seq
+    counts = service.run_jobs(actor=actor)
     counts["at"] = datetime.now(UTC)
     return counts
 

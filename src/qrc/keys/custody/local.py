@@ -16,7 +16,6 @@ import struct
 import tempfile
 import time
 import unicodedata
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, NoReturn
@@ -265,7 +264,7 @@ class LocalCustody(Custody):
         path: Path | None = None,
         development_passphrase: bool = False,
     ) -> None:
-        """Use :meth:`create`, :meth:`open` or :meth:`from_environment` instead."""
+        """Use :meth:`create`, :meth:`open` or :meth:`for_data_dir` instead."""
         if len(kek) != _KEK_SIZE:
             raise ValueError("the KEK must be 32 bytes")
         validate_kek_id(kek_id)
@@ -313,27 +312,25 @@ class LocalCustody(Custody):
         return cls(kek, parsed.kek_id, path=target)
 
     @classmethod
-    def from_environment(
+    def for_data_dir(
         cls,
         data_dir: str | os.PathLike[str],
-        env: Mapping[str, str] | None = None,
+        passphrase: str | None,
         *,
         params: Argon2Params = DEFAULT_ARGON2,
     ) -> LocalCustody:
         """Open (or create on first start) ``DATA_DIR/kek.sealed``.
 
-        The passphrase is ``QRC_MASTER_PASSPHRASE``. Without it, a random passphrase is
-        generated once into ``DATA_DIR/master.key`` (mode 0600) and a warning is logged:
-        that file next to the sealed KEK makes the seal worthless, so it is for development
-        only. :attr:`development_passphrase` tells which case applies.
+        ``passphrase`` is the configured one (``QRC_MASTER_PASSPHRASE``). Without it, a random
+        passphrase is generated once into ``DATA_DIR/master.key`` (mode 0600) and a warning
+        is logged: that file next to the sealed KEK makes the seal worthless, so it is for
+        development only. :attr:`development_passphrase` tells which case applies.
         """
-        environ = os.environ if env is None else env
         directory = Path(data_dir)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         kek_path = directory / KEK_FILE
         pass_path = directory / PASSPHRASE_FILE
         development = False
-        passphrase: str | None = environ.get(PASSPHRASE_ENV)
         if passphrase is not None:
             if not passphrase:
                 raise CustodyError(f"{PASSPHRASE_ENV} is set but empty")

@@ -21,7 +21,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Protocol, TypeVar, cast
 
@@ -125,24 +125,6 @@ class Pkcs11Config:
             raise Pkcs11ConfigError(
                 f"{KEY_LABEL_ENV} must be 1..64 characters of A-Z a-z 0-9 . _ -"
             )
-
-    @classmethod
-    def from_environment(cls, env: Mapping[str, str] | None = None) -> Pkcs11Config:
-        """Read ``QRC_PKCS11_MODULE``, ``_TOKEN``, ``_PIN`` and ``_KEY_LABEL``."""
-        environ = os.environ if env is None else env
-        missing = [name for name in (TOKEN_ENV, PIN_ENV) if not environ.get(name)]
-        if missing:
-            raise Pkcs11ConfigError(
-                "pkcs11 custody needs " + " and ".join(missing) + f" (and optionally "
-                f"{MODULE_ENV}, default {DEFAULT_MODULE}; {KEY_LABEL_ENV}, default "
-                f"{DEFAULT_KEY_LABEL})"
-            )
-        return cls(
-            token_label=environ[TOKEN_ENV],
-            pin=environ[PIN_ENV],
-            module=environ.get(MODULE_ENV) or DEFAULT_MODULE,
-            key_label=environ.get(KEY_LABEL_ENV) or DEFAULT_KEY_LABEL,
-        )
 
 
 class _Library:

@@ -1,0 +1,94 @@
+"""Observers: what the key service reports, to whoever was given to it.
+
+The service tells each observer of every audited use of a key and of every security event,
+after the transaction that recorded it has committed, the way Tink passes a monitoring
+client into its primitives. Metrics, the failure-burst detector and (later) ``qrc.monitor``
+are observers; the service knows none of them by name.
+
+An observer must be quick and must not raise: a failing observer is logged and skipped, so
+that monitoring can never change the outcome of a key operation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+__all__ = ["KeyUse", "Observer", "Observers", "SecurityNotice"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KeyUse:
+    """One audited use of a key: ``operation`` is ``encrypt``, ``rotate``, ``create``...
+
+    ``result`` is ``success``, ``failure`` (a decryption that did not open), ``invalid`` (a
+    signature that did not verify) or ``denied`` (state or policy refused it).
+    """
+
+    operation: str
+    result: str
+    actor: str
+    key_id: str | None = None
+    algorithm: str | None = None
+    key_version: int | None = None
+
+
+@dataclass(frozen=True)
+class SecurityNotice:
+    """A security event as recorded (``qrc_security_events``)."""
+
+    event_type: str
+    severity: str
+    source: str
+    key_id: str | None = None
+    algorithm: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Observer(Protocol):
+    """What the service calls; implement both (a no-op is fine)."""
+
+    def key_used(self, use: KeyUse) -> None:
+        """A key was used (or its use refused or failed)."""
+
+    def security_event(self, notice: SecurityNotice) -> None:
+        """A security event was recorded."""
+
+
+class Observers:
+    """The observers of one service: a fan-out that never lets an observer's error through."""
+
+    def __init__(self, observers: Iterable[Observer] = ()) -> None:
+        self._observers: tuple[Observer, ...] = tuple(observers)
+        self._lock = threading.Lock()
+
+    def add(self, observer: Observer) -> None:
+        """Report to ``observer`` from now on."""
+        with self._lock:
+            self._observers = (*self._observers, observer)
+
+    def remove(self, observer: Observer) -> None:
+        """Stop reporting to ``observer``."""
+        with self._lock:
+            self._observers = tuple(o for o in self._observers if o is not observer)
+
+    def key_used(self, use: KeyUse) -> None:
+        """Tell every observer of ``use``."""
+        for observer in self._observers:
+            try:
+                observer.key_used(use)
+            except Exception:
+                logger.exception("observer %r failed on a key use", observer)
+
+    def security_event(self, notice: SecurityNotice) -> None:
+        """Tell every observer of ``notice``."""
+        for observer in self._observers:
+            try:
+                observer.security_event(notice)
+            except Exception:
+                logger.exception("observer %r failed on a security event", observer)

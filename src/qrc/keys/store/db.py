@@ -1,0 +1,159 @@
+"""The database: SQLAlchemy 2 engine and sessions for SQLite (embedded) and PostgreSQL.
+
+:class:`Database` takes a SQLAlchemy URL: ``postgresql+psycopg://...`` for production, or
+SQLite for the embedded default (:func:`qrc.keys.factory.open_service` chooses, from the
+configuration's ``database_url``). The schema is owned by the Alembic migrations in
+``qrc/keys/store/migrations``; :meth:`Database.upgrade` applies them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+__all__ = [
+    "SQLITE_SYNCHRONOUS_MODES",
+    "STORE_ERRORS",
+    "Base",
+    "Database",
+    "UTCDateTime",
+    "after_commit",
+    "utcnow",
+]
+
+# What the store raises when the database fails, for callers above the key service that
+# report it without knowing the database library.
+STORE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError,)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every ``qrc`` table (constraint names fixed for migrations)."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC, truncated to microseconds."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware.
+
+    SQLite has no time zones; PostgreSQL's ``timestamptz`` has. Both read back as aware UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored: use utcnow() or an aware value")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+SQLITE_SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
+
+
+def _sqlite_pragmas(synchronous: str, dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the writer; busy_timeout makes writers queue, not fail.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    # WAL with synchronous=NORMAL: a commit survives a crash of the process and never
+    # corrupts the file, but the last commits before a power loss or OS crash may be lost
+    # (they are synced at the next checkpoint). That keeps an fsync off every request;
+    # QRC_SQLITE_SYNCHRONOUS=FULL syncs each commit. Production stores use PostgreSQL.
+    cursor.execute(f"PRAGMA synchronous={synchronous}")
+    # Zero freed pages, so erased (destroyed) key material does not linger in the file.
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.close()
+
+
+_AFTER_COMMIT = "qrc.after_commit"
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` after ``session``'s transaction commits (never if it rolls back)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+class Database:
+    """One store: an engine, a session factory and the migrations."""
+
+    def __init__(
+        self, url: str, *, sqlite_synchronous: str = "NORMAL", **engine_options: Any
+    ) -> None:
+        if sqlite_synchronous.upper() not in SQLITE_SYNCHRONOUS_MODES:
+            raise ValueError(f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS_MODES}")
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            engine_options.setdefault("connect_args", {"timeout": 10})
+        else:
+            engine_options.setdefault("pool_pre_ping", True)
+        self.engine: Engine = create_engine(url, **engine_options)
+        if self.is_sqlite:
+            pragmas = functools.partial(_sqlite_pragmas, sqlite_synchronous.upper())
+            event.listen(self.engine, "connect", pragmas)
+            # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that
+            # SELECT ... FOR UPDATE-style sections (BEGIN IMMEDIATE) really serialise.
+            event.listen(self.engine, "connect", _disable_pysqlite_begin)
+            event.listen(self.engine, "begin", _sqlite_begin_immediate)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on any error.
+
+        Callbacks registered with :func:`after_commit` run once the commit succeeded.
+        """
+        with self._sessions() as session:
+            with session.begin():
+                yield session
+            callbacks = session.info.pop(_AFTER_COMMIT, ())
+        for callback in callbacks:
+            callback()
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply the Alembic migrations up to ``revision``."""
+        from qrc.keys.store.migrations import upgrade  # noqa: PLC0415 - Alembic loads lazily
+
+        upgrade(self.engine, revision)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    # Take the write lock at the start of every transaction: no lost updates between
+    # processes sharing the file, at the cost of serialising writers (fine for embedded use).
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

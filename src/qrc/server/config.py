@@ -1,0 +1,157 @@
+"""The one configuration of a qrc process: every ``QRC_*`` variable, read and checked here.
+
+:class:`Settings` is pydantic-settings over the environment (prefix ``QRC_``); command-line
+options override it field by field. The rest of the code receives plain values
+(:class:`qrc.keys.factory.ServiceConfig`, :class:`qrc.api.deps.ApiSettings`), never the
+environment. ``docs/configuration.md`` has the table; a test keeps it and this class in step.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qrc.api.deps import ApiSettings
+from qrc.keys.custody.factory import CustodyConfig
+from qrc.keys.custody.local import PASSPHRASE_FILE
+from qrc.keys.factory import DEFAULT_DATA_DIR, ServiceConfig
+
+__all__ = ["ConfigurationError", "Settings", "load_settings"]
+
+
+class ConfigurationError(Exception):
+    """The configuration is invalid or unsafe; the message says what to set."""
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+class Settings(BaseSettings):
+    """Every setting of the key service, its command line and its API."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QRC_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
+
+    # -- where things are
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR, description="Data directory (SQLite store, KEK files, TLS, admin token)."
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the store; default SQLite in the data directory."
+    )
+    sqlite_synchronous: Literal["NORMAL", "FULL", "EXTRA"] = Field(
+        "NORMAL", description="SQLite durability: FULL syncs every commit."
+    )
+    # -- root KEK custody
+    custody: Literal["local", "pkcs11"] = Field("local", description="Where the root KEK is.")
+    master_passphrase: SecretStr | None = Field(
+        None, description="Passphrase the local root KEK is sealed under (required unless --dev)."
+    )
+    pkcs11_module: str = Field(
+        "/usr/lib/softhsm/libsofthsm2.so", description="PKCS#11 library of the HSM."
+    )
+    pkcs11_token: str | None = Field(None, description="Label of the PKCS#11 token.")
+    pkcs11_pin: SecretStr | None = Field(None, description="User PIN of the token.")
+    pkcs11_key_label: str = Field("qrc-root-kek", description="Label of the KEK in the token.")
+    # -- key lifecycle
+    destruction_delay_days: float = Field(
+        7.0, ge=0, description="Default waiting period before a key is destroyed."
+    )
+    # -- the server
+    dev: bool = Field(False, description="Development mode: allows the generated master.key.")
+    ca_passphrase: SecretStr | None = Field(
+        None, description="Passphrase protecting the private CA's key file."
+    )
+    max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted.")
+    rate_limit: float = Field(
+        500.0, ge=0, description="Requests per second per token (0: no limit)."
+    )
+    rate_burst: float = Field(1000.0, gt=0, description="Burst of requests per token.")
+    bench_on_start: bool = Field(
+        True, description="Measure the quick benchmark set at the first start."
+    )
+    # -- tests only
+    test_fault: str | None = Field(
+        None, description="Crash-test hook: the process exits at this named fault point."
+    )
+
+    @field_validator("sqlite_synchronous", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("custody", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    # ------------------------------------------------------------------ plain values down
+    def custody_config(self) -> CustodyConfig:
+        """Where the root KEK is, as the key service takes it."""
+        return CustodyConfig(
+            kind=self.custody,
+            master_passphrase=_secret(self.master_passphrase),
+            pkcs11_module=self.pkcs11_module,
+            pkcs11_token=self.pkcs11_token,
+            pkcs11_pin=_secret(self.pkcs11_pin),
+            pkcs11_key_label=self.pkcs11_key_label,
+        )
+
+    def service_config(self) -> ServiceConfig:
+        """What :func:`qrc.keys.factory.open_service` takes."""
+        return ServiceConfig(
+            data_dir=self.data_dir,
+            database_url=self.database_url,
+            custody=self.custody_config(),
+            destruction_delay=timedelta(days=self.destruction_delay_days),
+            sqlite_synchronous=self.sqlite_synchronous,
+            test_fault=self.test_fault,
+        )
+
+    def api_settings(self, tls_mode: str) -> ApiSettings:
+        """Limits and switches of the API."""
+        return ApiSettings(
+            max_body_bytes=self.max_body_bytes,
+            rate_limit_per_second=self.rate_limit,
+            rate_limit_burst=self.rate_burst,
+            tls_mode=tls_mode,
+        )
+
+    def check_production(self) -> None:
+        """Refuse what is only safe in development, unless ``dev`` says it is development.
+
+        Raises:
+            ConfigurationError: the local root KEK would be sealed under the generated
+                ``master.key`` that lies next to it.
+        """
+        if self.dev or self.custody != "local" or self.master_passphrase is not None:
+            return
+        raise ConfigurationError(
+            "the root KEK would be sealed under the generated "
+            f"{self.data_dir / PASSPHRASE_FILE}, which anyone who can read the data directory "
+            "can use: set QRC_MASTER_PASSPHRASE (or QRC_CUSTODY=pkcs11), or run "
+            "`qrc serve --dev` to say this is development"
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """The settings from the environment, with ``overrides`` (set options) on top.
+
+    Raises:
+        ConfigurationError: a variable has an invalid value (the message names it).
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"QRC_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigurationError(f"invalid configuration: {problems}") from None

@@ -1,0 +1,107 @@
+"""Start and run the key service: what ``qrc serve`` does, step by step.
+
+1. refuse unsafe configuration outside development (:meth:`Settings.check_production`);
+2. open the key service (store migrated, root KEK opened);
+3. power-on self-tests (a failing algorithm is disallowed for good in this process);
+4. bootstrap admin token on a new data directory; a checkpoint of the audit chain;
+5. the private CA and server certificate (unless plain HTTP);
+6. the scheduler thread, first-start benchmarks, handshake telemetry;
+7. serve until SIGTERM/SIGINT, then stop the jobs and close the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from qrc.api.app import create_app
+from qrc.api.deps import AppState
+from qrc.keys.factory import open_service
+from qrc.server.bootstrap import bootstrap_admin_token
+from qrc.server.config import Settings
+from qrc.server.jobs import Scheduler, measure_benchmarks
+from qrc.server.selftests import run_selftests
+from qrc.server.telemetry import HandshakeTelemetry
+from qrc.transit.ca import default_server_names, ensure_server_tls
+from qrc.transit.server import ServerOptions, serve
+
+__all__ = ["ServeOptions", "run"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How to listen (from the command line)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8443
+    plain: bool = False
+    tls_mode: str | None = None  # None: the stored policy's
+    scheduler_interval: float = 60.0
+
+
+def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -> None:
+    """Start the service and serve until stopped (see the module docstring)."""
+    settings.check_production()
+    data_dir = settings.data_dir
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    service = open_service(settings.service_config())
+    try:
+        tls_mode = options.tls_mode or str(service.current_policy()["tls_mode"])
+        state = AppState(service, settings.api_settings(tls_mode))
+        failed = run_selftests(service.policy)
+        state.ready_checks["selftests"] = "ok" if not failed else "failed: " + ", ".join(failed)
+        token_path = bootstrap_admin_token(service, data_dir)
+        service.audit.checkpoint(actor="serve")
+        ca_passphrase = settings.ca_passphrase
+        tls = (
+            None
+            if options.plain
+            else ensure_server_tls(
+                data_dir,
+                default_server_names(options.host),
+                ca_passphrase=ca_passphrase.get_secret_value().encode() if ca_passphrase else None,
+            )
+        )
+        app = create_app(state)
+        scheduler = Scheduler(service, options.scheduler_interval)
+        scheduler.start()
+        if settings.bench_on_start:
+            threading.Thread(
+                target=measure_benchmarks, args=(service,), daemon=True, name="qrc-bench"
+            ).start()
+        telemetry = HandshakeTelemetry(service, state.metrics)
+
+        def ready(addresses: list[tuple[str, int]]) -> None:
+            for bound_host, bound_port in addresses:
+                scheme = "http" if options.plain else "https"
+                detail = (
+                    "" if options.plain else " (TLS 1.3, X25519MLKEM768, ML-DSA-65 certificate)"
+                )
+                say(f"qrc: serving on {scheme}://{bound_host}:{bound_port}{detail}")
+            if tls is not None:
+                say(f"qrc: clients trust {tls.ca}")
+            say(f"qrc: admin token in {token_path}")
+            say(f"qrc: API docs at /docs; self-tests: {state.ready_checks['selftests']}")
+
+        try:
+            serve(
+                app,
+                options.host,
+                options.port,
+                tls,
+                mode=tls_mode,  # type: ignore[arg-type]
+                on_handshake=telemetry.handshake,
+                on_handshake_failure=telemetry.failure,
+                # The API answers over-limit bodies itself (a problem document); the transport
+                # only stops the absurd ones.
+                options=ServerOptions(max_body_bytes=4 * state.settings.max_body_bytes),
+                on_ready=ready,
+            )
+        finally:
+            scheduler.stop()
+    finally:
+        service.db.dispose()
