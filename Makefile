@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/bandit -q -c pyproject.toml -r src
 	$(BIN)/lint-imports
+	$(BIN)/python scripts/check_import_cycles.py
 
 # SoftHSM2 is the PKCS#11 token of the HSM-custody tests (Debian package softhsm2).
 system-deps:

@@ -22,10 +22,10 @@ import pytest
 from qrc.api.app import API_PREFIX, create_app
 from qrc.api.deps import ApiSettings, AppState
 from qrc.keys.access.tokens import TokenStore
-from qrc.keys.custody.local import Argon2Params, LocalCustody
-from qrc.keys.store.db import Database
-from qrc.keys.service import KeyService
 from qrc.keys.custody.keyring import Keyring
+from qrc.keys.custody.local import Argon2Params, LocalCustody
+from qrc.keys.service import KeyService
+from qrc.keys.store.db import Database
 
 with warnings.catch_warnings():
     # Starlette asks for the ``httpx2`` fork; the ``httpx`` it finds works the same here.

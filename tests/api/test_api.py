@@ -1031,7 +1031,9 @@ def test_openapi_describes_every_api_route(api: Api) -> None:
 
 
 def test_rate_limit_per_token(tmp_path: Any) -> None:
-    with running_api(tmp_path, ApiSettings(rate_limit_per_second=0.5, rate_limit_burst=2)) as limited:
+    with running_api(
+        tmp_path, ApiSettings(rate_limit_per_second=0.5, rate_limit_burst=2)
+    ) as limited:
         assert limited.get("/keys").status_code == 200
         assert limited.get("/keys").status_code == 200
         response = limited.get("/keys")

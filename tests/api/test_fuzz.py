@@ -62,7 +62,9 @@ def fuzz_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     # registry: put it back afterwards for the other tests of this process.
     statuses = {algorithm: info.status for algorithm, info in REGISTRY.items()}
     try:
-        with running_api(tmp_path_factory.mktemp("fuzz"), ApiSettings(rate_limit_per_second=0)) as api:
+        with running_api(
+            tmp_path_factory.mktemp("fuzz"), ApiSettings(rate_limit_per_second=0)
+        ) as api:
             yield api
     finally:
         for algorithm, status in statuses.items():

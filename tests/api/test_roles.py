@@ -265,7 +265,9 @@ def test_malformed_authorization_is_401(api: Api, header: str) -> None:
 
 
 def test_revoked_and_expired_tokens_are_401(api: Api) -> None:
-    revoked, revoked_token = api.clients.create(name=api.unique("revoked"), role="admin", actor="test")
+    revoked, revoked_token = api.clients.create(
+        name=api.unique("revoked"), role="admin", actor="test"
+    )
     assert api.get("/keys", None, headers={"Authorization": f"Bearer {revoked_token}"}).is_success
     api.clients.revoke(revoked.id, actor="test")
     response = api.get("/keys", None, headers={"Authorization": f"Bearer {revoked_token}"})

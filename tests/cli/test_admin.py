@@ -23,8 +23,8 @@ from sqlalchemy import select
 
 from qrc.keys.custody.factory import CustodyConfig
 from qrc.keys.factory import ServiceConfig, open_service
-from qrc.keys.store.models import KeyVersion
 from qrc.keys.service import KeyService
+from qrc.keys.store.models import KeyVersion
 from tests.keys.pg import fresh_database
 
 PASSPHRASE = "admin test passphrase"

@@ -280,3 +280,27 @@ def test_the_api_benchmark_runs() -> None:
     rows = json.loads(result.stdout)
     assert [row["transport"] for row in rows] == ["PQ TLS (X25519MLKEM768)", "plain HTTP"]
     assert all(row["noop_rps"] > 0 and row["encrypt_rps"] > 0 and row["ratio"] > 0 for row in rows)
+
+
+def test_serve_refuses_the_generated_master_key_outside_development(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QRC_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "qrc", "serve", "--data-dir", str(tmp_path), "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "QRC_MASTER_PASSPHRASE" in result.stderr and "--dev" in result.stderr
+    assert not (tmp_path / "admin.token").exists() and not (tmp_path / "kek.sealed").exists()
+    invalid = subprocess.run(
+        [sys.executable, "-m", "qrc", "serve", "--data-dir", str(tmp_path), "--dev"],
+        env={**env, "QRC_RATE_LIMIT": "fast"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert invalid.returncode == 2 and "QRC_RATE_LIMIT" in invalid.stderr

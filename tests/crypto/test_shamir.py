@@ -10,9 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qrc.crypto import get_kem
+from qrc.crypto import get_kem, shamir
 from qrc.crypto.base import KemPrivateKey
-from qrc.crypto import shamir
 from qrc.crypto.shamir import (
     InvalidShare,
     NotEnoughShares,

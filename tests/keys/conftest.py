@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from qrc.keys.custody.local import Argon2Params, LocalCustody
-from qrc.keys.store.db import Database
-from qrc.keys.service import KeyService
 from qrc.keys.custody.keyring import Keyring
+from qrc.keys.custody.local import Argon2Params, LocalCustody
+from qrc.keys.service import KeyService
+from qrc.keys.store.db import Database
 from tests.keys.pg import fresh_database
 
 FAST_ARGON2 = Argon2Params(time_cost=1, memory_cost=8, parallelism=1)

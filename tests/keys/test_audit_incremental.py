@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 from qrc.crypto.base import SigningKey
 from qrc.crypto.schemes import get_signature
 from qrc.keys.audit.log import AuditError, AuditLog, VerificationReport, canonical_event, event_hash
+from qrc.keys.service import KeyService
 from qrc.keys.store.db import Database
 from qrc.keys.store.models import AuditCheckpoint, AuditEvent
-from qrc.keys.service import KeyService
 from tests.keys.test_audit import SIGNER_ID, _append, _checkpoint, _execute, _rehash_from, _shift
 
 ACTOR = "test:alice"

@@ -15,29 +15,6 @@ from sqlalchemy import func, select, text, update
 
 from qrc.crypto.base import KemPrivateKey, SigningKey
 from qrc.crypto.selftest import generate_private_key
-from qrc.keys.backup import format as backup_module
-from qrc.keys.backup import (
-    AuditChainBroken,
-    BackupCorrupted,
-    BackupError,
-    StoreNotEmpty,
-    UnsupportedBackupVersion,
-    read_header,
-)
-from qrc.keys.backup.format import HEADER_SIZE
-from qrc.keys.custody.base import Custody, CustodyHealth, CustodyUnavailable
-from qrc.keys.custody.local import LocalCustody
-from qrc.keys.store.db import Base, Database, utcnow
-from qrc.keys.errors import InvalidRequest, OperationNotPermitted
-from qrc.keys.store.models import (
-    ApiClient,
-    AuditCheckpoint,
-    AuditEvent,
-    KekRecord,
-    KeyVersion,
-    Policy,
-)
-from qrc.keys.service import KeyService
 from qrc.crypto.shamir import (
     InvalidShare,
     NotEnoughShares,
@@ -46,7 +23,30 @@ from qrc.crypto.shamir import (
     ShareMismatch,
     open_sealed_share,
 )
+from qrc.keys.backup import (
+    AuditChainBroken,
+    BackupCorrupted,
+    BackupError,
+    StoreNotEmpty,
+    UnsupportedBackupVersion,
+    read_header,
+)
+from qrc.keys.backup import format as backup_module
+from qrc.keys.backup.format import HEADER_SIZE
+from qrc.keys.custody.base import Custody, CustodyHealth, CustodyUnavailable
 from qrc.keys.custody.keyring import Keyring
+from qrc.keys.custody.local import LocalCustody
+from qrc.keys.errors import InvalidRequest, OperationNotPermitted
+from qrc.keys.service import KeyService
+from qrc.keys.store.db import Base, Database, utcnow
+from qrc.keys.store.models import (
+    ApiClient,
+    AuditCheckpoint,
+    AuditEvent,
+    KekRecord,
+    KeyVersion,
+    Policy,
+)
 from tests.keys.conftest import FAST_ARGON2
 from tests.keys.pg import fresh_database
 
@@ -198,7 +198,9 @@ def test_drill_backup_destroy_restore_under_a_new_kek(
                        actor=ACTOR, rotation_period=timedelta(days=30))  # fmt: skip
     service.keys.create_key(name="tokens", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR)
     service.keys.create_key(name="releases", purpose="signing", actor=ACTOR)  # composite
-    service.keys.create_key(name="rotated", purpose="encryption", algorithm="ML-KEM-768", actor=ACTOR)
+    service.keys.create_key(
+        name="rotated", purpose="encryption", algorithm="ML-KEM-768", actor=ACTOR
+    )
     service.keys.create_key(name="leaked", purpose="encryption", actor=ACTOR)
     service.keys.create_key(name="retired", purpose="encryption", actor=ACTOR)
     service.keys.create_key(name="shredded", purpose="encryption", actor=ACTOR)
@@ -307,12 +309,16 @@ def test_drill_backup_destroy_restore_under_a_new_kek(
     assert restored.crypto.data_under("payments") == ["accounts/42/iban"]
     # Every ciphertext decrypts, every signature verifies.
     for ref, ciphertext, context, plaintext, recovery in ciphertexts:
-        got = restored.crypto.decrypt(ref, ciphertext, actor=ACTOR, context=context, recovery=recovery)
+        got = restored.crypto.decrypt(
+            ref, ciphertext, actor=ACTOR, context=context, recovery=recovery
+        )
         assert got == plaintext
     with pytest.raises(OperationNotPermitted):
         restored.crypto.decrypt("leaked", ciphertexts[4][1], actor=ACTOR, context=b"l")
     for ref, message, signature, context, version in signatures:
-        assert restored.crypto.verify(ref, message, signature, actor=ACTOR, context=context) == version
+        assert (
+            restored.crypto.verify(ref, message, signature, actor=ACTOR, context=context) == version
+        )
     # The shredded key stays shredded; the pending one is still pending.
     with pytest.raises(OperationNotPermitted):
         restored.crypto.decrypt("shredded", shredded, actor=ACTOR)
@@ -434,7 +440,9 @@ def test_restore_into_a_non_empty_store_is_refused(service: KeyService, target: 
     assert _counts(service) == before
     # An audit event alone makes a store non-empty.
     with target.db.session() as session:
-        target.audit.log.append(session, event_type="service.start", actor="system", result="success")
+        target.audit.log.append(
+            session, event_type="service.start", actor="system", result="success"
+        )
     with pytest.raises(StoreNotEmpty, match="1 qrc_audit_events"):
         target.backups.restore(result.data, result.shares, actor=ACTOR)
     assert _counts(target)["qrc_audit_events"] == 1 and _counts(target)["qrc_keys"] == 0

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from qrc.keys.custody.keyring import Keyring
 from qrc.keys.custody.local import LocalCustody
+from qrc.keys.service import KeyService
 from qrc.keys.store.db import Database
 from qrc.keys.store.models import Key, KeyVersion
-from qrc.keys.service import KeyService
-from qrc.keys.custody.keyring import Keyring
 from tests.keys.conftest import FAST_ARGON2
 from tests.keys.pg import fresh_database
 
@@ -102,7 +102,9 @@ def test_two_schedulers_run_each_due_job_exactly_once(
             rotation_period=timedelta(minutes=1),
         )
     for i in range(4):
-        service.keys.create_key(name=f"d{i}", purpose="encryption", actor="test", algorithm="ML-KEM-768")
+        service.keys.create_key(
+            name=f"d{i}", purpose="encryption", actor="test", algorithm="ML-KEM-768"
+        )
         service.keys.schedule_destruction(f"d{i}", actor="test", delay=timedelta(0))
     with service.db.session() as session:  # make every rotation due now
         for key in session.scalars(select(Key).where(Key.name.startswith("r"))):
@@ -131,7 +133,9 @@ def test_process_killed_mid_operation_leaves_the_store_consistent(
     service, url, kek = pg_store
     service.keys.create_key(name="victim", purpose="encryption", actor="test")
     service.keys.rotate("victim", actor="test")
-    service.keys.create_key(name="bystander", purpose="signing", actor="test", algorithm="ML-DSA-44")
+    service.keys.create_key(
+        name="bystander", purpose="signing", actor="test", algorithm="ML-DSA-44"
+    )
     sealed = service.crypto.encrypt("victim", b"survives", actor="test")
     if action == "destroy-now":
         service.keys.schedule_destruction("victim", actor="test", delay=timedelta(0))

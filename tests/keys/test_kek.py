@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from qrc.keys.custody.local import LocalCustody
-from qrc.keys.store.db import Database
 from qrc.keys.custody.kek_files import LocalKekFiles
+from qrc.keys.custody.keyring import Keyring
+from qrc.keys.custody.local import LocalCustody
+from qrc.keys.service import KeyService
+from qrc.keys.store.db import Database
 from qrc.keys.store.keks import active_kek_id
 from qrc.keys.store.models import KekRecord, KeyVersion
-from qrc.keys.service import KeyService
-from qrc.keys.custody.keyring import Keyring
 from tests.keys.conftest import FAST_ARGON2
 
 PASSPHRASE = "test passphrase"
@@ -68,7 +68,10 @@ def test_local_to_local_rotation_is_resumable_and_online(db: Database, tmp_path:
     )
     for name, ciphertext in sealed.items():
         assert fresh.crypto.decrypt(name, ciphertext, actor="t").startswith(b"data")
-    assert fresh.crypto.verify("s", b"m", fresh.crypto.sign("s", b"m", actor="t").signature, actor="t") == 1
+    assert (
+        fresh.crypto.verify("s", b"m", fresh.crypto.sign("s", b"m", actor="t").signature, actor="t")
+        == 1
+    )
     assert fresh.audit.verify().valid
 
 

@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import select
 
 from qrc.crypto.errors import DecryptionError
+from qrc.keys.service import KeyService
 from qrc.keys.store.db import Database
 from qrc.keys.store.models import KeyVersion
-from qrc.keys.service import KeyService
 
 ALGORITHMS = [
     ("encryption", "X25519MLKEM768"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from qrc.crypto.errors import AlgorithmNotAllowed
@@ -45,11 +44,14 @@ def test_plan_lists_affected_keys_and_apply_changes_defaults(
     service.update_policy(update, actor="admin")
     assert statuses["ML-KEM-512"] is Status.DEPRECATED
     assert (
-        service.keys.create_key(name="next", purpose="encryption", actor="t").algorithm == "ML-KEM-1024"
+        service.keys.create_key(name="next", purpose="encryption", actor="t").algorithm
+        == "ML-KEM-1024"
     )
     with pytest.raises(InvalidRequest, match="deprecated"):
         service.keys.create_key(name="x", purpose="encryption", algorithm="ML-KEM-512", actor="t")
-    sealed = service.crypto.encrypt("old", b"still usable", actor="t")  # deprecated: existing keys work
+    sealed = service.crypto.encrypt(
+        "old", b"still usable", actor="t"
+    )  # deprecated: existing keys work
     assert service.crypto.decrypt("old", sealed.ciphertext, actor="t") == b"still usable"
 
 

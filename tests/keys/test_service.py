@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 
 from qrc.crypto.errors import DecryptionError
 from qrc.crypto.keyfile import load_public_pem
-from qrc.keys.store.db import utcnow
+from qrc.keys.audit.events import query_events
 from qrc.keys.errors import (
     Conflict,
     InvalidRequest,
@@ -17,9 +17,9 @@ from qrc.keys.errors import (
     KeyStateError,
     OperationNotPermitted,
 )
-from qrc.keys.audit.events import query_events
-from qrc.keys.store.models import AuditEvent, KeyVersion
 from qrc.keys.service import KeyService
+from qrc.keys.store.db import utcnow
+from qrc.keys.store.models import AuditEvent, KeyVersion
 
 ACTOR = "test:alice"
 
@@ -117,10 +117,19 @@ def test_sign_verify_across_versions(service: KeyService) -> None:
     service.keys.rotate("s", actor=ACTOR)
     second = service.crypto.sign("s", b"msg", actor=ACTOR, context=b"payments")
     assert second.key_version == 2
-    assert service.crypto.verify("s", b"msg", first.signature, actor=ACTOR, context=b"payments") == 1
-    assert service.crypto.verify("s", b"msg", second.signature, actor=ACTOR, context=b"payments") == 2
-    assert service.crypto.verify("s", b"msg", second.signature, actor=ACTOR, context=b"other") is None
-    assert service.crypto.verify("s", b"msg!", second.signature, actor=ACTOR, context=b"payments") is None
+    assert (
+        service.crypto.verify("s", b"msg", first.signature, actor=ACTOR, context=b"payments") == 1
+    )
+    assert (
+        service.crypto.verify("s", b"msg", second.signature, actor=ACTOR, context=b"payments") == 2
+    )
+    assert (
+        service.crypto.verify("s", b"msg", second.signature, actor=ACTOR, context=b"other") is None
+    )
+    assert (
+        service.crypto.verify("s", b"msg!", second.signature, actor=ACTOR, context=b"payments")
+        is None
+    )
     with pytest.raises(OperationNotPermitted, match="signing"):
         service.crypto.encrypt("s", b"x", actor=ACTOR)
 
@@ -269,7 +278,9 @@ def test_data_keys_and_index(service: KeyService) -> None:
 
 def test_list_keys_filters_and_pages(service: KeyService) -> None:
     for i in range(5):
-        service.keys.create_key(name=f"k{i}", purpose="encryption", actor=ACTOR, algorithm="ML-KEM-768")
+        service.keys.create_key(
+            name=f"k{i}", purpose="encryption", actor=ACTOR, algorithm="ML-KEM-768"
+        )
     service.keys.create_key(name="s", purpose="signing", actor=ACTOR, algorithm="ML-DSA-44")
     page, cursor = service.keys.list_keys(purpose="encryption", limit=3)
     rest, end = service.keys.list_keys(purpose="encryption", limit=3, after=cursor)

@@ -19,13 +19,13 @@ from tests.keys.softhsm import SoftHsm, require_softhsm, softhsm_token
 
 require_softhsm()
 
-from qrc.keys.custody.base import CustodyUnavailable, HealthState  # noqa: E402
-from qrc.keys.custody.pkcs11 import Pkcs11Custody  # noqa: E402
-from qrc.keys.store.db import Database  # noqa: E402
 from qrc.keys.audit.events import EventType, query_events  # noqa: E402
-from qrc.keys.store.models import AuditEvent, Key, KeyVersion  # noqa: E402
-from qrc.keys.service import KeyService  # noqa: E402
+from qrc.keys.custody.base import CustodyUnavailable, HealthState  # noqa: E402
 from qrc.keys.custody.keyring import Keyring  # noqa: E402
+from qrc.keys.custody.pkcs11 import Pkcs11Custody  # noqa: E402
+from qrc.keys.service import KeyService  # noqa: E402
+from qrc.keys.store.db import Database  # noqa: E402
+from qrc.keys.store.models import AuditEvent, Key, KeyVersion  # noqa: E402
 
 ACTOR = "test:hsm"
 
@@ -102,9 +102,13 @@ def test_token_away_and_back(db: Database, hsm: SoftHsm, hsm_custody: Pkcs11Cust
 
     with hsm.token_away():
         # Everything that needs a private key (so the KEK) fails, clearly.
-        _unavailable(lambda: cold.crypto.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c"))
+        _unavailable(
+            lambda: cold.crypto.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c")
+        )
         _unavailable(lambda: cold.crypto.encrypt("aes", b"during", actor=ACTOR))
-        _unavailable(lambda: cold.crypto.decrypt("aes", aes_before.ciphertext, actor=ACTOR, context=b"c"))
+        _unavailable(
+            lambda: cold.crypto.decrypt("aes", aes_before.ciphertext, actor=ACTOR, context=b"c")
+        )
         _unavailable(lambda: cold.crypto.generate_data_key("aes", actor=ACTOR))
         _unavailable(lambda: cold.crypto.sign("sig", b"during", actor=ACTOR))
         _unavailable(lambda: cold.keys.rotate("kem", actor=ACTOR))
@@ -135,7 +139,9 @@ def test_token_away_and_back(db: Database, hsm: SoftHsm, hsm_custody: Pkcs11Cust
         # can still verify signatures; only the holders of private keys have to wait.
         kem_during = cold.crypto.encrypt("kem", b"kem during", actor=ACTOR, context=b"c")
         assert kem_during.key_version == 1
-        assert cold.crypto.verify("sig", b"signed before", signed_before.signature, actor=ACTOR) == 1
+        assert (
+            cold.crypto.verify("sig", b"signed before", signed_before.signature, actor=ACTOR) == 1
+        )
         assert cold.crypto.verify("sig", b"forged", signed_before.signature, actor=ACTOR) is None
         assert cold.keys.get_key("kem").public_key_pem == kem.public_key_pem
         assert cold.crypto.public_key_pem("sig") == sig.public_key_pem
@@ -148,9 +154,18 @@ def test_token_away_and_back(db: Database, hsm: SoftHsm, hsm_custody: Pkcs11Cust
         assert hsm_custody.health().state is HealthState.OFFLINE
 
     # The token is back: the same service objects work again, in this process.
-    assert cold.crypto.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c") == b"kem before"
-    assert cold.crypto.decrypt("kem", kem_during.ciphertext, actor=ACTOR, context=b"c") == b"kem during"
-    assert cold.crypto.decrypt("aes", aes_before.ciphertext, actor=ACTOR, context=b"c") == b"aes before"
+    assert (
+        cold.crypto.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c")
+        == b"kem before"
+    )
+    assert (
+        cold.crypto.decrypt("kem", kem_during.ciphertext, actor=ACTOR, context=b"c")
+        == b"kem during"
+    )
+    assert (
+        cold.crypto.decrypt("aes", aes_before.ciphertext, actor=ACTOR, context=b"c")
+        == b"aes before"
+    )
     aes_after = cold.crypto.encrypt("aes", b"aes after", actor=ACTOR)
     assert cold.crypto.decrypt("aes", aes_after.ciphertext, actor=ACTOR) == b"aes after"
     data_key = cold.crypto.generate_data_key("aes", actor=ACTOR)
@@ -158,7 +173,10 @@ def test_token_away_and_back(db: Database, hsm: SoftHsm, hsm_custody: Pkcs11Cust
     signed_after = cold.crypto.sign("sig", b"signed after", actor=ACTOR)
     assert cold.crypto.verify("sig", b"signed after", signed_after.signature, actor=ACTOR) == 1
     assert cold.keys.rotate("kem", actor=ACTOR).version == 2
-    assert cold.crypto.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c") == b"kem before"
+    assert (
+        cold.crypto.decrypt("kem", kem_before.ciphertext, actor=ACTOR, context=b"c")
+        == b"kem before"
+    )
     late = cold.keys.create_key(
         name="born-offline", purpose="signing", algorithm="ML-DSA-65", actor=ACTOR
     )

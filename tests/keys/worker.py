@@ -10,12 +10,12 @@ import os
 import sys
 import time
 
+from qrc.keys.custody.keyring import Keyring
 from qrc.keys.custody.local import LocalCustody
-from qrc.keys.store.db import Database
 from qrc.keys.errors import Conflict
 from qrc.keys.faults import arm
 from qrc.keys.service import KeyService
-from qrc.keys.custody.keyring import Keyring
+from qrc.keys.store.db import Database
 
 
 def main() -> None:

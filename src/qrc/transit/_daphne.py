@@ -28,7 +28,7 @@ from zope.interface import implementer  # type: ignore[import-untyped]
 from qrc.transit import tls as pqtls
 
 if TYPE_CHECKING:
-    from qrc.transit.server import ASGIApp, Message, ReadyHook, Scope, ServerOptions
+    from qrc.transit.asgi import ASGIApp, Message, ReadyHook, Scope, ServerOptions
 
 __all__ = ["Runner"]
 

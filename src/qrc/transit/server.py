@@ -27,39 +27,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TextIO
 
 from qrc.transit import tls as pqtls
+from qrc.transit.asgi import ASGIApp, ReadyHook, ServerOptions
 from qrc.transit.ca import TLSFiles
 
 __all__ = ["ASGIApp", "ServerOptions", "serve"]
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[
-    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-    Awaitable[None],
-]
-ReadyHook = Callable[[list[tuple[str, int]]], None]
-
 _log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """Tuning for :func:`serve` (the defaults suit the service)."""
-
-    drain_timeout: float = 30.0
-    """Seconds in-flight requests get to finish after SIGTERM/SIGINT."""
-    idle_timeout: float = 75.0
-    """Seconds a connection may stay silent (idle keep-alive, slow clients, handshakes)."""
-    max_body_bytes: int = 16 * 1024 * 1024
-    """Larger request bodies are refused with 413 before they reach the application."""
-    http_timeout: float | None = None
-    """Seconds an application may take to answer (None: no limit)."""
-    server_name: str = "qrc"
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,0 +1,36 @@
+"""What the server and its Daphne runner share: ASGI types and the server's options.
+
+Its own module so that :mod:`qrc.transit.server` (which loads Daphne only when it serves)
+and :mod:`qrc.transit._daphne` both depend on it and not on each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["ASGIApp", "Message", "ReadyHook", "Scope", "ServerOptions"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+    Awaitable[None],
+]
+ReadyHook = Callable[[list[tuple[str, int]]], None]
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Tuning for :func:`serve` (the defaults suit the service)."""
+
+    drain_timeout: float = 30.0
+    """Seconds in-flight requests get to finish after SIGTERM/SIGINT."""
+    idle_timeout: float = 75.0
+    """Seconds a connection may stay silent (idle keep-alive, slow clients, handshakes)."""
+    max_body_bytes: int = 16 * 1024 * 1024
+    """Larger request bodies are refused with 413 before they reach the application."""
+    http_timeout: float | None = None
+    """Seconds an application may take to answer (None: no limit)."""
+    server_name: str = "qrc"
