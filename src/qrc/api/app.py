@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qrc import __version__
 from qrc.api.deps import AppState
 from qrc.api.problems import TYPE_PREFIX, install_problem_handlers, problem_response
-from qrc.api.routes import admin, crypto, keys, system
+from qrc.api.routes import audit, crypto, keys, policy, system, tokens
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -74,7 +74,7 @@ def create_app(state: AppState) -> FastAPI:
     app.state.qrc = state
     state.service.observers.add(state.metrics)
     install_problem_handlers(app)
-    for module in (keys, crypto, admin, system):
+    for module in (keys, crypto, policy, audit, tokens, system):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(system.router)  # /health, /ready and /metrics also at the root
 
