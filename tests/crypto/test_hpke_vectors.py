@@ -23,15 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import mlkem
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from qrc.crypto.hybrid import SCHEMES, HybridPrivateKey, _derandomized_encapsulate_for_tests
-from qrc.crypto.mlkem_ref import PARAMS, encapsulate_derandomized_for_tests
+from tests.crypto.mlkem_kat import encaps_internal
 from tests.vectors import load_json
-
-
-def encaps_internal(ek: bytes, m: bytes) -> tuple[bytes, bytes]:
-    """FIPS 203 Encaps_internal (pure Python, from qrc.crypto.mlkem_ref): pyca has none."""
-    params = {p.ek_size: p for p in PARAMS.values()}[len(ek)]
-    return encapsulate_derandomized_for_tests(params, ek, m)
-
 
 VECTORS: list[dict[str, Any]] = load_json("hpke-pq/test-vectors.json")
 

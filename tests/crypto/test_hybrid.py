@@ -17,17 +17,10 @@ from qrc.crypto.hybrid import (
     XWing,
     _derandomized_encapsulate_for_tests,
 )
-from qrc.crypto.mlkem_ref import PARAMS, encapsulate_derandomized_for_tests
 from qrc.crypto.registry import get_info
 from qrc.crypto.schemes import get_kem
+from tests.crypto.mlkem_kat import encaps_internal
 from tests.vectors import load_json
-
-
-def encaps_internal(ek: bytes, m: bytes) -> tuple[bytes, bytes]:
-    """FIPS 203 Encaps_internal (pure Python, from qrc.crypto.mlkem_ref): pyca has none."""
-    params = {p.ek_size: p for p in PARAMS.values()}[len(ek)]
-    return encapsulate_derandomized_for_tests(params, ek, m)
-
 
 ALGORITHMS = ["X25519MLKEM768", "P384MLKEM1024"]
 SUITE_AEAD = (hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
@@ -179,8 +172,8 @@ def test_xwing_vector(vector: dict[str, str]) -> None:
     assert private.public_key().public_bytes() == pk
     assert private.decapsulate(ct) == ss
 
-    # EncapsDerand(pk, eseed): pyca has no FIPS 203 Encaps_internal, so the test supplies a
-    # plain-Python one (qrc.crypto.mlkem_ref, also checked by the HPKE ML-KEM vectors).
+    # EncapsDerand(pk, eseed): pyca has no FIPS 203 Encaps_internal, so the test supplies
+    # pycryptodome's (tests/crypto/mlkem_kat.py, checked against Wycheproof).
     public = XWing().load_public(pk)
     eseed = bytes.fromhex(vector["eseed"])
     assert _derandomized_encapsulate_for_tests(public, eseed, encaps_internal) == (ct, ss)

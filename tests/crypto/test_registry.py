@@ -126,7 +126,7 @@ def test_unknown_provider() -> None:
 def test_entries_are_consistent() -> None:
     for info in all_algorithms():
         assert isinstance(info, AlgorithmInfo)
-        assert info.provider in ("pyca", "pqcrypto", "qrc")
+        assert info.provider in ("pyca", "pqcrypto", "pycryptodome", "qrc")
         assert info.standard
         assert info.quantum_safe is (info.family is not Family.CLASSICAL)
         assert (info.nist_level is None) is (info.family is Family.CLASSICAL)

@@ -205,7 +205,7 @@ def _build() -> dict[str, AlgorithmInfo]:
             1,
             "FIPS 203",
             A,
-            "pqcrypto",
+            "pycryptodome",
             (800, 64, 768, 32),
             oid=_NIST_KEM + "1",
             hpke_kem="ML-KEM-512",

@@ -22,6 +22,7 @@ __all__ = ["PROVIDERS", "get_aead", "get_kem", "get_scheme", "get_signature", "p
 PROVIDERS: dict[str, tuple[str, ...]] = {
     "pyca": ("qrc.crypto.backends.pyca",),
     "pqcrypto": ("qrc.crypto.backends.pqcrypto",),
+    "pycryptodome": ("qrc.crypto.backends.pycryptodome",),
     "qrc": ("qrc.crypto.hybrid", "qrc.crypto.composite"),
 }
 

@@ -18,9 +18,11 @@ fewer than ``k`` shares do not know it). The ``checksum`` (truncated SHA-256 of 
 other bytes) catches a typo before combining; it is unkeyed and is no defence against a
 deliberate change, which the commitment catches.
 
-Python gives no constant-time guarantee. Field multiplication is a single lookup in a
-64 KiB table (no data-dependent branch), which is as close as pure Python gets; secrets
-held in ``bytes`` cannot be wiped (see ``docs/security-model.md``).
+The field arithmetic is :mod:`qrc.crypto.gf256`: secret bytes are only ever multiplied by
+public elements (indices, Lagrange coefficients), with shifts, masks and XORs over the whole
+byte string, never through a table indexed by a secret byte. Python gives no constant-time
+guarantee beyond that, and secrets held in ``bytes`` cannot be wiped (see
+``docs/security-model.md``).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import NoReturn
 from qrc.crypto.base import KemPrivateKey, KemPublicKey
 from qrc.crypto.envelope import open_sealed, seal
 from qrc.crypto.errors import DecryptionError
+from qrc.crypto.gf256 import gf_inverse, gf_multiply, horner, lagrange_basis, linear_combination
 
 __all__ = [
     "MAGIC",
@@ -115,82 +118,10 @@ class InvalidShare(ShareError):
 
 
 # --------------------------------------------------------------------------- GF(2^8)
-def _build_tables() -> tuple[bytes, bytes]:
-    exp = [0] * 255
-    log = [0] * 256
-    value = 1
-    for i in range(255):
-        exp[i] = value
-        log[value] = i
-        # Multiply by the generator 0x03: value * 2 (xtime, reduced by 0x11B) XOR value.
-        doubled = value << 1
-        if doubled & 0x100:
-            doubled ^= 0x11B
-        value = doubled ^ value
-    mul = bytearray(256 * 256)
-    for a in range(1, 256):
-        la = log[a]
-        row = a << 8
-        for b in range(1, 256):
-            mul[row | b] = exp[(la + log[b]) % 255]
-    inv = bytearray(256)
-    for a in range(1, 256):
-        inv[a] = exp[(255 - log[a]) % 255]
-    return bytes(mul), bytes(inv)
-
-
-# _MUL[a << 8 | b] = a * b; _INV[a] = a^-1 (and _INV[0] = 0, never used on a share).
-_MUL, _INV = _build_tables()
-
-
-def gf_multiply(a: int, b: int) -> int:
-    """The product of two elements of GF(2^8) (AES polynomial)."""
-    return _MUL[(a << 8) | b]
-
-
-def gf_inverse(a: int) -> int:
-    """The multiplicative inverse of a non-zero element of GF(2^8)."""
-    if not 1 <= a <= 255:
-        raise ZeroDivisionError("0 has no inverse in GF(2^8)")
-    return _INV[a]
-
-
-def _row(a: int) -> bytes:
-    """Multiplication by ``a`` as a 256-byte table: ``_row(a)[b] == a * b``."""
-    return _MUL[a << 8 : (a + 1) << 8]
-
-
-def _lagrange(xs: Sequence[int], at: int) -> list[int]:
-    """The Lagrange basis at ``at`` for the distinct non-zero points ``xs``."""
-    basis = []
-    for i, xi in enumerate(xs):
-        num = den = 1
-        for j, xj in enumerate(xs):
-            if j != i:
-                num = _MUL[(num << 8) | (at ^ xj)]  # subtraction is XOR
-                den = _MUL[(den << 8) | (xi ^ xj)]
-        basis.append(_MUL[(num << 8) | _INV[den]])
-    return basis
-
-
-def _interpolate(points: Sequence[tuple[int, bytes]], at: int) -> bytearray:
-    """Evaluate, byte-wise, the polynomials through ``points`` at ``at``."""
-    rows = [_row(c) for c in _lagrange([x for x, _ in points], at)]
-    out = bytearray(len(points[0][1]))
-    for row, ys in zip(rows, (y for _, y in points), strict=True):
-        for i, y in enumerate(ys):
-            out[i] ^= row[y]
-    return out
-
-
-def _evaluate(coefficients: Sequence[bytes], x: int) -> bytes:
-    """Evaluate byte-wise ``c0 + c1 x + ... `` at ``x`` (Horner), each ``ci`` a byte string."""
-    row = _row(x)
-    acc = bytearray(coefficients[-1])
-    for c in reversed(coefficients[:-1]):
-        for i, ci in enumerate(c):
-            acc[i] = row[acc[i]] ^ ci
-    return bytes(acc)
+def _interpolate(points: Sequence[tuple[int, bytes]], at: int) -> bytes:
+    """Evaluate, byte-wise, the polynomials through ``points`` at ``at`` (public x's)."""
+    basis = lagrange_basis([x for x, _ in points], at)
+    return linear_combination(basis, [y for _, y in points])
 
 
 # --------------------------------------------------------------------------- shares
@@ -343,7 +274,7 @@ def split(secret: bytes, k: int, n: int) -> list[Share]:
     # Coefficients are uniform over all of GF(2^8), zero included: forcing a non-zero
     # leading coefficient would bias the shares.
     coefficients = [padded] + [os.urandom(len(padded)) for _ in range(k - 1)]
-    return [Share(set_id, k, n, x, commitment, _evaluate(coefficients, x)) for x in range(1, n + 1)]
+    return [Share(set_id, k, n, x, commitment, horner(coefficients, x)) for x in range(1, n + 1)]
 
 
 def _distinct(shares: Sequence[Share]) -> tuple[Share, list[Share]]:

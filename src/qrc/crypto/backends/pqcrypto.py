@@ -1,14 +1,13 @@
 """Algorithms implemented by pqcrypto (PQClean C code behind a Rust extension).
 
-The registry's provider for ML-KEM-512, HQC-128/192/256, the ten Classic McEliece sets and
-the twelve SLH-DSA sets. ML-KEM-768/1024 and ML-DSA-44/65/87 are here too, as alternates
-to pyca's (their registry provider) for the interoperability tests and benchmarks.
+The registry's provider for HQC-128/192/256, the ten Classic McEliece sets and the twelve
+SLH-DSA sets. ML-DSA-44/65/87 are here too, as alternates to pyca's (their registry
+provider) for the interoperability tests and benchmarks. ML-KEM is not: pqcrypto cannot
+derive an ML-KEM key from its FIPS 203 seed, so :mod:`qrc.crypto.backends.pycryptodome`
+provides it.
 
 Raw private encodings (what ``private_bytes()`` returns and ``load_private()`` takes):
 
-* ML-KEM: the FIPS 203 64-byte seed ``d || z``. pqcrypto cannot derive keys from a seed,
-  so :mod:`qrc.crypto.mlkem_ref` expands it to ``(ek, dk)`` once, when the key is loaded;
-  decapsulation then runs pqcrypto's C code on the expanded ``dk``.
 * HQC: the reference implementation's secret key, which begins with the public key
   (``sk[:public_key_size]``).
 * Classic McEliece: the reference secret key *followed by the public key*, ``sk || pk``.
@@ -36,13 +35,11 @@ import hashlib
 import hmac
 import importlib
 import json
-import os
 from functools import cache
 from importlib import resources
 from types import ModuleType
 from typing import Any, ClassVar, TypeVar, cast
 
-from qrc.crypto import mlkem_ref
 from qrc.crypto.base import (
     KEM,
     KemPrivateKey,
@@ -232,28 +229,6 @@ class _PqKem(_PqLibrary, KEM):
             raise DecryptionError from None
 
 
-class _MLKEM(_PqKem):
-    """ML-KEM with the FIPS 203 seed as raw private key (see the module docstring)."""
-
-    @property
-    def _params(self) -> mlkem_ref.Params:
-        return mlkem_ref.PARAMS[self.algorithm]
-
-    @property
-    def private_size(self) -> int:
-        return 64
-
-    def _new_private(self) -> bytes:
-        return os.urandom(64)
-
-    def _expand(self, raw: bytes) -> tuple[bytes, bytes]:
-        ek, dk = mlkem_ref.keygen(self._params, raw)
-        return dk, ek
-
-    def _check_public(self, pk: bytes) -> None:
-        mlkem_ref.check_encapsulation_key(self._params, pk)
-
-
 class _HQC(_PqKem):
     """HQC: the reference secret key starts with the public key."""
 
@@ -372,9 +347,6 @@ def _scheme_class(name: str, base: type[_B], algorithm: str, module: str) -> typ
     return cast(type[_B], type(name, (base,), attrs))
 
 
-MLKEM512 = _scheme_class("MLKEM512", _MLKEM, "ML-KEM-512", "ml_kem_512")
-MLKEM768 = _scheme_class("MLKEM768", _MLKEM, "ML-KEM-768", "ml_kem_768")
-MLKEM1024 = _scheme_class("MLKEM1024", _MLKEM, "ML-KEM-1024", "ml_kem_1024")
 HQC128 = _scheme_class("HQC128", _HQC, "HQC-128", "hqc_128")
 HQC192 = _scheme_class("HQC192", _HQC, "HQC-192", "hqc_192")
 HQC256 = _scheme_class("HQC256", _HQC, "HQC-256", "hqc_256")
@@ -401,8 +373,7 @@ SLHDSA: dict[str, type[_SLHDSA]] = {
 }
 
 SCHEMES: dict[str, type[_Scheme]] = {
-    cls.algorithm: cls
-    for cls in (MLKEM512, MLKEM768, MLKEM1024, HQC128, HQC192, HQC256, MLDSA44, MLDSA65, MLDSA87)
+    cls.algorithm: cls for cls in (HQC128, HQC192, HQC256, MLDSA44, MLDSA65, MLDSA87)
 }
 SCHEMES.update(MCELIECE)
 SCHEMES.update(SLHDSA)
