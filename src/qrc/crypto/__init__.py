@@ -9,7 +9,7 @@ The safe, high-level layer is what this package exports:
 * the key file functions of :mod:`qrc.crypto.keyfile` (PKCS#8 / SPKI PEM);
 * :func:`run_selftests` — the power-on known-answer tests.
 
-Everything below (``backends``, ``mlkem_ref``, ``der``) is the hazardous layer.
+Everything below (``backends``, ``der``, ``gf256``) is the hazardous layer.
 """
 
 from __future__ import annotations
