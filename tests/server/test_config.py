@@ -68,3 +68,16 @@ def test_every_setting_is_in_the_documented_table() -> None:
     assert fields <= documented, fields - documented
     client_side = {"QRC_URL", "QRC_TOKEN", "QRC_CA_FILE"}
     assert documented - fields <= client_side, documented - fields - client_side
+
+
+def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``X=${X}`` in a deployment file passes empty values: they take the defaults."""
+    for name in ("DESTRUCTION_DELAY_DAYS", "RATE_LIMIT", "MAX_BODY_BYTES", "BENCH_ON_START",
+                 "SQLITE_SYNCHRONOUS", "CUSTODY", "DEV", "DATABASE_URL", "PKCS11_PIN"):  # fmt: skip
+        monkeypatch.setenv(f"QRC_{name}", "")
+    settings = load_settings()
+    assert settings.custody == "local" and settings.rate_limit == 500.0
+    assert settings.database_url is None and settings.pkcs11_pin is None
+    monkeypatch.setenv("QRC_MASTER_PASSPHRASE", "")
+    with pytest.raises(ConfigurationError, match="QRC_MASTER_PASSPHRASE"):
+        load_settings()

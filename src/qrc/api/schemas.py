@@ -23,6 +23,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from qrc.keys.access.tokens import MAX_TOKEN_NAME
+
 __all__ = [name for name in dir() if not name.startswith("_")]
 
 MAX_DATA = 1 << 20  # 1 MiB of binary input per field (the body limit applies too)
@@ -238,7 +240,7 @@ class BatchOut(BaseModel):
 
 
 class TokenCreate(Strict):
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_NAME)]
     role: Role
     keys: Annotated[list[KeyRef] | None, Field(max_length=1000)] = None
     expires_in: Annotated[

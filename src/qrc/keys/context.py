@@ -21,6 +21,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
+from qrc.crypto.errors import AlgorithmNotAllowed
 from qrc.crypto.keyfile import public_key_to_pem
 from qrc.crypto.registry import Kind, get_info
 from qrc.keys.audit.events import EventType, Severity, record_event
@@ -34,11 +35,32 @@ from qrc.keys.states import KeyState
 from qrc.keys.store.db import Database, after_commit
 from qrc.keys.store.models import Key
 
-__all__ = ["PENDING_DESTRUCTION", "KeyInfo", "ServiceContext", "expect", "guarded", "new_key_id"]
+__all__ = [
+    "PENDING_DESTRUCTION",
+    "RESERVED_CONTEXT_PREFIX",
+    "RESERVED_LABEL_PREFIX",
+    "RESERVED_NAME_PREFIX",
+    "SYSTEM_LABEL",
+    "KeyInfo",
+    "ServiceContext",
+    "expect",
+    "guarded",
+    "is_reserved",
+    "new_key_id",
+    "refuse_reserved",
+]
 
 logger = logging.getLogger(__name__)
 
 PENDING_DESTRUCTION = "pending_destruction"
+# The service's own keys (the audit signing key; the CA keys later) carry this label, which
+# only the service sets: no name starting with RESERVED_NAME_PREFIX and no label starting
+# with RESERVED_LABEL_PREFIX is accepted from a caller, and no caller's signature may use a
+# context starting with RESERVED_CONTEXT_PREFIX (the service's own signing domains).
+SYSTEM_LABEL = "qrc.system"
+RESERVED_NAME_PREFIX = "qrc-"
+RESERVED_LABEL_PREFIX = "qrc."
+RESERVED_CONTEXT_PREFIX = b"qrc-"
 _OUTAGE_REPORT_SECONDS = 60.0
 
 # Built once: every key operation runs this lookup, and SQLAlchemy caches the compiled form
@@ -86,6 +108,25 @@ def expect(value: object, cls: type[_T]) -> _T:
     if not isinstance(value, cls):
         raise TypeError(f"expected {cls.__name__}, found {type(value).__name__}")
     return value
+
+
+def is_reserved(key: Key) -> bool:
+    """Whether ``key`` is one of the service's own keys (audit signing, CA)."""
+    return bool(key.labels) and SYSTEM_LABEL in key.labels
+
+
+def refuse_reserved(key: Key) -> None:
+    """Raise :class:`OperationNotPermitted` for the service's own keys.
+
+    They are used, rotated and retired only by their own audited procedures, never through
+    the generic key and crypto calls: a caller who could sign with the audit key could
+    forge checkpoints; one who could suspend it would stop them.
+    """
+    if is_reserved(key):
+        raise OperationNotPermitted(
+            f"key {key.name!r} is reserved for the service ({key.labels[SYSTEM_LABEL]}): "
+            "it is managed only by its own procedure (e.g. `qrc admin audit rotate-key`)"
+        )
 
 
 def new_key_id() -> str:
@@ -292,7 +333,7 @@ def guarded(
         def wrapper(self: _S, *args: _P.args, **kwargs: _P.kwargs) -> _R:
             try:
                 return method(self, *args, **kwargs)
-            except (OperationNotPermitted, KeyStateError, Conflict) as exc:
+            except (OperationNotPermitted, KeyStateError, Conflict, AlgorithmNotAllowed) as exc:
                 ref = args[0] if args and isinstance(args[0], str) else kwargs.get("name")
                 self.ctx.record_denied(event_type, str(kwargs.get("actor", "unknown")), ref, exc)
                 raise

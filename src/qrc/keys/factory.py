@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from qrc.keys.audit.anchor import ANCHOR_FILE, FileAnchor
+from qrc.keys.audit.witness import WITNESS_FILE, FileWitness
 from qrc.keys.custody.factory import CustodyConfig, kek_loader, open_custody
 from qrc.keys.custody.keyring import Keyring
 from qrc.keys.faults import arm
@@ -35,6 +37,8 @@ class ServiceConfig:
     destruction_delay: timedelta = DEFAULT_DESTRUCTION_DELAY
     sqlite_synchronous: str = "NORMAL"
     test_fault: str | None = None
+    audit_anchor: Path | None = None  # default DATA_DIR/audit-keys.jsonl
+    audit_witness: Path | None = None  # default DATA_DIR/audit-witness.note
 
     @property
     def store_url(self) -> str:
@@ -63,4 +67,6 @@ def open_service(
         destruction_delay=config.destruction_delay,
         policy=policy,
         observers=observers,
+        audit_anchor=FileAnchor(config.audit_anchor or directory / ANCHOR_FILE),
+        witness=FileWitness(config.audit_witness or directory / WITNESS_FILE),
     )

@@ -20,7 +20,13 @@ from qrc.crypto.errors import DecryptionError, InvalidSignature
 from qrc.crypto.keyfile import public_key_to_pem
 from qrc.crypto.registry import Kind, get_info
 from qrc.keys.audit.events import EventType, Severity
-from qrc.keys.context import ServiceContext, expect, guarded
+from qrc.keys.context import (
+    RESERVED_CONTEXT_PREFIX,
+    ServiceContext,
+    expect,
+    guarded,
+    refuse_reserved,
+)
 from qrc.keys.custody.base import UnwrapError
 from qrc.keys.errors import InvalidRequest, KeyNotFound, OperationNotPermitted
 from qrc.keys.states import KeyState, Operation, Purpose, permits
@@ -65,6 +71,7 @@ class KeyOperations:
 
     # ------------------------------------------------------------------ checks
     def _usable(self, key: Key, operation: Operation, *, recovery: bool = False) -> None:
+        refuse_reserved(key)
         self.ctx.policy.check_allowed(key.algorithm)
         wants_signing = operation in (Operation.SIGN, Operation.VERIFY)
         if wants_signing != (key.purpose == Purpose.SIGNING):
@@ -270,7 +277,15 @@ class KeyOperations:
     # ------------------------------------------------------------------ signatures
     @guarded("key.sign")
     def sign(self, ref: str, message: bytes, *, actor: str, context: bytes = b"") -> Signed:
-        """Sign with the primary version; the signature is the algorithm's standard bytes."""
+        """Sign with the primary version; the signature is the algorithm's standard bytes.
+
+        Contexts starting with ``qrc-`` are the service's own signing domains (audit
+        checkpoints): no caller may sign under them, with any key.
+        """
+        if context.startswith(RESERVED_CONTEXT_PREFIX):
+            raise InvalidRequest(
+                f"signature contexts starting with {RESERVED_CONTEXT_PREFIX!r} are reserved"
+            )
         with self.ctx.db.session() as session:
             key = self.ctx.find(session, ref)
             self._usable(key, Operation.SIGN)

@@ -29,7 +29,7 @@ from qrc.crypto.errors import AlgorithmNotAllowed, UnsupportedAlgorithm
 from qrc.crypto.registry import BUILT_IN_STATUS, Kind, Status, get_info, set_status
 from qrc.keys.errors import InvalidRequest
 from qrc.keys.states import KeyState, Purpose
-from qrc.keys.store.db import utcnow
+from qrc.keys.store.db import after_commit, utcnow
 from qrc.keys.store.models import Key, Policy
 
 __all__ = [
@@ -50,6 +50,9 @@ DEFAULT_ALGORITHMS: dict[Purpose, str] = {
 }
 _UNFIT_FOR_NEW_KEYS = (Status.DEPRECATED, Status.DISALLOWED)
 _NEVER = object()  # the stamp before the first read: any stored state differs from it
+# Self-test failures hold for the whole process: every policy that writes the process-wide
+# registry honours them, so a second service (or a tool) in the process cannot lift them.
+_PROCESS_FLOOR: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -98,13 +101,15 @@ class AlgorithmPolicy:
     ) -> None:
         self._built_in = dict(built_in)
         self._apply = apply
-        self._floor: dict[str, str] = {}  # algorithm → why it is disallowed here
+        # algorithm → why it is disallowed here (shared by every policy of the registry)
+        self._floor: dict[str, str] = _PROCESS_FLOOR if apply is set_status else {}
         self._overrides: dict[str, Status] = {}
         self._effective: dict[str, Status] = dict(self._built_in)
         self.refresh_seconds = refresh_seconds
         self._checked = -float("inf")
         self._stamp: datetime | object | None = _NEVER
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
 
     # ------------------------------------------------------------------ statuses
     def status(self, algorithm: str) -> Status:
@@ -162,13 +167,14 @@ class AlgorithmPolicy:
         now = time.monotonic()
         if not force and now - self._checked < self.refresh_seconds:
             return
-        self._checked = now
-        row = session.get(Policy, "algorithm_status")
-        stamp = row.updated_at if row is not None else None
-        if stamp == self._stamp and not force:
-            return
-        self._set_overrides(dict(row.value or {}) if row is not None else {})
-        self._stamp = stamp
+        with self._refresh_lock:
+            self._checked = now
+            row = session.get(Policy, "algorithm_status")
+            stamp = row.updated_at if row is not None else None
+            if stamp == self._stamp and not force:
+                return
+            self._set_overrides(dict(row.value or {}) if row is not None else {})
+            self._stamp = stamp
 
     # ------------------------------------------------------------------ stored policy
     def current(self, session: Session) -> dict[str, Any]:
@@ -230,8 +236,14 @@ class AlgorithmPolicy:
             else:
                 row.value, row.updated_at, row.updated_by = value, now, actor
         session.flush()
-        self._set_overrides(plan.policy["algorithm_status"])
-        self._stamp = now
+        overrides = dict(plan.policy["algorithm_status"])
+
+        def take_effect() -> None:  # here, once the change is the store's
+            with self._refresh_lock:
+                self._set_overrides(overrides)
+                self._stamp = now
+
+        after_commit(session, take_effect)
         return plan
 
     def _validate(self, update: PolicyUpdate) -> tuple[dict[str, str], dict[str, Status]]:

@@ -27,8 +27,10 @@ from typing import Any
 from sqlalchemy import text
 
 from qrc.keys.access.tokens import TokenStore
+from qrc.keys.audit.anchor import AuditAnchor
 from qrc.keys.audit.detectors import FailureBurstDetector
 from qrc.keys.audit.log import AuditLog
+from qrc.keys.audit.witness import Witness
 from qrc.keys.backup import Backups
 from qrc.keys.context import ServiceContext
 from qrc.keys.custody.base import CustodyHealth
@@ -65,6 +67,8 @@ class KeyService:
         key_cache_seconds: float = 300.0,
         policy: AlgorithmPolicy | None = None,
         observers: Iterable[Observer] = (),
+        audit_anchor: AuditAnchor | None = None,
+        witness: Witness | None = None,
     ) -> None:
         self.observers = Observers(observers)
         self.ctx = ServiceContext(
@@ -78,7 +82,7 @@ class KeyService:
         )
         self.keys = KeyLifecycle(self.ctx, destruction_delay=destruction_delay)
         self.crypto = KeyOperations(self.ctx)
-        self.audit = AuditTrail(self.ctx, self.keys)
+        self.audit = AuditTrail(self.ctx, self.keys, anchor=audit_anchor, witness=witness)
         self.tokens = TokenStore(self.ctx)
         self.scheduler = KeyScheduler(self.ctx)
         self.keks = KekRotation(self.ctx)

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qrc.api.deps import ApiSettings
@@ -80,6 +80,18 @@ class Settings(BaseSettings):
     test_fault: str | None = Field(
         None, description="Crash-test hook: the process exits at this named fault point."
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object, info: ValidationInfo) -> object:
+        # Deployment files often pass variables through empty (X=${X}): an empty value means
+        # "not set", except for the master passphrase, where it is a mistake worth stopping on.
+        if value != "":
+            return value
+        if info.field_name == "master_passphrase":
+            raise ValueError("is set but empty: unset it or give the passphrase")
+        field = cls.model_fields[info.field_name or ""]
+        return field.get_default(call_default_factory=True)
 
     @field_validator("sqlite_synchronous", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ from qrc.keys.audit.events import (
     decryption_failures_since,
     record_event,
 )
+from qrc.keys.audit.log import AuditLog
 from qrc.keys.observers import KeyUse, SecurityNotice
 from qrc.keys.store.db import Database
 from qrc.keys.store.models import SecurityEvent
@@ -51,9 +52,12 @@ class FailureBurstDetector:
         since = now - DECRYPTION_BURST_WINDOW
         notice = None
         with self.db.session() as session:
-            failures = decryption_failures_since(session, use.key_id, since)
-            if failures < DECRYPTION_BURST_THRESHOLD:
+            if decryption_failures_since(session, use.key_id, since) < DECRYPTION_BURST_THRESHOLD:
                 return
+            # At the threshold: serialise with every other recorder (the audit lock), then
+            # count again, so that concurrent failures record one burst, not several.
+            AuditLog.lock(session)
+            failures = decryption_failures_since(session, use.key_id, since)
             already = session.scalar(
                 select(SecurityEvent.id).where(
                     SecurityEvent.key_id == use.key_id,

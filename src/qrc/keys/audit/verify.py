@@ -47,7 +47,8 @@ class VerificationReport:
     ``events`` counts the events that verified (before the first break, if any);
     ``first_bad_event`` is the seq of the first event that is missing, edited or out of
     place (``None`` when the chain is intact, or when only a checkpoint is at fault);
-    ``checkpoints_verified`` counts checkpoints whose signature and head hash both held.
+    ``checkpoints_verified`` counts checkpoints whose signature and head hash both held;
+    ``witnessed_seq`` is the event up to which the store matches the witness's checkpoint.
     """
 
     valid: bool
@@ -56,6 +57,7 @@ class VerificationReport:
     reason: str
     checkpoints_verified: int
     last_checkpoint_seq: int | None = None
+    witnessed_seq: int | None = None
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ __all__ = ["checkpoint_in", "lookup"]
 
 def lookup(trail: AuditTrail, session: Session, explicit: KeyLookup | None) -> KeyLookup:
     """The caller's checkpoint keys, else the store's own (the audit key is a managed key)."""
-    return explicit if explicit is not None else trail.key_lookup(session)
+    return explicit if explicit is not None else dict(trail.trusted_or_store(session))
 
 
 def checkpoint_in(trail: AuditTrail, session: Session) -> bool:

@@ -89,9 +89,9 @@ def open_custody(
     if kind == "local":
         return LocalCustody.for_data_dir(data_dir, config.master_passphrase, params=local_params)
     if kind == "pkcs11":
+        pkcs11 = config.pkcs11()  # says so if python-pkcs11 is missing
         from qrc.keys.custody.pkcs11 import Pkcs11Custody  # noqa: PLC0415 - optional package
 
-        pkcs11 = config.pkcs11()
         if create_pkcs11_key:
             return Pkcs11Custody.ensure_key(pkcs11)
         return Pkcs11Custody.open(pkcs11)

@@ -17,7 +17,17 @@ from sqlalchemy import func, select
 from qrc.crypto.errors import UnsupportedAlgorithm
 from qrc.crypto.registry import Kind, get_info
 from qrc.keys.audit.events import EventType, Severity
-from qrc.keys.context import PENDING_DESTRUCTION, KeyInfo, ServiceContext, guarded, new_key_id
+from qrc.keys.context import (
+    PENDING_DESTRUCTION,
+    RESERVED_LABEL_PREFIX,
+    RESERVED_NAME_PREFIX,
+    SYSTEM_LABEL,
+    KeyInfo,
+    ServiceContext,
+    guarded,
+    new_key_id,
+    refuse_reserved,
+)
 from qrc.keys.errors import Conflict, InvalidRequest, KeyStateError
 from qrc.keys.lifecycle.rotation import rotate_locked
 from qrc.keys.lifecycle.transition import move_to
@@ -61,6 +71,45 @@ class KeyLifecycle:
         activate: bool = True,
     ) -> KeyInfo:
         """Create a key and its first version (checked pairwise, wrapped under the KEK)."""
+        if name.startswith(RESERVED_NAME_PREFIX):
+            raise InvalidRequest(f"key names starting with {RESERVED_NAME_PREFIX!r} are reserved")
+        if any(isinstance(k, str) and k.startswith(RESERVED_LABEL_PREFIX) for k in labels or {}):
+            raise InvalidRequest(f"labels starting with {RESERVED_LABEL_PREFIX!r} are reserved")
+        return self._create(
+            name=name,
+            purpose=purpose,
+            actor=actor,
+            algorithm=algorithm,
+            expires_at=expires_at,
+            rotation_period=rotation_period,
+            labels=labels,
+            activate=activate,
+        )
+
+    def create_system_key(
+        self, *, name: str, purpose: str, algorithm: str, role: str, actor: str
+    ) -> KeyInfo:
+        """Create one of the service's own keys (reserved: see :func:`refuse_reserved`)."""
+        return self._create(
+            name=name,
+            purpose=purpose,
+            actor=actor,
+            algorithm=algorithm,
+            labels={SYSTEM_LABEL: role},
+        )
+
+    def _create(
+        self,
+        *,
+        name: str,
+        purpose: str,
+        actor: str,
+        algorithm: str | None = None,
+        expires_at: datetime | None = None,
+        rotation_period: timedelta | None = None,
+        labels: dict[str, str] | None = None,
+        activate: bool = True,
+    ) -> KeyInfo:
         try:
             purpose_enum = Purpose(purpose)
         except ValueError:
@@ -184,6 +233,7 @@ class KeyLifecycle:
         """
         with self.ctx.db.session() as session:
             key = self.ctx.find(session, ref, lock=True)
+            refuse_reserved(key)
             rotate_locked(self.ctx, session, key, actor, expected_version)
             return self.ctx.info(key, session)
 
@@ -192,6 +242,7 @@ class KeyLifecycle:
         """Retire versions below ``version`` for decryption and verification."""
         with self.ctx.db.session() as session:
             key = self.ctx.find(session, ref, lock=True)
+            refuse_reserved(key)
             if not 1 <= version <= key.primary_version:
                 raise InvalidRequest(
                     f"min_decryption_version must be between 1 and {key.primary_version}"
@@ -218,6 +269,7 @@ class KeyLifecycle:
     ) -> KeyInfo:
         with self.ctx.db.session() as session:
             key = self.ctx.find(session, ref, lock=True)
+            refuse_reserved(key)
             move_to(key, target, self.ctx.clock())
             if target is KeyState.ACTIVE and key.activated_at is None:
                 key.activated_at = key.updated_at
@@ -256,6 +308,7 @@ class KeyLifecycle:
         ctx = self.ctx
         with ctx.db.session() as session:
             key = ctx.find(session, ref, lock=True)
+            refuse_reserved(key)
             move_to(key, target, ctx.clock())
             key.revocation_reason, key.revoked_at = why.value, ctx.clock()
             key.next_rotation_at = None
@@ -278,6 +331,7 @@ class KeyLifecycle:
         ctx = self.ctx
         with ctx.db.session() as session:
             key = ctx.find(session, ref, lock=True)
+            refuse_reserved(key)
             if key.status == KeyState.DESTROYED:
                 raise KeyStateError("the key is already destroyed")
             if key.destruction_due_at is not None:
@@ -299,6 +353,7 @@ class KeyLifecycle:
         ctx = self.ctx
         with ctx.db.session() as session:
             key = ctx.find(session, ref, lock=True)
+            refuse_reserved(key)
             if key.status == KeyState.DESTROYED or key.destruction_due_at is None:
                 raise KeyStateError("no destruction is scheduled for this key")
             key.destruction_due_at = None

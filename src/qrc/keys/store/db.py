@@ -9,6 +9,7 @@ configuration's ``database_url``). The schema is owned by the Alembic migrations
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,6 +28,8 @@ __all__ = [
     "after_commit",
     "utcnow",
 ]
+
+logger = logging.getLogger(__name__)
 
 # What the store raises when the database fails, for callers above the key service that
 # report it without knowing the database library.
@@ -136,7 +139,10 @@ class Database:
                 yield session
             callbacks = session.info.pop(_AFTER_COMMIT, ())
         for callback in callbacks:
-            callback()
+            try:
+                callback()
+            except Exception:  # the transaction committed: its caller must hear success
+                logger.exception("a callback after commit failed")
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply the Alembic migrations up to ``revision``."""

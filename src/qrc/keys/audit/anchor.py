@@ -1,0 +1,158 @@
+"""The trust anchor of audit verification: the audit signing keys, pinned outside the store.
+
+A verifier that took the checkpoint signers' public keys from the database it checks would
+accept a rewritten history signed with any key the attacker put there. So the public keys
+that may sign checkpoints are pinned outside the database, and only they are trusted:
+
+- :class:`FileAnchor` — ``DATA_DIR/audit-keys.jsonl``, one JSON line per key version
+  (``docs/formats.md``, "Audit anchor"), appended when the service creates or rotates its
+  audit key, never rewritten. Several nodes share it (a shared path), as they share the KEK.
+- :class:`MemoryAnchor` — the same in memory, for a service without a data directory
+  (the library used alone, tests).
+
+The first audit key is pinned on first use (trust on first use); after that, a store whose
+audit key is not pinned is refused, not re-pinned.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+from qrc.crypto.base import VerifyingKey
+from qrc.crypto.errors import CryptoError, UnsupportedAlgorithm
+from qrc.crypto.registry import Kind, get_info
+from qrc.crypto.schemes import get_signature
+from qrc.keys.audit.format import AuditError
+
+__all__ = ["ANCHOR_FILE", "AuditAnchor", "FileAnchor", "MemoryAnchor", "PinnedKey"]
+
+ANCHOR_FILE = "audit-keys.jsonl"
+_MAX_FILE = 1 << 20  # about 150 pinned keys of the largest kind; far more than a store needs
+_FORMAT = "qrc-audit-anchor-v1"
+
+PinnedKey = tuple[str, int]  # (key ID, version)
+
+
+class AuditAnchor(Protocol):
+    """Where the trusted audit public keys are kept."""
+
+    def keys(self) -> Mapping[PinnedKey, VerifyingKey]:
+        """Every pinned key, by (key ID, version)."""
+
+    def pin(self, key_id: str, version: int, public: VerifyingKey) -> None:
+        """Trust ``public`` as version ``version`` of audit key ``key_id`` from now on."""
+
+
+class MemoryAnchor:
+    """Pinned keys held in memory (lost with the process)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[PinnedKey, VerifyingKey] = {}
+
+    def keys(self) -> Mapping[PinnedKey, VerifyingKey]:
+        """Every pinned key."""
+        return dict(self._keys)
+
+    def pin(self, key_id: str, version: int, public: VerifyingKey) -> None:
+        """Pin ``public``; pinning another key under a pinned (ID, version) is refused."""
+        _check_repin(self._keys, key_id, version, public)
+        self._keys[(key_id, version)] = public
+
+
+class FileAnchor:
+    """Pinned keys in an append-only file of JSON lines (mode 0600)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    def keys(self) -> Mapping[PinnedKey, VerifyingKey]:
+        """Every pinned key in the file.
+
+        Raises:
+            AuditError: the file is unreadable or malformed (verification must not go on
+                without its anchor).
+        """
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return {}
+        if size > _MAX_FILE:
+            raise AuditError(f"{self.path} is larger than an audit anchor can be")
+        found: dict[PinnedKey, VerifyingKey] = {}
+        for number, line in enumerate(self.path.read_bytes().splitlines(), start=1):
+            if not line.strip():
+                continue
+            key_id, version, public = _parse(line, f"{self.path}:{number}")
+            _check_repin(found, key_id, version, public)
+            found[(key_id, version)] = public
+        return found
+
+    def pin(self, key_id: str, version: int, public: VerifyingKey) -> None:
+        """Append ``public`` (no-op if that exact key is pinned already)."""
+        with self._lock:
+            current = self.keys()
+            if current.get((key_id, version)) is not None:
+                _check_repin(current, key_id, version, public)
+                return
+            record = {
+                "format": _FORMAT,
+                "key_id": key_id,
+                "version": version,
+                "algorithm": public.algorithm,
+                "public_key": base64.b64encode(public.public_bytes()).decode("ascii"),
+            }
+            line = (json.dumps(record, sort_keys=True) + "\n").encode("ascii")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            fd = os.open(self.path, flags, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _check_repin(
+    keys: Mapping[PinnedKey, VerifyingKey], key_id: str, version: int, public: VerifyingKey
+) -> None:
+    pinned = keys.get((key_id, version))
+    if pinned is not None and (
+        pinned.algorithm != public.algorithm or pinned.public_bytes() != public.public_bytes()
+    ):
+        raise AuditError(
+            f"audit key {key_id} v{version} is pinned with another public key: the store's key "
+            "was replaced (investigate: this is what a forged history looks like)"
+        )
+
+
+def _parse(line: bytes, where: str) -> tuple[str, int, VerifyingKey]:
+    try:
+        record = json.loads(line)
+        if not isinstance(record, dict) or record.get("format") != _FORMAT:
+            raise ValueError("not an audit anchor line")
+        key_id, version = record["key_id"], record["version"]
+        algorithm, encoded = record["algorithm"], record["public_key"]
+        if not isinstance(key_id, str) or not isinstance(algorithm, str):
+            raise ValueError("key_id and algorithm are strings")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError("version is a positive integer")
+        if get_info(algorithm).kind is not Kind.SIGNATURE:
+            raise ValueError(f"{algorithm} is not a signature algorithm")
+        public = get_signature(algorithm).load_public(base64.b64decode(encoded, validate=True))
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        binascii.Error,
+        UnsupportedAlgorithm,
+        CryptoError,
+    ) as exc:
+        raise AuditError(f"{where}: malformed audit anchor line ({exc})") from None
+    return key_id, version, public
