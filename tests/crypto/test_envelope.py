@@ -1,4 +1,4 @@
-"""Envelope v1 (docs/formats.md): round trips, strict parsing, binding and opacity.
+"""Envelopes v2 and v1 (docs/formats.md): round trips, strict parsing, binding and opacity.
 
 Every mode (HPKE, KEM-DEM, SYMMETRIC) runs through the same property tests: any plaintext
 and context round-trip; any bit flip, truncation or extension, a wrong key, context, key
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
-from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.hashes import SHA256, SHA384
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -39,6 +39,7 @@ from qrc.crypto.errors import (
     KeyFormatError,
     UnsupportedAlgorithm,
 )
+from qrc.crypto.hpke_suite import Suite
 from qrc.crypto.registry import Status, get_info, set_status
 from qrc.crypto.schemes import get_kem
 
@@ -121,7 +122,12 @@ CASE_BUILDERS: dict[str, Callable[[], Case]] = {
         "hpke-P384MLKEM1024", "P384MLKEM1024", None, "X25519MLKEM768"
     ),
     "hpke-ML-KEM-768": lambda: _kem_case("hpke-ML-KEM-768", "ML-KEM-768", None, "ML-KEM-1024"),
-    "kem-dem-ML-KEM-512": lambda: _kem_case("kem-dem-ML-KEM-512", "ML-KEM-512", None, "ML-KEM-768"),
+    "hpke-ML-KEM-512": lambda: _kem_case("hpke-ML-KEM-512", "ML-KEM-512", None, "ML-KEM-768"),
+    "hpke-ML-KEM-1024": lambda: _kem_case("hpke-ML-KEM-1024", "ML-KEM-1024", None, "ML-KEM-768"),
+    "kem-dem-ML-KEM-512": lambda: _kem_case(
+        "kem-dem-ML-KEM-512", "ML-KEM-512", Mode.KEM_DEM, "ML-KEM-768"
+    ),
+    "kem-dem-HQC-256": lambda: _kem_case("kem-dem-HQC-256", "HQC-256", None, "ML-KEM-768"),
     "kem-dem-ML-KEM-768": lambda: _kem_case(
         "kem-dem-ML-KEM-768", "ML-KEM-768", Mode.KEM_DEM, "ML-KEM-1024"
     ),
@@ -170,7 +176,12 @@ def test_round_trip(
     assert case.open(env, context=context, key_id=key_id, key_version=key_version) == plaintext
     header = parse_header(env)
     assert (header.mode, header.algorithm) == (case.mode, case.algorithm)
-    assert (header.key_id, header.key_version, header.version) == (key_id, key_version, 1)
+    expected_version = 1 if case.mode is Mode.SYMMETRIC else 2
+    assert (header.key_id, header.key_version, header.version) == (
+        key_id,
+        key_version,
+        expected_version,
+    )
 
 
 def test_bytes_like_inputs_are_accepted(case: Case) -> None:
@@ -304,10 +315,18 @@ def test_rewritten_header_fields_are_rejected(
     env, header = sealed
     body = env[header.size :]
     for key_id, key_version in (("j", 3), ("k", 2), ("", 3), ("k" * 255, 3)):
-        other = envelope._header(header.mode, header.algorithm, key_id, key_version)
+        other = _rebuilt_header(header, key_id, key_version)
         forged = other + body
         assert parse_header(forged).key_id == key_id
         _rejected(case, forged)
+
+
+def _rebuilt_header(header: EnvelopeHeader, key_id: str, key_version: int) -> bytes:
+    """A valid header of the same version, mode, suite and algorithm with other fields."""
+    if header.version == 1:
+        return envelope._header(header.mode, header.algorithm, key_id, key_version)
+    suite = Suite(header.kem_id, header.kdf_id, header.aead_id)
+    return envelope._header_v2(header.mode, suite, header.algorithm, key_id, key_version)
 
 
 # --------------------------------------------------------------------------- arbitrary input
@@ -333,11 +352,17 @@ def test_garbage_raises_only_decryption_error(data: bytes) -> None:
     key_id=st.binary(max_size=8),
     tail=st.binary(max_size=40),
 )
+@pytest.mark.parametrize("version", [1, 2])
 def test_near_valid_headers_raise_only_decryption_error(
-    mode: int, algorithm: str, key_id: bytes, tail: bytes
+    version: int, mode: int, algorithm: str, key_id: bytes, tail: bytes
 ) -> None:
     alg = algorithm.encode()
-    data = b"QRCE\x01" + bytes([mode, len(alg)]) + alg + bytes([len(key_id)]) + key_id + tail
+    # v2: a suite of IDs near the real ones (mode byte reused as a variation source)
+    suite = bytes([0, 0x41 + mode % 3, 0, mode % 4, 0, 1 + mode % 3]) if version == 2 else b""
+    data = (
+        b"QRCE" + bytes([version, mode]) + suite + bytes([len(alg)]) + alg
+        + bytes([len(key_id)]) + key_id + tail
+    )  # fmt: skip
     try:
         header = parse_header(data)
     except DecryptionError:
@@ -349,15 +374,28 @@ def test_near_valid_headers_raise_only_decryption_error(
 
 # --------------------------------------------------------------------------- format (spec)
 def _layout(env: bytes) -> tuple[bytes, int, str, str, int, bytes]:
-    """Decode the header exactly as docs/formats.md lays it out, independently of the code."""
-    assert env[:4] == b"QRCE" and env[4] == 1
-    mode, alg_size = env[5], env[6]
-    algorithm = env[7 : 7 + alg_size].decode("ascii")
-    key_id_size = env[7 + alg_size]
-    key_id = env[8 + alg_size : 8 + alg_size + key_id_size].decode()
-    end = 12 + alg_size + key_id_size
+    """Decode the header exactly as docs/formats.md lays it out, independently of the code.
+
+    Envelope v1 (symmetric) or v2 (public key); the v2 suite is read by :func:`_suite_of`.
+    """
+    assert env[:4] == b"QRCE" and env[4] in (1, 2)
+    at = 6 if env[4] == 1 else 12  # v2: mode, then u16 kem_id, kdf_id, aead_id
+    mode, alg_size = env[5], env[at]
+    algorithm = env[at + 1 : at + 1 + alg_size].decode("ascii")
+    key_id_size = env[at + 1 + alg_size]
+    key_id = env[at + 2 + alg_size : at + 2 + alg_size + key_id_size].decode()
+    end = at + 6 + alg_size + key_id_size
     version = int.from_bytes(env[end - 4 : end], "big")
     return env[:end], mode, algorithm, key_id, version, env[end:]
+
+
+def _suite_of(env: bytes) -> tuple[int, int, int]:
+    assert env[4] == 2
+    return (
+        int.from_bytes(env[6:8], "big"),
+        int.from_bytes(env[8:10], "big"),
+        int.from_bytes(env[10:12], "big"),
+    )
 
 
 def test_header_layout_matches_the_spec() -> None:
@@ -367,9 +405,23 @@ def test_header_layout_matches_the_spec() -> None:
     assert header == (b"QRCE\x01\x03\x0bAES-256-GCM\x06key-\xc3\xa9\x01\x02\x03\x04")
     assert (mode, algorithm, key_id, version) == (3, "AES-256-GCM", "key-\u00e9", 0x01020304)
     assert parse_header(env) == EnvelopeHeader(
-        1, Mode.SYMMETRIC, "AES-256-GCM", "key-\u00e9", 0x01020304, len(header)
+        1, Mode.SYMMETRIC, "AES-256-GCM", "key-\u00e9", 0x01020304, len(header), aead_id=2
     )
     assert len(body) == 12 + 2 + 16
+
+
+def test_v2_header_layout_matches_the_spec() -> None:
+    public = _key("ML-KEM-1024").public_key()
+    env = seal(public, b"hi", context=b"c", key_id="key-\u00e9", key_version=0x01020304)
+    header, mode, algorithm, key_id, version, body = _layout(env)
+    assert header == (
+        b"QRCE\x02\x01\x00\x42\x00\x02\x00\x02\x0bML-KEM-1024\x06key-\xc3\xa9\x01\x02\x03\x04"
+    )
+    assert (mode, algorithm, key_id, version) == (1, "ML-KEM-1024", "key-\u00e9", 0x01020304)
+    assert parse_header(env) == EnvelopeHeader(
+        2, Mode.HPKE, "ML-KEM-1024", "key-\u00e9", 0x01020304, len(header), 0x42, 0x02, 0x02
+    )
+    assert len(body) == 1568 + 2 + 16
 
 
 def test_symmetric_body_matches_the_spec() -> None:
@@ -384,7 +436,7 @@ def test_hpke_body_matches_the_spec() -> None:
     private = _key("ML-KEM-768")
     env = seal(private.public_key(), b"plain", context=b"ctx")
     header, mode, *_, body = _layout(env)
-    assert mode == 1
+    assert mode == 1 and _suite_of(env) == (0x0041, 0x0001, 0x0002)
     suite = hpke.Suite(hpke.KEM.MLKEM768, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
     assert len(body) == 1088 + 5 + 16
     pyca_key = private.to_pyca()  # type: ignore[attr-defined]
@@ -396,25 +448,36 @@ def test_hybrid_hpke_body_matches_the_spec() -> None:
     env = seal(private.public_key(), b"plain", context=b"ctx")
     header, mode, algorithm, *_, body = _layout(env)
     assert (mode, algorithm) == (1, "X25519MLKEM768")
+    assert _suite_of(env) == (0x647A, 0x0001, 0x0002)
     suite = hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM)
     hpke_key = private.to_hpke()  # type: ignore[attr-defined]
     assert suite.decrypt(body, hpke_key, info=header + b"ctx") == b"plain"
 
 
-@pytest.mark.parametrize("algorithm", ["ML-KEM-768", "ML-KEM-512", "HQC-128"])
-def test_kem_dem_body_matches_the_spec(algorithm: str) -> None:
-    """Re-derive the DEM key with pyca's HKDF, as docs/formats.md states it."""
+@pytest.mark.parametrize(
+    ("algorithm", "kem_id", "kdf_id"),
+    [
+        ("ML-KEM-768", 0x0041, 0x0001),
+        ("ML-KEM-512", 0x0040, 0x0001),
+        ("ML-KEM-1024", 0x0042, 0x0002),
+        ("HQC-128", 0x0000, 0x0001),
+        ("HQC-256", 0x0000, 0x0002),
+    ],
+)
+def test_kem_dem_body_matches_the_spec(algorithm: str, kem_id: int, kdf_id: int) -> None:
+    """Re-derive the DEM key with pyca's HKDF, as docs/formats.md states it (v2)."""
     private = _key(algorithm)
     public = private.public_key()
     env = seal(public, b"plain", context=b"ctx", key_id="", mode=Mode.KEM_DEM)
     header, mode, *_, body = _layout(env)
-    assert mode == 2
+    assert mode == 2 and _suite_of(env) == (kem_id, kdf_id, 0x0002)
     ct_size = get_info(algorithm).ciphertext_size
     kem_ct, dem_ct = body[:ct_size], body[ct_size:]
     shared = private.decapsulate(kem_ct)
-    pk_hash = hashlib.sha256(public.public_bytes()).digest()
-    th = hashlib.sha256(header + pk_hash + kem_ct + b"ctx").digest()
-    okm = HKDF(SHA256(), 44, salt=b"", info=b"QRCE-v1 KEM-DEM" + th).derive(shared)
+    name, hash_algorithm = ("sha256", SHA256()) if kdf_id == 1 else ("sha384", SHA384())
+    pk_hash = hashlib.new(name, public.public_bytes()).digest()
+    th = hashlib.new(name, header + pk_hash + kem_ct + b"ctx").digest()
+    okm = HKDF(hash_algorithm, 44, salt=b"", info=b"QRCE-v2 KEM-DEM" + th).derive(shared)
     assert AESGCM(okm[:32]).decrypt(okm[32:], dem_ct, header) == b"plain"
 
 
@@ -424,7 +487,7 @@ def test_default_mode_follows_the_registry() -> None:
     assert envelope.default_mode("P384MLKEM1024") is Mode.HPKE
     assert envelope.default_mode("ML-KEM-768") is Mode.HPKE
     assert envelope.default_mode("ML-KEM-1024") is Mode.HPKE
-    assert envelope.default_mode("ML-KEM-512") is Mode.KEM_DEM
+    assert envelope.default_mode("ML-KEM-512") is Mode.HPKE  # draft-ietf-hpke-pq 0x0040
     assert envelope.default_mode("HQC-256") is Mode.KEM_DEM
     assert envelope.default_mode("Classic-McEliece-348864") is Mode.KEM_DEM
     assert envelope.default_mode("AES-256-GCM") is Mode.SYMMETRIC
@@ -459,7 +522,7 @@ def test_classical_dhkem_uses_hpke() -> None:
 
 
 def test_hpke_header_for_a_kem_without_hpke_is_rejected() -> None:
-    private = _key("ML-KEM-512")
+    private = _key("HQC-128")
     env = seal(private.public_key(), b"x", key_id="")
     forged = bytearray(env)
     forged[5] = Mode.HPKE
@@ -467,6 +530,10 @@ def test_hpke_header_for_a_kem_without_hpke_is_rejected() -> None:
         parse_header(bytes(forged))
     with pytest.raises(UnsupportedAlgorithm):
         seal(private.public_key(), b"x", mode=Mode.HPKE)
+    # Envelope v1 never had HPKE for ML-KEM-512: such a v1 header is not read either.
+    v1 = envelope._header(Mode.HPKE, "ML-KEM-512", "", 1) + bytes(768 + 16)
+    with pytest.raises(DecryptionError):
+        parse_header(v1)
 
 
 def test_non_canonical_algorithm_spelling_is_rejected() -> None:

@@ -126,7 +126,7 @@ def _hpke_rows(plaintext: bytes, budget: float, repeats: int) -> list[dict[str, 
 
 
 def _kem_dem_rows(plaintext: bytes, budget: float, repeats: int) -> list[dict[str, object]]:
-    # ML-KEM-512 (whose registry route is KEM-DEM) if its backend is there, else ML-KEM-768.
+    # ML-KEM-512 forced through KEM-DEM if its backend is there, else ML-KEM-768.
     private = _first_available(("ML-KEM-512", "ML-KEM-768"))
     public = private.public_key()
     algorithm = private.algorithm
