@@ -232,3 +232,52 @@ def test_sign_verify_property(message: bytes, context: bytes) -> None:
 
 
 _KEY_FOR_PROPERTY: Any = _scheme("MLDSA65-Ed25519-SHA512").generate()
+
+
+# --------------------------------------------------------------------------- ECDSA low-S
+_ECDSA_COMPOSITES = [a for a in ALGORITHMS if "ECDSA" in a]
+
+
+def _split_ecdsa(algorithm: str, signature: bytes) -> tuple[int, int, int]:
+    """``(r, s, n)`` of the ECDSA part of a composite signature."""
+    from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+    scheme = _scheme(algorithm)
+    trad = scheme._trad
+    assert isinstance(trad, _ECDSA)
+    r, s = decode_dss_signature(signature[scheme.mldsa_signature_size :])
+    return r, s, trad.order
+
+
+@pytest.mark.parametrize("algorithm", _ECDSA_COMPOSITES)
+def test_ecdsa_component_is_signed_low_s(algorithm: str) -> None:
+    """Signing normalises s to s <= n/2 (64 signatures: 2^-64 to pass by luck before)."""
+    signer = _scheme(algorithm).generate()
+    for i in range(64):
+        signature = signer.sign(b"message %d" % i)
+        _r, s, n = _split_ecdsa(algorithm, signature)
+        assert 0 < s <= n // 2
+        signer.public_key().verify(signature, b"message %d" % i)
+
+
+@pytest.mark.parametrize("algorithm", _ECDSA_COMPOSITES)
+def test_high_s_still_verifies_by_decision(algorithm: str) -> None:
+    """Verification accepts (r, n - s): docs/security-model.md says why (interoperability).
+
+    The draft's own vectors carry high-S ECDSA components, which must keep verifying.
+    """
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    scheme = _scheme(algorithm)
+    signer = scheme.generate()
+    signature = signer.sign(b"malleable", b"ctx")
+    r, s, n = _split_ecdsa(algorithm, signature)
+    mauled = signature[: scheme.mldsa_signature_size] + encode_dss_signature(r, n - s)
+    assert mauled != signature
+    signer.public_key().verify(mauled, b"malleable", b"ctx")
+    vector = VECTORS[algorithm]
+    components = [
+        _split_ecdsa(algorithm, base64.b64decode(vector[f])) for f in ("s", "sWithContext")
+    ]
+    high = [s_value for _r, s_value, order in components if s_value > order // 2]
+    assert high, "the draft vectors of this composite carry a high-S component"

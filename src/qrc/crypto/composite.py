@@ -25,6 +25,10 @@ from typing import Any, ClassVar
 from cryptography.exceptions import InvalidSignature as _PycaInvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from qrc.crypto.base import SignatureScheme, SigningKey, VerifyingKey
@@ -109,9 +113,13 @@ class _ECDSA(_Traditional):
     """ECDSA on a NIST curve with the draft's hash for that curve."""
 
     def __init__(
-        self, curve: ec.EllipticCurve, hash_algorithm: hashes.HashAlgorithm, curve_oid_der: bytes
+        self,
+        curve: ec.EllipticCurve,
+        hash_algorithm: hashes.HashAlgorithm,
+        curve_oid_der: bytes,
+        order: int,
     ) -> None:
-        self.curve, self.hash = curve, hash_algorithm
+        self.curve, self.hash, self.order = curve, hash_algorithm, order
         self.scalar_size = (curve.key_size + 7) // 8
         self.public_size = 1 + 2 * self.scalar_size
         # ECPrivateKey ::= SEQUENCE { version INTEGER 1, privateKey OCTET STRING,
@@ -152,14 +160,28 @@ class _ECDSA(_Traditional):
         return bytes(key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint))
 
     def sign(self, key: Any, data: bytes) -> bytes:
-        return bytes(key.sign(data, ec.ECDSA(self.hash)))
+        # Low-S: (r, s) and (r, n - s) both verify, so emit the one with s <= n/2. Our
+        # composite signatures then have one canonical form; see docs/security-model.md
+        # ("Composite ECDSA signatures are not strongly unforgeable") for why verification
+        # still accepts high S.
+        r, s = decode_dss_signature(bytes(key.sign(data, ec.ECDSA(self.hash))))
+        if s > self.order // 2:
+            s = self.order - s
+        return encode_dss_signature(r, s)
 
     def verify(self, key: Any, signature: bytes, data: bytes) -> None:
+        # Accepts high S too: the draft's vectors and other implementations emit it.
         key.verify(signature, data, ec.ECDSA(self.hash))
 
 
 _P256_OID = bytes.fromhex("06082a8648ce3d030107")  # 1.2.840.10045.3.1.7
 _P384_OID = bytes.fromhex("06052b81040022")  # 1.3.132.0.34
+# Group orders n (SEC 2, FIPS 186-5).
+_P256_ORDER = int("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551", 16)
+_P384_ORDER = int(
+    "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973",
+    16,
+)
 
 
 # --------------------------------------------------------------------------- key classes
@@ -311,7 +333,7 @@ class MLDSA65_ECDSA_P256_SHA512(_MLDSA65):
 
     algorithm = "MLDSA65-ECDSA-P256-SHA512"
     label = b"COMPSIG-MLDSA65-ECDSA-P256-SHA512"
-    _trad = _ECDSA(ec.SECP256R1(), hashes.SHA256(), _P256_OID)
+    _trad = _ECDSA(ec.SECP256R1(), hashes.SHA256(), _P256_OID, _P256_ORDER)
 
 
 class MLDSA87_ECDSA_P384_SHA512(_MLDSA87):
@@ -319,7 +341,7 @@ class MLDSA87_ECDSA_P384_SHA512(_MLDSA87):
 
     algorithm = "MLDSA87-ECDSA-P384-SHA512"
     label = b"COMPSIG-MLDSA87-ECDSA-P384-SHA512"
-    _trad = _ECDSA(ec.SECP384R1(), hashes.SHA384(), _P384_OID)
+    _trad = _ECDSA(ec.SECP384R1(), hashes.SHA384(), _P384_OID, _P384_ORDER)
 
 
 SCHEMES: dict[str, type[SignatureScheme]] = {
