@@ -1,7 +1,8 @@
 """A small ASGI application served by :func:`qrc.transit.server.serve` in a subprocess.
 
 Usage: python asgi_server.py DATA_DIR [--plain] [--mode pq-only|hybrid-preferred]
-[--fastapi] [--max-body N] [--drain-timeout S] [--port P]. Prints ``READY <host> <port>`` once the
+[--fastapi] [--max-body N] [--drain-timeout S] [--port P] [--header-timeout S]
+[--max-conn-per-source N]. Prints ``READY <host> <port>`` once the
 port accepts connections and ``LIFESPAN shutdown`` when the application is shut down.
 """
 
@@ -118,6 +119,8 @@ def main() -> None:
     parser.add_argument("--max-body", type=int, default=1024 * 1024)
     parser.add_argument("--drain-timeout", type=float, default=10.0)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--header-timeout", type=float, default=15.0)
+    parser.add_argument("--max-conn-per-source", type=int, default=256)
     args = parser.parse_args()
     tls = (
         None if args.plain else ensure_server_tls(args.data_dir, default_server_names("127.0.0.1"))
@@ -136,7 +139,12 @@ def main() -> None:
         on_handshake=lambda group, _cipher: HANDSHAKES.update([group]),
         on_handshake_failure=lambda alert: FAILURES.update([alert]),
         on_ready=ready,
-        options=ServerOptions(drain_timeout=args.drain_timeout, max_body_bytes=args.max_body),
+        options=ServerOptions(
+            drain_timeout=args.drain_timeout,
+            max_body_bytes=args.max_body,
+            header_timeout=args.header_timeout,
+            max_connections_per_source=args.max_conn_per_source,
+        ),
     )
     print("EXITED", flush=True)
     sys.exit(0)

@@ -39,6 +39,9 @@ _CLOSE_GRACE: Final = 1.0
 # Bytes of an over-limit body we read and drop (so the client can read our 413) before
 # giving up on the connection.
 _DISCARD_LIMIT: Final = 64 * 1024 * 1024
+# Seconds we keep reading (and dropping) an over-limit body after answering 413, so that
+# the client reads the answer rather than a reset, before closing the connection.
+_LINGER: Final = 2.0
 # Twisted's annotations are partial (untyped calls, zope interfaces); these modules are
 # used as untyped so that the rest of this file can stay strictly checked.
 reactor: Any = _reactor
@@ -58,8 +61,29 @@ class _ConnectionCreator:
         return SSL.Connection(self._context, None)
 
 
+def _problem_bytes(status: int, reason: str, detail: str) -> bytes:
+    """A complete HTTP/1.1 answer with a problem document, closing the connection."""
+    body = json.dumps(
+        {"type": "about:blank", "title": reason, "status": status, "detail": detail}
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\n"
+        "Content-Type: application/problem+json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
 class _Request(WebRequest):  # type: ignore[misc]
-    """Daphne's request, with a body-size limit answered by 413 problem details."""
+    """Daphne's request, with a body-size limit answered by 413 problem details.
+
+    A body announced too large (any Content-Length over the limit, 10**23 included) is
+    answered as soon as the headers are in, and one that grows too large (chunked) as soon
+    as it does: the application never sees it. What the client still sends is read and
+    dropped for a moment (so that it reads our answer, not a reset), then the connection
+    is closed.
+    """
 
     _refused = False
     _received = 0
@@ -69,15 +93,27 @@ class _Request(WebRequest):  # type: ignore[misc]
 
     def gotLength(self, length: int | None) -> None:
         if length is not None and length > self._limit():
-            self._refused = True
             # Twisted would otherwise spool the announced size to a temporary file.
-            length = 0
+            super().gotLength(0)
+            self._refuse()
+            return
         super().gotLength(length)
+
+    def _refuse(self) -> None:
+        if self._refused:
+            return
+        self._refused = True
+        channel = self.channel
+        channel.persistent = False
+        channel.header_deadline_done()
+        detail = f"the request body exceeds {self._limit()} bytes"
+        channel.transport.write(_problem_bytes(413, "Content Too Large", detail))
+        channel.close_soon(_LINGER)
 
     def handleContentChunk(self, data: bytes) -> None:
         self._received += len(data)
         if self._received > self._limit():
-            self._refused = True
+            self._refuse()
         if self._refused:
             if self._received > self._limit() + _DISCARD_LIMIT:
                 self.channel.transport.abortConnection()
@@ -87,34 +123,130 @@ class _Request(WebRequest):  # type: ignore[misc]
     def process(self) -> Any:
         if not self._refused:
             return super().process()
-        body = json.dumps(
-            {
-                "type": "about:blank",
-                "title": "Content Too Large",
-                "status": 413,
-                "detail": f"the request body exceeds {self._limit()} bytes",
-            }
-        ).encode()
-        self.channel.persistent = False
-        self.setResponseCode(413)
-        self.responseHeaders.setRawHeaders(b"content-type", [b"application/problem+json"])
-        self.responseHeaders.setRawHeaders(b"connection", [b"close"])
-        self.setHeader(b"content-length", str(len(body)).encode())
-        http.Request.write(self, body)
-        self.finish()
+        # Answered already; the whole body has arrived, so nothing unread is left.
+        self.channel.close_soon(0.0)
         return None
 
 
 class _Channel(http.HTTPChannel):  # type: ignore[misc]
-    """An HTTP connection the runner knows about, so that shutdown can close idle ones."""
+    """An HTTP connection the runner knows about, so that shutdown can close idle ones.
+
+    It has ``header_timeout`` seconds to deliver a request line and its headers, counted
+    from the connection (TLS handshake included) and, on a kept-alive connection, from the
+    first byte of each later request: a client that dribbles its headers (slowloris) is
+    answered 408 and closed however often it sends a byte (the idle timeout is reset by
+    every byte, this deadline is not).
+    """
+
+    _header_call: Any = None
+    _close_call: Any = None
+    _awaiting_headers = True
+    _closed = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self.factory.server.channel_opened(self)
+        if not self.factory.server.channel_opened(self):
+            return
+        self._start_header_deadline()
 
     def connectionLost(self, reason: Any) -> None:
+        self._closed = True
+        self.header_deadline_done()
+        if self._close_call is not None and self._close_call.active():
+            self._close_call.cancel()
         self.factory.server.channel_closed(self)
         super().connectionLost(reason)
+
+    # -- the header deadline
+    def _start_header_deadline(self) -> None:
+        timeout = self.factory.header_timeout
+        if timeout and self._header_call is None and not self._closed:
+            self._header_call = reactor.callLater(timeout, self._header_deadline_passed)
+
+    def header_deadline_done(self) -> None:
+        """Stop the header deadline (headers complete, or the request is answered)."""
+        self._awaiting_headers = False
+        if self._header_call is not None:
+            if self._header_call.active():
+                self._header_call.cancel()
+            self._header_call = None
+
+    def _header_deadline_passed(self) -> None:
+        self._header_call = None
+        if self._closed:
+            return
+        peer = self.transport.getPeer() if self.transport is not None else None
+        _log.info("closing %s: request headers not received in time", getattr(peer, "host", "?"))
+        self.persistent = False
+        detail = "the request line and headers did not arrive in time"
+        self.transport.write(_problem_bytes(408, "Request Timeout", detail))
+        self.close_soon(0.0)
+
+    def close_soon(self, linger: float) -> None:
+        """Close after ``linger`` seconds (reading and dropping meanwhile); a TLS close that
+        waits for the peer's close_notify is cut off after a grace period."""
+        if self._closed:
+            return
+        if self._close_call is not None:
+            if (
+                self._close_call.active()
+                and self._close_call.getTime() > reactor.seconds() + linger
+            ):
+                self._close_call.reset(linger)  # sooner than planned
+            return
+
+        def close() -> None:
+            if self._closed or self.transport is None:
+                return
+            self.transport.loseConnection()
+            self._close_call = reactor.callLater(_CLOSE_GRACE, abort)
+
+        def abort() -> None:
+            if not self._closed and self.transport is not None:
+                self.transport.abortConnection()
+
+        self._close_call = reactor.callLater(linger, close)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._awaiting_headers and self._header_call is None:
+            self._start_header_deadline()  # the first byte of a new request
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        self.header_deadline_done()
+        super().allHeadersReceived()
+
+    def requestDone(self, request: Any) -> None:
+        pipelined = bool(self._dataBuffer)
+        super().requestDone(request)
+        if self.persistent and not self._closed:
+            self._awaiting_headers = True
+            if pipelined:
+                self._start_header_deadline()
+
+    def headerReceived(self, line: bytes) -> bool:
+        name, colon, value = line.partition(b":")
+        if colon and name.lower() == b"content-length":
+            value = value.strip(b" \t")
+            if len(value) > 18 and value.isdigit():
+                # Past any limit, and past what int() parses if long enough: keep it a number
+                # (refused with 413), not an exception.
+                line = name + b": " + b"9" * 19
+        return bool(super().headerReceived(line))
+
+    def _send100Continue(self) -> None:
+        request = self.requests[-1] if self.requests else None
+        if request is not None and getattr(request, "_refused", False):
+            return  # no "go on" for a body already refused with 413
+        super()._send100Continue()
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # Twisted's answer has no body, no Content-Length and no Connection: close.
+        self.header_deadline_done()
+        self.persistent = False
+        detail = "the request line or headers are malformed"
+        self.transport.write(_problem_bytes(400, "Bad Request", detail))
+        self.loseConnection()
 
 
 class _HTTPFactory(HTTPFactory):  # type: ignore[misc]
@@ -123,6 +255,7 @@ class _HTTPFactory(HTTPFactory):  # type: ignore[misc]
         self.protocol = _Channel
         self.timeOut = options.idle_timeout
         self.max_body_bytes = options.max_body_bytes
+        self.header_timeout = options.header_timeout
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = http.HTTPFactory.buildProtocol(self, addr)
@@ -194,6 +327,23 @@ class _Lifespan:
                     future.set_result(None)
 
 
+class _AccessLog(AccessLogGenerator):  # type: ignore[misc]
+    """Daphne's access log with control characters escaped (a path may carry them)."""
+
+    def write_entry(self, host: Any, date: Any, request: Any, *args: Any, **kwargs: Any) -> None:
+        super().write_entry(_printable(str(host)), date, _printable(str(request)), *args, **kwargs)
+
+
+def _printable(text: str, limit: int = 2000) -> str:
+    text = text[:limit]
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029"
+        else c
+        for c in text
+    )
+
+
 def _route_twisted_logs() -> None:
     # Twisted logs every connection at info level; warnings and errors go to logging.
     observer = twisted_logger.FilteringLogObserver(
@@ -223,7 +373,7 @@ class Runner(Server):  # type: ignore[misc]
             # Daphne insists on endpoint strings; ours are built in _start.
             endpoints=[f"{'ssl' if context else 'tcp'}:{port}:interface={host}"],
             signal_handlers=False,
-            action_logger=AccessLogGenerator(access_log) if access_log else None,
+            action_logger=_AccessLog(access_log) if access_log else None,
             http_timeout=options.http_timeout,
             server_name=options.server_name,
             verbosity=0,
@@ -233,21 +383,47 @@ class Runner(Server):  # type: ignore[misc]
         self._on_ready = on_ready
         self._ports: list[Any] = []
         self._channels: set[_Channel] = set()
+        self._per_source: dict[str, int] = {}
+        self._source_of: dict[_Channel, str] = {}
         self._closing: dict[_Channel, float] = {}
         self._draining = False
         self._deadline = 0.0
         self._error: BaseException | None = None
 
     # -- connection tracking (called by _Channel)
-    def channel_opened(self, channel: _Channel) -> None:
+    def channel_opened(self, channel: _Channel) -> bool:
+        """Track a new connection; ``False`` if it was refused (and is being closed)."""
         self._channels.add(channel)
+        peer = channel.transport.getPeer() if channel.transport is not None else None
+        source = str(getattr(peer, "host", "?"))
+        self._source_of[channel] = source
+        self._per_source[source] = self._per_source.get(source, 0) + 1
         if self._draining:
             self._closing[channel] = time.monotonic()
             channel.loseConnection()
+            return False
+        per_source, overall = (
+            self._options.max_connections_per_source,
+            self._options.max_connections,
+        )
+        if (per_source is not None and self._per_source[source] > per_source) or (
+            overall is not None and len(self._channels) > overall
+        ):
+            _log.warning("refusing a connection from %s: too many open", _printable(source))
+            channel.transport.abortConnection()
+            return False
+        return True
 
     def channel_closed(self, channel: _Channel) -> None:
         self._channels.discard(channel)
         self._closing.pop(channel, None)
+        source = self._source_of.pop(channel, None)
+        if source is not None:
+            left = self._per_source.get(source, 1) - 1
+            if left > 0:
+                self._per_source[source] = left
+            else:
+                self._per_source.pop(source, None)
 
     # -- running
     def run(self) -> None:

@@ -29,6 +29,15 @@ class ServerOptions:
     """Seconds in-flight requests get to finish after SIGTERM/SIGINT."""
     idle_timeout: float = 75.0
     """Seconds a connection may stay silent (idle keep-alive, slow clients, handshakes)."""
+    header_timeout: float = 15.0
+    """Seconds a client has to send a request line and its headers, counted from the
+    connection (TLS handshake included) or from the first byte of a later request on a
+    kept-alive connection. A client that dribbles headers is closed (408) when it runs out."""
+    max_connections_per_source: int | None = 256
+    """Open connections one source address may hold; more are closed at once (None: no
+    limit). Behind a TLS terminator on loopback every client has the terminator's address."""
+    max_connections: int | None = 4096
+    """Open connections in all; more are closed at once (None: no limit)."""
     max_body_bytes: int = 16 * 1024 * 1024
     """Larger request bodies are refused with 413 before they reach the application."""
     http_timeout: float | None = None
