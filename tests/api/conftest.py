@@ -123,7 +123,9 @@ def running_api(directory: Path, settings: ApiSettings | None = None) -> Iterato
         name="limited-token", role="crypto_user", keys=[OTHER_KEY], actor="test"
     )
     ids["crypto_user_limited"] = client.id
-    state = AppState(service, settings=settings or ApiSettings())
+    # The role walk fails authentication on purpose, many times from one address: no
+    # per-source failure limit here (tests/api/test_auth_limits.py tests it).
+    state = AppState(service, settings=settings or ApiSettings(auth_failure_rate=0))
     app = create_app(state)
     try:
         with TestClient(app, raise_server_exceptions=False) as http:

@@ -7,7 +7,12 @@ Every route declares the roles it admits with :func:`require`; the table of rout
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import ipaddress
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from fastapi import Depends, Request
@@ -16,10 +21,18 @@ from starlette.concurrency import run_in_threadpool
 from qrc.api.metrics import Metrics
 from qrc.api.problems import Problem
 from qrc.api.ratelimit import RateLimiter
-from qrc.keys.access.tokens import Client, Role
+from qrc.keys.access.tokens import TOKEN_PREFIX, Client, Role
 from qrc.keys.service import KeyService
 
-__all__ = ["ALL_ROLES", "ApiSettings", "AppState", "require", "state_of"]
+__all__ = [
+    "ALL_ROLES",
+    "ApiSettings",
+    "AppState",
+    "KnownTokens",
+    "require",
+    "source_of",
+    "state_of",
+]
 
 ALL_ROLES = tuple(Role)
 
@@ -31,7 +44,48 @@ class ApiSettings:
     max_body_bytes: int = 1 << 20
     rate_limit_per_second: float = 500.0
     rate_limit_burst: float = 1000.0
+    auth_failure_rate: float = 1.0
+    """Failed authentications per second a source address may make on average (0: no limit)."""
+    auth_failure_burst: float = 20.0
+    """... and in a burst; beyond that the source is answered 429 before any database work."""
     tls_mode: str = "pq-only"
+
+
+class KnownTokens:
+    """Digests of the tokens that authenticated in this process in the last ``seconds``.
+
+    A source address that keeps failing is refused before its token is looked up, unless
+    the token is one of these: a real client behind the same address (a NAT, a proxy) as
+    an attacker keeps working, and a guessed token never gets in here.
+    """
+
+    def __init__(self, seconds: float = 3600.0, max_tokens: int = 10_000) -> None:
+        self.seconds, self.max_tokens = seconds, max_tokens
+        self._seen: OrderedDict[bytes, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _digest(token: str) -> bytes:
+        return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+    def add(self, token: str) -> None:
+        digest = self._digest(token)
+        with self._lock:
+            self._seen[digest] = time.monotonic()
+            self._seen.move_to_end(digest)
+            while len(self._seen) > self.max_tokens:
+                self._seen.popitem(last=False)
+
+    def __contains__(self, token: object) -> bool:
+        if not isinstance(token, str):
+            return False
+        digest = self._digest(token)
+        with self._lock:
+            seen = self._seen.get(digest)
+            if seen is not None and time.monotonic() - seen >= self.seconds:
+                del self._seen[digest]
+                seen = None
+        return seen is not None
 
 
 @dataclass
@@ -43,13 +97,18 @@ class AppState:
     metrics: Metrics = field(default_factory=Metrics)
     limiter: RateLimiter | None = None
     ready_checks: dict[str, str] = field(default_factory=dict)
-    # Authentication failures recorded per source address: 1/s on average, bursts of 20.
-    failure_limiter: RateLimiter = field(default_factory=lambda: RateLimiter(1.0, 20.0))
+    # Failed authentications per source address (see ApiSettings.auth_failure_*).
+    failure_limiter: RateLimiter | None = None
+    known_tokens: KnownTokens = field(default_factory=KnownTokens)
 
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = RateLimiter(
                 self.settings.rate_limit_per_second, self.settings.rate_limit_burst
+            )
+        if self.failure_limiter is None:
+            self.failure_limiter = RateLimiter(
+                self.settings.auth_failure_rate, self.settings.auth_failure_burst
             )
 
 
@@ -60,10 +119,37 @@ def state_of(request: Request) -> AppState:
 
 
 _DUMMY = "qrc_" + "A" * 43
+_MAX_TOKEN_LENGTH = 100
+
+
+def source_of(request: Request) -> str:
+    """The address failures are counted against: the peer's, an IPv6 peer's /64 network."""
+    host = request.client.host if request.client else "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        # One IPv6 host usually holds a whole /64: one address each would be no limit.
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def _refuse_source(wait: float) -> Problem:
+    return Problem(
+        "rate-limited",
+        f"too many failed authentications from this address: retry in {wait:.2f} s",
+        retry_after=round(wait, 2),
+    )
 
 
 async def _authenticate(request: Request) -> Client:
     state = state_of(request)
+    failures = state.failure_limiter
+    assert failures is not None  # set in __post_init__
+    source = source_of(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -73,15 +159,25 @@ async def _authenticate(request: Request) -> Client:
         # read (or the audit of a failure) runs in the thread pool.
         client = state.service.tokens.cached(token)
         if client is None:
-            client = await run_in_threadpool(state.service.tokens.authenticate, token)
+            # A source that keeps failing gets no database work, unless its token is one
+            # that authenticated here before (checked again against the store below).
+            wait = failures.wait(source)
+            if wait > 0 and token not in state.known_tokens:
+                raise _refuse_source(wait)
+            if token.startswith(TOKEN_PREFIX) and len(token) <= _MAX_TOKEN_LENGTH:
+                client = await run_in_threadpool(state.service.tokens.authenticate, token)
+            if client is not None:
+                state.known_tokens.add(token)
     else:
         # Same work whether or not a token was sent: no timing hint about what is missing.
         hmac.compare_digest(_DUMMY, _DUMMY)
+        wait = failures.wait(source)
+        if wait > 0:
+            raise _refuse_source(wait)
     if client is None:
-        source = request.client.host if request.client else "unknown"
-        # A flood of bad tokens must not flood the audit chain: recording is limited per
-        # source address (the refusal itself is not).
-        if state.failure_limiter.take(source) == 0:
+        # Each failure spends from the source's bucket; while it has some left the failure
+        # is audited (so a flood of bad tokens cannot flood the audit chain either).
+        if failures.take(source) == 0:
             await run_in_threadpool(
                 state.service.audit.record_auth_failure,
                 source,
