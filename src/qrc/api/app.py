@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote, unquote_plus
 
 from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,12 +21,50 @@ __all__ = ["API_PREFIX", "create_app"]
 API_PREFIX = "/api/v1/security/qrc"
 
 
+# C0 controls (NUL included), DEL, C1 controls (U+0085 NEL included), line separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A Content-Length is digits only (RFC 9110 8.6); more than 18 of them is past any limit.
+_LENGTH = re.compile(rb"[0-9]{1,18}")
+
+
+class InputGate:
+    """Refuse a path or query string with control characters: 400, before any route runs.
+
+    No name, ID, actor, cursor or filter of the API contains one; let through, they reach
+    the store (PostgreSQL refuses NUL in text) and the logs. Percent-encoded ones count.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _has_control(scope):
+            refused = problem_response(
+                "bad-request", "control characters are not allowed in the path or query"
+            )
+            await refused(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _has_control(scope: Scope) -> bool:
+    raw_path = scope.get("raw_path") or b""
+    query = scope.get("query_string") or b""
+    texts = (
+        str(scope.get("path", "")),
+        unquote(raw_path.decode("latin-1"), errors="replace"),
+        unquote_plus(query.decode("latin-1"), errors="replace"),
+    )
+    return any(_CONTROL.search(text) for text in texts)
+
+
 class BodyLimit:
     """Refuse bodies over ``limit`` bytes with 413, counting what actually arrives.
 
     The body is read here, before the application sees it, so that a body without a
     Content-Length (chunked) is cut off and answered 413 like a declared one (FastAPI
-    would turn an exception raised while it reads the body into a 400).
+    would turn an exception raised while it reads the body into a 400). A Content-Length
+    that is not a number is answered 400.
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
@@ -36,9 +76,16 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         too_large = problem_response("payload-too-large", f"the limit is {self.limit} bytes")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await too_large(scope, receive, send)
-            return
+        if declared is not None:
+            declared = declared.strip(b" \t")
+            if not declared.isdigit() or not declared.isascii():
+                bad = problem_response("bad-request", "Content-Length is not a number")
+                await bad(scope, receive, send)
+                return
+            digits = declared.lstrip(b"0") or b"0"
+            if not _LENGTH.fullmatch(digits) or int(digits) > self.limit:
+                await too_large(scope, receive, send)
+                return
         body = bytearray()
         while True:
             message = await receive()
@@ -94,6 +141,7 @@ def create_app(state: AppState) -> FastAPI:
         return response
 
     app.add_middleware(BodyLimit, limit=state.settings.max_body_bytes)
+    app.add_middleware(InputGate)
     _document_problems(app)
     return app
 
@@ -130,7 +178,7 @@ def _document_problems(app: FastAPI) -> None:
                     ("413", "Payload too large"),
                     ("422", "Invalid request"),
                     ("429", "Rate limited"),
-                    ("503", "Root KEK unreachable"),
+                    ("503", "A dependency (root KEK, store) is busy or down: see Retry-After"),
                 ):
                     if status == "422":  # replaces FastAPI's own (application/json) entry
                         responses[status] = {"description": description, **problem}
