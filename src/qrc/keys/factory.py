@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from qrc.keys.audit.anchor import ANCHOR_FILE, FileAnchor
+from qrc.keys.audit.anchor import ANCHOR_FILE, MAC_KEY_FILE, FileAnchor, MacKeyFile
+from qrc.keys.audit.log import AuditLog
 from qrc.keys.audit.witness import WITNESS_FILE, FileWitness
 from qrc.keys.custody.factory import CustodyConfig, kek_loader, open_custody
 from qrc.keys.custody.keyring import Keyring
@@ -61,12 +62,17 @@ def open_service(
     if migrate:
         db.upgrade()
     custody = open_custody(directory, config.custody)
+    with db.session() as session:
+        next_seq = AuditLog.head(session)[0] + 1
+    anchor_path = config.audit_anchor or directory / ANCHOR_FILE
+    mac = MacKeyFile(anchor_path.with_name(MAC_KEY_FILE)).load_or_create(next_seq)
     return KeyService(
         db,
         Keyring(custody, loader=kek_loader(directory, config.custody)),
         destruction_delay=config.destruction_delay,
         policy=policy,
         observers=observers,
-        audit_anchor=FileAnchor(config.audit_anchor or directory / ANCHOR_FILE),
+        audit_anchor=FileAnchor(anchor_path),
         witness=FileWitness(config.audit_witness or directory / WITNESS_FILE),
+        audit_mac=mac,
     )

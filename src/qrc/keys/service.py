@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import text
 
 from qrc.keys.access.tokens import TokenStore
-from qrc.keys.audit.anchor import AuditAnchor
+from qrc.keys.audit.anchor import AuditAnchor, AuditMacKey
 from qrc.keys.audit.detectors import FailureBurstDetector
 from qrc.keys.audit.log import AuditLog
 from qrc.keys.audit.witness import Witness
@@ -69,6 +69,7 @@ class KeyService:
         observers: Iterable[Observer] = (),
         audit_anchor: AuditAnchor | None = None,
         witness: Witness | None = None,
+        audit_mac: AuditMacKey | None = None,
     ) -> None:
         self.observers = Observers(observers)
         self.ctx = ServiceContext(
@@ -82,7 +83,9 @@ class KeyService:
         )
         self.keys = KeyLifecycle(self.ctx, destruction_delay=destruction_delay)
         self.crypto = KeyOperations(self.ctx)
-        self.audit = AuditTrail(self.ctx, self.keys, anchor=audit_anchor, witness=witness)
+        self.audit = AuditTrail(
+            self.ctx, self.keys, anchor=audit_anchor, witness=witness, mac=audit_mac
+        )
         self.tokens = TokenStore(self.ctx)
         self.scheduler = KeyScheduler(self.ctx)
         self.keks = KekRotation(self.ctx)

@@ -26,9 +26,14 @@ from sqlalchemy.orm import Session
 
 from qrc.crypto.base import SigningKey, VerifyingKey
 from qrc.crypto.keyfile import public_key_to_pem
-from qrc.keys.audit.anchor import AuditAnchor, MemoryAnchor, PinnedKey
+from qrc.keys.audit.anchor import AuditAnchor, AuditMacKey, MemoryAnchor, PinnedKey
 from qrc.keys.audit.events import EventType, Severity, query_events
-from qrc.keys.audit.log import AuditError, AuditLog, VerificationReport
+from qrc.keys.audit.log import (
+    AuditError,
+    AuditLog,
+    VerificationReport,
+    unauthenticated_events,
+)
 from qrc.keys.audit.note import InvalidNote, origin_for, sign_note, verify_note
 from qrc.keys.audit.witness import Witness, WitnessRefused
 from qrc.keys.context import ServiceContext, expect
@@ -59,11 +64,16 @@ class AuditTrail:
         *,
         anchor: AuditAnchor | None = None,
         witness: Witness | None = None,
+        mac: AuditMacKey | None = None,
     ) -> None:
         self.ctx = ctx
         self.keys = keys
         self.anchor: AuditAnchor = anchor if anchor is not None else MemoryAnchor()
         self.witness = witness
+        self.mac = mac
+        if mac is not None:
+            key = mac.key
+            ctx.audit_log.mac_key = lambda _session: key
 
     @property
     def log(self) -> AuditLog:
@@ -157,6 +167,8 @@ class AuditTrail:
         report = self.log.verify_since_checkpoint(session, trusted)
         if report.valid:
             report = self._compare_with_witness(session, report, trusted)
+        if report.valid:
+            report = self._check_macs(session, report, after=last or 0)
         if not report.valid:
             raise AuditError(f"refusing to checkpoint a broken audit chain: {report.reason}")
         private = self.ctx.material.private(session, key, key.primary_version)
@@ -265,6 +277,24 @@ class AuditTrail:
             reason += f" (events {note.seq + 1}..{head} are not witnessed yet)"
         return dataclasses.replace(report, reason=reason, witnessed_seq=note.seq)
 
+    def _check_macs(
+        self, session: Session, report: VerificationReport, *, after: int
+    ) -> VerificationReport:
+        """``report``, made invalid if an event after ``after`` lacks the service's MAC."""
+        if self.mac is None:
+            return report
+        start = max(after + 1, self.mac.from_seq)
+        first = next(iter(unauthenticated_events(session, self.mac.key, start)), None)
+        if first is None:
+            return report
+        return dataclasses.replace(
+            report,
+            valid=False,
+            first_bad_event=first,
+            reason=f"event {first} was not written by this service (its MAC is missing or "
+            "wrong): an event was appended or altered by someone with access to the database",
+        )
+
     # ------------------------------------------------------------------ audit key rotation
     def rotate_signing_key(self, *, actor: str) -> AuditCheckpoint:
         """Give the audit key a new version, by its own procedure (never the generic rotate).
@@ -310,6 +340,8 @@ class AuditTrail:
             report = self.log.verify(session, trusted)
             if report.valid:
                 report = self._compare_with_witness(session, report, trusted)
+            if report.valid:
+                report = self._check_macs(session, report, after=0)
         if not report.valid:
             with self.ctx.db.session() as session:
                 details = {"first_bad_event": report.first_bad_event, "reason": report.reason[:500]}

@@ -59,6 +59,20 @@ class Settings(BaseSettings):
     pkcs11_token: str | None = Field(None, description="Label of the PKCS#11 token.")
     pkcs11_pin: SecretStr | None = Field(None, description="User PIN of the token.")
     pkcs11_key_label: str = Field("qrc-root-kek", description="Label of the KEK in the token.")
+    # -- audit trail
+    audit_anchor: Path | None = Field(
+        None, description="File of pinned audit public keys; default DATA_DIR/audit-keys.jsonl."
+    )
+    audit_witness: Path | None = Field(
+        None,
+        description="Witness file of the latest checkpoint; default DATA_DIR/audit-witness.note.",
+    )
+    checkpoint_seconds: float = Field(
+        5.0, gt=0, description="Most seconds between new audit events and their checkpoint."
+    )
+    checkpoint_events: int = Field(
+        100, ge=1, description="Most new audit events before a checkpoint is made."
+    )
     # -- key lifecycle
     destruction_delay_days: float = Field(
         7.0, ge=0, description="Default waiting period before a key is destroyed."
@@ -124,6 +138,8 @@ class Settings(BaseSettings):
             destruction_delay=timedelta(days=self.destruction_delay_days),
             sqlite_synchronous=self.sqlite_synchronous,
             test_fault=self.test_fault,
+            audit_anchor=self.audit_anchor,
+            audit_witness=self.audit_witness,
         )
 
     def api_settings(self, tls_mode: str) -> ApiSettings:

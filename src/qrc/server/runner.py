@@ -5,7 +5,7 @@
 3. power-on self-tests (a failing algorithm is disallowed for good in this process);
 4. bootstrap admin token on a new data directory; a checkpoint of the audit chain;
 5. the private CA and server certificate (unless plain HTTP);
-6. the scheduler thread, first-start benchmarks, handshake telemetry;
+6. the scheduler and checkpoint threads, first-start benchmarks, handshake telemetry;
 7. serve until SIGTERM/SIGINT, then stop the jobs and close the store.
 """
 
@@ -21,7 +21,7 @@ from qrc.api.deps import AppState
 from qrc.keys.factory import open_service
 from qrc.server.bootstrap import bootstrap_admin_token
 from qrc.server.config import Settings
-from qrc.server.jobs import Scheduler, measure_benchmarks
+from qrc.server.jobs import Checkpointer, Scheduler, measure_benchmarks
 from qrc.server.selftests import run_selftests
 from qrc.server.telemetry import HandshakeTelemetry
 from qrc.transit.ca import default_server_names, ensure_server_tls
@@ -69,6 +69,10 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
         app = create_app(state)
         scheduler = Scheduler(service, options.scheduler_interval)
         scheduler.start()
+        checkpointer = Checkpointer(
+            service, settings.checkpoint_seconds, settings.checkpoint_events
+        )
+        checkpointer.start()
         if settings.bench_on_start:
             threading.Thread(
                 target=measure_benchmarks, args=(service,), daemon=True, name="qrc-bench"
@@ -102,6 +106,7 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
                 on_ready=ready,
             )
         finally:
+            checkpointer.stop()
             scheduler.stop()
     finally:
         service.db.dispose()

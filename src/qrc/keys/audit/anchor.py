@@ -9,6 +9,8 @@ that may sign checkpoints are pinned outside the database, and only they are tru
   audit key, never rewritten. Several nodes share it (a shared path), as they share the KEK.
 - :class:`MemoryAnchor` — the same in memory, for a service without a data directory
   (the library used alone, tests).
+- :class:`MacKeyFile` — ``DATA_DIR/audit-mac.key``, the key of the MAC every event carries
+  from the file's creation on, so that an event appended by anyone but the service is found.
 
 The first audit key is pinned on first use (trust on first use); after that, a store whose
 audit key is not pinned is refused, not re-pinned.
@@ -20,8 +22,10 @@ import base64
 import binascii
 import json
 import os
+import secrets
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -31,7 +35,16 @@ from qrc.crypto.registry import Kind, get_info
 from qrc.crypto.schemes import get_signature
 from qrc.keys.audit.format import AuditError
 
-__all__ = ["ANCHOR_FILE", "AuditAnchor", "FileAnchor", "MemoryAnchor", "PinnedKey"]
+__all__ = [
+    "ANCHOR_FILE",
+    "MAC_KEY_FILE",
+    "AuditAnchor",
+    "AuditMacKey",
+    "FileAnchor",
+    "MacKeyFile",
+    "MemoryAnchor",
+    "PinnedKey",
+]
 
 ANCHOR_FILE = "audit-keys.jsonl"
 _MAX_FILE = 1 << 20  # about 150 pinned keys of the largest kind; far more than a store needs
@@ -156,3 +169,72 @@ def _parse(line: bytes, where: str) -> tuple[str, int, VerifyingKey]:
     ) as exc:
         raise AuditError(f"{where}: malformed audit anchor line ({exc})") from None
     return key_id, version, public
+
+
+MAC_KEY_FILE = "audit-mac.key"
+_MAC_FORMAT = "qrc-audit-mac-v1"
+_MAC_KEY_SIZE = 32
+
+
+@dataclass(frozen=True)
+class AuditMacKey:
+    """The key that proves the service wrote an event, and the first event it covers.
+
+    Kept outside the database (like the pinned keys): an attacker who can write the database
+    can append a well-linked event, but cannot give it the MAC the verifier asks of every
+    event from ``from_seq`` on.
+    """
+
+    key: bytes = field(repr=False)
+    from_seq: int
+
+
+class MacKeyFile:
+    """``DATA_DIR/audit-mac.key``: the audit MAC key, made once (mode 0600), never rewritten."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def load_or_create(self, next_seq: int) -> AuditMacKey:
+        """The key in the file; made now (covering events from ``next_seq``) if absent.
+
+        Raises:
+            AuditError: the file is malformed.
+        """
+        try:
+            return self._load()
+        except FileNotFoundError:
+            pass
+        record = {
+            "format": _MAC_FORMAT,
+            "key": base64.b64encode(secrets.token_bytes(_MAC_KEY_SIZE)).decode("ascii"),
+            "from_seq": next_seq,
+        }
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another node made it first: theirs it is
+            return self._load()
+        try:
+            os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return self._load()
+
+    def _load(self) -> AuditMacKey:
+        data = self.path.read_bytes()
+        try:
+            record = json.loads(data[:4096])
+            key = base64.b64decode(record["key"], validate=True)
+            from_seq = record["from_seq"]
+            if (
+                record.get("format") != _MAC_FORMAT
+                or len(key) != _MAC_KEY_SIZE
+                or isinstance(from_seq, bool)
+                or not isinstance(from_seq, int)
+                or from_seq < 1
+            ):
+                raise ValueError("not an audit MAC key file")
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise AuditError(f"{self.path}: malformed audit MAC key file ({exc})") from None
+        return AuditMacKey(key, from_seq)

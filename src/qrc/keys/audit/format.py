@@ -8,6 +8,7 @@ v1" and "Audit checkpoint v1".
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import struct
@@ -27,6 +28,7 @@ __all__ = [
     "canonical_event",
     "checkpoint_message",
     "event_hash",
+    "event_mac",
     "format_time",
     "parse_time",
     "validate_details",
@@ -34,6 +36,7 @@ __all__ = [
 
 EVENT_TAG: Final = b"qrc-audit-event-v1\x00"
 CHECKPOINT_TAG: Final = b"qrc-audit-checkpoint-v1\x00"
+MAC_TAG: Final = b"qrc-audit-mac-v1\x00"
 #: The signature context (FIPS 204 ``ctx``) of every checkpoint signature.
 CHECKPOINT_CONTEXT: Final = b"qrc-audit-checkpoint"
 #: The ``prev_hash`` of event 1.
@@ -228,6 +231,11 @@ def event_hash(prev_hash: bytes, canonical: bytes) -> bytes:
     if len(prev_hash) != 32:
         raise InvalidAuditEvent("prev_hash must be 32 bytes")
     return hashlib.sha256(EVENT_TAG + prev_hash + canonical).digest()
+
+
+def event_mac(key: bytes, hash_: bytes) -> bytes:
+    """``HMAC-SHA256(key, "qrc-audit-mac-v1" || 0x00 || event hash)``: the service wrote it."""
+    return hmac.new(key, MAC_TAG + hash_, hashlib.sha256).digest()
 
 
 def _len8(data: bytes) -> bytes:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hmac
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import IO, Final, cast
@@ -43,6 +44,7 @@ from qrc.keys.audit.format import (
     canonical_event,
     checkpoint_message,
     event_hash,
+    event_mac,
     format_time,
     validate_details,
 )
@@ -77,6 +79,7 @@ __all__ = [
     "checkpoint_message",
     "event_hash",
     "format_time",
+    "unauthenticated_events",
     "validate_details",
     "verify_export",
 ]
@@ -148,6 +151,8 @@ class AuditLog:
             raise ValueError("page_size must be positive")
         self.on_verification_failure = on_verification_failure
         self.page_size = page_size
+        # The service's audit MAC key (None: events carry no MAC); set by the audit trail.
+        self.mac_key: Callable[[Session], bytes | None] | None = None
 
     # ------------------------------------------------------------------ writing
     def append(
@@ -192,6 +197,7 @@ class AuditLog:
                 algorithm=algorithm,
                 details=clean,
             )
+            digest = event_hash(prev, canonical)
             row = {
                 "seq": seq,
                 "at": at,
@@ -203,8 +209,10 @@ class AuditLog:
                 "result": result,
                 "details": clean,
                 "prev_hash": prev,
-                "hash": event_hash(prev, canonical),
+                "hash": digest,
             }
+            mac_key = self.mac_key(session) if self.mac_key is not None else None
+            row["mac"] = event_mac(mac_key, digest) if mac_key is not None else None
             # A Core insert: the hot path of every key operation skips the ORM unit of work.
             session.execute(_INSERT_EVENT, [row])
         except SQLAlchemyError as exc:
@@ -509,3 +517,24 @@ def _decode_cursor(cursor: str) -> int:
         return int(digits)
     except (ValueError, binascii.Error):
         raise InvalidAuditQuery("invalid cursor") from None
+
+
+def unauthenticated_events(
+    session: Session, key: bytes, from_seq: int, page_size: int = 1000
+) -> Iterator[int]:
+    """Seqs, from ``from_seq`` on, of events without a valid MAC under ``key`` (in order)."""
+    after = from_seq - 1
+    while True:
+        rows = session.execute(
+            select(AuditEvent.seq, AuditEvent.hash, AuditEvent.mac)
+            .where(AuditEvent.seq > after)
+            .order_by(AuditEvent.seq)
+            .limit(page_size)
+        ).all()
+        for seq, digest, mac in rows:
+            expected = event_mac(key, bytes(digest))
+            if mac is None or not hmac.compare_digest(bytes(mac), expected):
+                yield int(seq)
+        if len(rows) < page_size:
+            return
+        after = int(rows[-1][0])

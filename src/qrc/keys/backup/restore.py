@@ -15,6 +15,7 @@ from qrc.crypto import shamir
 from qrc.crypto.errors import CryptoError
 from qrc.crypto.registry import Kind, get_info
 from qrc.crypto.schemes import get_kem, get_signature
+from qrc.keys.audit.format import event_mac
 from qrc.keys.audit.log import KeyLookup, format_time
 from qrc.keys.backup.chain import checkpoint_in, lookup
 from qrc.keys.backup.format import (
@@ -102,6 +103,8 @@ def restore_backup(
             if table == "qrc_key_versions":
                 for row, record in zip(rows, tables[table], strict=True):
                     destroyed += _rewrap_for_store(ctx, header.backup_id, wrap_key, row, record)
+            if table == "qrc_audit_events":
+                _remac(ctx, session, rows)
             if rows:
                 try:
                     session.execute(_table(model).insert(), rows)
@@ -152,9 +155,19 @@ def restore_backup(
     )
 
 
+def _remac(ctx: ServiceContext, session: Session, rows: list[dict[str, Any]]) -> None:
+    """Give restored events this store's MACs: the backup (sealed, its chain verified
+    below) vouches for them, and the old store's MAC key does not come along."""
+    mac_key = ctx.audit_log.mac_key(session) if ctx.audit_log.mac_key is not None else None
+    for row in rows:
+        row["mac"] = event_mac(mac_key, row["hash"]) if mac_key is not None else None
+
+
 def _decode_row(table: str, model: type[Base], record: object) -> dict[str, Any]:
     columns = _columns(table, model)
     expected = {c.name for c in columns} | ({"material"} if table == "qrc_key_versions" else set())
+    if isinstance(record, dict) and table == "qrc_audit_events" and "mac" not in record:
+        record = {**record, "mac": None}  # a backup from before audit MACs
     if not isinstance(record, dict) or set(record) != expected:
         raise BackupCorrupted(f"a row of {table} has unexpected fields")
     return {c.name: _decode_value(table, c, record[c.name]) for c in columns}

@@ -133,6 +133,9 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    # HMAC of the hash under the service's audit MAC key: proof that the service wrote it
+    # (None before that key existed). Not part of the hashed event.
+    mac: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
 
 
 class AuditCheckpoint(Base):
