@@ -119,6 +119,7 @@ def running_api(directory: Path, settings: ApiSettings | None = None) -> Iterato
     for role in ROLES:
         client, tokens[role] = clients.create(name=f"{role}-token", role=role, actor="test")
         ids[role] = client.id
+    service.keys.create_key(name=OTHER_KEY, purpose="encryption", actor="test")
     client, tokens["crypto_user_limited"] = clients.create(
         name="limited-token", role="crypto_user", keys=[OTHER_KEY], actor="test"
     )

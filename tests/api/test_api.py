@@ -673,7 +673,7 @@ def test_crypto_user_is_limited_to_its_keys(api: Api) -> None:
         "/tokens", json={"name": api.unique("cu"), "role": "crypto_user", "keys": [mine["name"]]}
     )
     created = response.json()
-    assert created["keys"] == [mine["name"]]
+    assert created["keys"] == [mine["id"]]  # the scope binds the key's ID, never its name
     headers = {"Authorization": f"Bearer {created['token']}"}
     for ref in (mine["name"], mine["id"]):
         response = api.post(

@@ -50,8 +50,9 @@ def test_a_locked_store_answers_503_with_retry_after(server: ApiProcess) -> None
                 problem = answer.json()  # type: ignore[attr-defined]
                 assert problem["type"] == PROBLEM_PREFIX + "store-unavailable"
                 assert "locked" not in answer.text  # type: ignore[attr-defined]
+            # Reads take no write lock: listing keys goes on while the writer holds it.
             listing = client.get(B + "/keys")
-            assert listing.status == 503, listing.text
+            assert listing.status == 200, listing.text
         finally:
             holder.execute("ROLLBACK")
             holder.close()

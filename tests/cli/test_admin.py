@@ -14,6 +14,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,8 +108,13 @@ def test_status_keys_lifecycle_scheduler_and_events(tmp_path: Path) -> None:
     assert ok_json(data, "keys", "min-version", "app", "2")["min_decryption_version"] == 2
     revoked = ok_json(data, "keys", "revoke", "sig", "--reason", "key_compromise")
     assert revoked["status"] == "compromised" and revoked["revocation_reason"] == "key_compromise"
-    pending = ok_json(data, "keys", "destroy", "sig", "--after-days", "0")
+    refused = fails(data, "keys", "destroy", "sig", "--after-days", "0")
+    assert "at least 1 days" in refused  # no shredding at once, whatever the caller asks
+    # A waiting period of a fraction of a second, allowed by this test's configuration.
+    tiny = {"QRC_MIN_DESTRUCTION_DELAY_DAYS": "0.000001"}
+    pending = ok_json(data, "keys", "destroy", "sig", "--after-days", "0.000001", env=tiny)
     assert pending["status"] == "pending_destruction"
+    time.sleep(0.2)  # past the due time: what the scheduler then does is the point
     ran = ok_json(data, "scheduler", "--once")
     assert ran["destroyed"] == 1 and ran["rotated"] == 0 and isinstance(ran["checkpoint_seq"], int)
 
@@ -344,3 +350,24 @@ def test_status_and_keys_on_postgresql(tmp_path: Path) -> None:
         assert report["store"].startswith("postgresql+psycopg://postgres:***@")
         assert report["keys"]["by_status"] == {"active": 1}
         assert not (data / "qrc.db").exists()
+
+
+def test_audit_key_rotation_and_offline_verification_with_the_anchor(tmp_path: Path) -> None:
+    data = tmp_path / "store"
+    _populate(data)
+    ok_json(data, "audit", "checkpoint")
+    rotated = ok_json(data, "audit", "rotate-key")
+    assert rotated["version"] == rotated["signed_by_version"] + 1
+    export = tmp_path / "audit.jsonl"
+    admin(data, "audit", "export", "-o", export)
+    anchor = data / "audit-keys.jsonl"
+    assert len(anchor.read_text().splitlines()) == 2  # both versions pinned
+    offline = ok_json(None, "audit", "verify-export", export, "--anchor", anchor)
+    assert offline["valid"] and offline["checkpoints_verified"] >= 2
+    # The new version's key alone cannot vouch for checkpoints the old one signed.
+    pem = tmp_path / "new.pem"
+    ok(data, "audit", "public-key", "-o", pem)
+    alone = admin(None, "audit", "verify-export", export, "--public-key", pem)
+    assert alone.returncode == 1
+    assert "one of them" in fails(None, "audit", "verify-export", export)
+    assert ok_json(data, "audit", "verify")["valid"]

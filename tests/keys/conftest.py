@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,8 @@ def custody(tmp_path: Path) -> LocalCustody:
 
 @pytest.fixture
 def service(db: Database, custody: LocalCustody) -> KeyService:
-    return KeyService(db, Keyring(custody))
+    # Tests shred keys at once; a configured service never allows a zero waiting period.
+    return KeyService(db, Keyring(custody), min_destruction_delay=timedelta(0))
 
 
 def refuse_audit_writes(db: Database) -> None:

@@ -67,13 +67,13 @@ def target(db: Database, tmp_path: Path) -> Iterator[KeyService]:
     if db.is_sqlite:
         database = Database(f"sqlite:///{tmp_path / 'dr' / 'qrc.db'}")
         database.upgrade()
-        yield KeyService(database, Keyring(custody))
+        yield KeyService(database, Keyring(custody), min_destruction_delay=timedelta(0))
         database.dispose()
         return
     with fresh_database() as url:
         database = Database(url)
         database.upgrade()
-        yield KeyService(database, Keyring(custody))
+        yield KeyService(database, Keyring(custody), min_destruction_delay=timedelta(0))
         database.dispose()
 
 

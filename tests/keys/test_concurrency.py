@@ -37,7 +37,7 @@ def pg_store(tmp_path: Path) -> Iterator[tuple[KeyService, str, Path]]:
     with fresh_database() as url:
         db = Database(url)
         db.upgrade()
-        yield KeyService(db, Keyring(custody)), url, kek
+        yield KeyService(db, Keyring(custody), min_destruction_delay=timedelta(0)), url, kek
         db.dispose()
 
 

@@ -22,15 +22,18 @@ def _count(service: KeyService, model: type[ApiClient] | type[AuditEvent]) -> in
 
 def test_token_round_trip_and_only_hash_stored(service: KeyService) -> None:
     store = service.tokens
+    payments = service.keys.create_key(name="payments", purpose="encryption", actor="admin")
     client, token = store.create(
         name="svc-payments", role="crypto_user", keys=["payments"], actor="admin"
     )
+    assert client.allowed_keys == (payments.id,)  # the scope binds the ID, not the name
     assert token.startswith("qrc_") and len(token) > 40
     found = store.authenticate(token)
     assert found == client and found.role is Role.CRYPTO_USER
-    assert found.may_use("k_x", "payments") and not found.may_use("k_y", "other")
+    assert found.may_use(payments.id) and not found.may_use("k_" + "0" * 32)
     with service.db.session() as session:
         row = session.scalars(select(ApiClient)).one()
+    assert row.allowed_keys == [payments.id]
     assert row.token_hash == hash_token(token) and token.encode() not in repr(row.__dict__).encode()
     assert store.authenticate(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
     assert store.authenticate("Bearer nonsense") is None
@@ -97,3 +100,15 @@ def test_bad_requests(service: KeyService, kwargs: dict[str, object], match: str
     with pytest.raises(InvalidRequest, match=match):
         service.tokens.create(actor="admin", **kwargs)  # type: ignore[arg-type]
     assert _count(service, ApiClient) == 0
+
+
+def test_names_and_ids_are_disjoint(service: KeyService) -> None:
+    """A key manager cannot create a key whose name is another key's ID."""
+    victim = service.keys.create_key(name="victim", purpose="encryption", actor="km")
+    with pytest.raises(InvalidRequest, match="look like a key ID"):
+        service.keys.create_key(name=victim.id, purpose="encryption", actor="km")
+    with pytest.raises(InvalidRequest, match="look like a key ID"):
+        service.keys.create_key(name="k_" + "a" * 32, purpose="encryption", actor="km")
+    assert service.keys.get_key(victim.id).name == "victim"
+    with pytest.raises(InvalidRequest, match="no key"):
+        service.tokens.create(name="t", role="crypto_user", keys=["missing"], actor="admin")

@@ -148,7 +148,8 @@ def _refuse_source(wait: float) -> Problem:
 async def _authenticate(request: Request) -> Client:
     state = state_of(request)
     failures = state.failure_limiter
-    assert failures is not None  # set in __post_init__
+    if failures is None:  # set in __post_init__; a None here is a bug
+        raise RuntimeError("the application state has no failure limiter")
     source = source_of(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

@@ -175,6 +175,15 @@ class VerifyIn(Strict):
     message: Base64Bytes
     signature: Base64Bytes
     context: Context = ""
+    key_version: Annotated[
+        StrictInt | None,
+        Field(
+            ge=1,
+            le=2**31 - 1,
+            description="The version that signed (as /sign answered); without it the 8 "
+            "newest versions allowed to verify are tried",
+        ),
+    ] = None
 
 
 class VerifyOut(BaseModel):

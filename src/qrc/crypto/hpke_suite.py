@@ -167,7 +167,7 @@ def _pycryptodome_key(key: Any, private: bool) -> Any:
     convert = getattr(key, "to_pycryptodome", None)
     if convert is not None:
         return convert()
-    from Crypto.PublicKey import MLKEM  # noqa: PLC0415 - only for ML-KEM-512 keys
+    from Crypto.PublicKey import MLKEM  # noqa: PLC0415  # nosec B413 - pycryptodome, ML-KEM-512 keys
 
     if private:
         return MLKEM.construct(param_set=MLKEM.ML_KEM_512, seed=key.private_bytes())
@@ -198,7 +198,7 @@ def hpke_encrypt(suite: Suite, public_key: Any, plaintext: bytes, info: bytes) -
     """
     _check(suite, public_key.algorithm)
     if suite.kem_id == _ML_KEM_512:
-        from Crypto.Protocol import HPKE  # noqa: PLC0415 - pycryptodome's HPKE, ML-KEM-512 only
+        from Crypto.Protocol import HPKE  # noqa: PLC0415  # nosec B413 - pycryptodome HPKE, ML-KEM-512
 
         sender = HPKE.new(
             receiver_key=_pycryptodome_key(public_key, private=False),
@@ -214,7 +214,7 @@ def hpke_decrypt(suite: Suite, private_key: Any, data: bytes, info: bytes) -> by
     try:
         _check(suite, private_key.algorithm)
         if suite.kem_id == _ML_KEM_512:
-            from Crypto.Protocol import HPKE  # noqa: PLC0415
+            from Crypto.Protocol import HPKE  # noqa: PLC0415  # nosec B413 - pycryptodome
 
             split = suite.enc_size
             if len(data) < split + _TAG_SIZE:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from qrc.crypto.errors import AlgorithmNotAllowed
@@ -36,6 +37,7 @@ from qrc.keys.store.db import Database, after_commit
 from qrc.keys.store.models import Key
 
 __all__ = [
+    "KEY_ID_PATTERN",
     "PENDING_DESTRUCTION",
     "RESERVED_CONTEXT_PREFIX",
     "RESERVED_LABEL_PREFIX",
@@ -65,8 +67,14 @@ _OUTAGE_REPORT_SECONDS = 60.0
 
 # Built once: every key operation runs this lookup, and SQLAlchemy caches the compiled form
 # on the statement object.
-_FIND_KEY = select(Key).where(or_(Key.id == bindparam("ref"), Key.name == bindparam("ref")))
-_FIND_KEY_LOCKED = _FIND_KEY.with_for_update()
+# Key IDs and names live in disjoint spaces (no name may look like an ID), so a reference is
+# looked up as one or the other, never both: a key named like another's ID cannot stand in.
+KEY_ID_PATTERN = re.compile(r"k_[0-9a-f]{32}")
+_FIND_BY_ID = select(Key).where(Key.id == bindparam("ref"))
+_FIND_BY_NAME = select(Key).where(Key.name == bindparam("ref"))
+_FIND_BY_ID_LOCKED = _FIND_BY_ID.with_for_update()
+_FIND_BY_NAME_LOCKED = _FIND_BY_NAME.with_for_update()
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 _T = TypeVar("_T")
 
@@ -160,8 +168,13 @@ class ServiceContext:
     # ------------------------------------------------------------------ lookups
     def find(self, session: Session, ref: str, *, lock: bool = False) -> Key:
         """A key by ID or name (``lock``: its row locked until the transaction ends)."""
+        if len(ref) > 200 or _CONTROL.search(ref):
+            raise KeyNotFound("no key with that ID or name")
         self.policy.refresh(session)  # another process may have changed algorithm statuses
-        statement = _FIND_KEY_LOCKED if lock else _FIND_KEY
+        if KEY_ID_PATTERN.fullmatch(ref):
+            statement = _FIND_BY_ID_LOCKED if lock else _FIND_BY_ID
+        else:
+            statement = _FIND_BY_NAME_LOCKED if lock else _FIND_BY_NAME
         key = session.scalars(statement, {"ref": ref}).first()
         if key is None:
             raise KeyNotFound(f"no key with ID or name {ref!r}")

@@ -17,7 +17,7 @@ from qrc.keys.audit.witness import WITNESS_FILE, FileWitness
 from qrc.keys.custody.factory import CustodyConfig, kek_loader, open_custody
 from qrc.keys.custody.keyring import Keyring
 from qrc.keys.faults import arm
-from qrc.keys.lifecycle.keys import DEFAULT_DESTRUCTION_DELAY
+from qrc.keys.lifecycle.keys import DEFAULT_DESTRUCTION_DELAY, MIN_DESTRUCTION_DELAY
 from qrc.keys.observers import Observer
 from qrc.keys.policy import AlgorithmPolicy
 from qrc.keys.service import KeyService
@@ -36,6 +36,7 @@ class ServiceConfig:
     database_url: str | None = None
     custody: CustodyConfig = field(default_factory=CustodyConfig)
     destruction_delay: timedelta = DEFAULT_DESTRUCTION_DELAY
+    min_destruction_delay: timedelta = MIN_DESTRUCTION_DELAY
     sqlite_synchronous: str = "NORMAL"
     test_fault: str | None = None
     audit_anchor: Path | None = None  # default DATA_DIR/audit-keys.jsonl
@@ -70,6 +71,7 @@ def open_service(
         db,
         Keyring(custody, loader=kek_loader(directory, config.custody)),
         destruction_delay=config.destruction_delay,
+        min_destruction_delay=config.min_destruction_delay,
         policy=policy,
         observers=observers,
         audit_anchor=FileAnchor(anchor_path),

@@ -32,7 +32,10 @@ from qrc.keys.errors import InvalidRequest, KeyNotFound, OperationNotPermitted
 from qrc.keys.states import KeyState, Operation, Purpose, permits
 from qrc.keys.store.models import EncryptedDataIndex, Key
 
-__all__ = ["DataKey", "KeyOperations", "Sealed", "Signed"]
+__all__ = ["MAX_VERSIONS_TRIED", "DataKey", "KeyOperations", "Sealed", "Signed"]
+
+# Versions a verification without a named version tries (newest first).
+MAX_VERSIONS_TRIED = 8
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,26 @@ class KeyOperations:
             )
 
     def _readable_version(self, key: Key, version: int) -> None:
+        # Called only after the envelope opened: the version in its header is authentic, so
+        # saying it is retired tells a tamperer nothing. Before that, an edited version
+        # field must fail like any other tampering (one opaque DecryptionError).
         if not key.min_decryption_version <= version <= key.primary_version:
             raise OperationNotPermitted(
                 f"version {version} of key {key.name!r} is retired "
                 f"(min_decryption_version is {key.min_decryption_version})"
             )
+
+    def _try_open(
+        self, session: Session, key: Key, version: int, ciphertext: bytes, context: bytes
+    ) -> bytes | None:
+        """The plaintext, or ``None`` for every way opening can fail (versions that do not
+        exist, destroyed material, tampering)."""
+        if not 1 <= version <= key.primary_version:
+            return None
+        try:
+            return self._open(session, key, version, ciphertext, context)
+        except (DecryptionError, UnwrapError, KeyNotFound):
+            return None
 
     # ------------------------------------------------------------------ encryption
     @guarded("key.encrypt")
@@ -154,14 +172,11 @@ class KeyOperations:
         with self.ctx.db.session() as session:
             key = self.ctx.find(session, ref or header.key_id)
             self._usable(key, Operation.DECRYPT, recovery=recovery)
-            failed = header.key_id != key.id or header.algorithm != key.algorithm
-            if not failed:
+            plaintext = None
+            if header.key_id == key.id and header.algorithm == key.algorithm:
+                plaintext = self._try_open(session, key, header.key_version, ciphertext, context)
+            if plaintext is not None:
                 self._readable_version(key, header.key_version)
-                try:
-                    plaintext = self._open(session, key, header.key_version, ciphertext, context)
-                except (DecryptionError, UnwrapError, KeyNotFound):
-                    failed = True
-            if not failed:
                 details: dict[str, object] = {"bytes": len(plaintext)}
                 if recovery and key.status == KeyState.COMPROMISED:
                     details["recovery"] = True
@@ -229,12 +244,9 @@ class KeyOperations:
             self._usable(key, Operation.ENCRYPT)
             plaintext = None
             if header.key_id == key.id and header.algorithm == key.algorithm:
-                self._readable_version(key, header.key_version)
-                try:
-                    plaintext = self._open(session, key, header.key_version, ciphertext, context)
-                except (DecryptionError, UnwrapError, KeyNotFound):
-                    plaintext = None
+                plaintext = self._try_open(session, key, header.key_version, ciphertext, context)
             if plaintext is not None:
+                self._readable_version(key, header.key_version)
                 sealed = self._seal(session, key, plaintext, context)
                 self.ctx.record(
                     session,
@@ -316,16 +328,26 @@ class KeyOperations:
         actor: str,
         context: bytes = b"",
         recovery: bool = False,
+        key_version: int | None = None,
     ) -> int | None:
         """The version whose public key verifies the signature, or ``None`` if none does.
 
-        Versions from the primary down to ``min_decryption_version`` are tried.
+        ``key_version`` (as :meth:`sign` answered it) checks that version alone. Without it,
+        the :data:`MAX_VERSIONS_TRIED` newest versions still allowed to verify are tried, so
+        that a bad signature costs a bounded amount of work however often the key rotated.
         """
         with self.ctx.db.session() as session:
             key = self.ctx.find(session, ref)
             self._usable(key, Operation.VERIFY, recovery=recovery)
+            lowest = key.min_decryption_version
+            if key_version is not None:
+                readable = lowest <= key_version <= key.primary_version
+                candidates = [key_version] if readable else []
+            else:
+                oldest = max(lowest, key.primary_version - MAX_VERSIONS_TRIED + 1)
+                candidates = list(range(key.primary_version, oldest - 1, -1))
             matched = None
-            for version in range(key.primary_version, key.min_decryption_version - 1, -1):
+            for version in candidates:
                 public = expect(self.ctx.material.public_key(session, key, version), VerifyingKey)
                 try:
                     public.verify(signature, message, context)
@@ -346,7 +368,7 @@ class KeyOperations:
     # ------------------------------------------------------------------ public keys, index
     def public_key_pem(self, ref: str, version: int | None = None) -> str:
         """A version's public key as SPKI PEM (default: the primary version)."""
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             key = self.ctx.find(session, ref)
             public = self.ctx.material.public_key(session, key, version or key.primary_version)
             return public_key_to_pem(public).decode("ascii")
@@ -370,7 +392,7 @@ class KeyOperations:
 
     def data_under(self, ref: str, *, below_version: int | None = None) -> list[str]:
         """References of indexed data under a key (optionally under versions < ``below``)."""
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             key = self.ctx.find(session, ref)
             statement = select(EncryptedDataIndex.data_ref).where(
                 EncryptedDataIndex.key_id == key.id

@@ -36,7 +36,11 @@ from qrc.keys.context import ServiceContext
 from qrc.keys.custody.base import CustodyHealth
 from qrc.keys.custody.keyring import Keyring
 from qrc.keys.lifecycle.kek_rotation import KekRotation
-from qrc.keys.lifecycle.keys import DEFAULT_DESTRUCTION_DELAY, KeyLifecycle
+from qrc.keys.lifecycle.keys import (
+    DEFAULT_DESTRUCTION_DELAY,
+    MIN_DESTRUCTION_DELAY,
+    KeyLifecycle,
+)
 from qrc.keys.lifecycle.scheduler import KeyScheduler
 from qrc.keys.material import KeyMaterial
 from qrc.keys.observers import Observer, Observers
@@ -63,6 +67,7 @@ class KeyService:
         *,
         clock: Callable[[], datetime] = utcnow,
         destruction_delay: timedelta = DEFAULT_DESTRUCTION_DELAY,
+        min_destruction_delay: timedelta = MIN_DESTRUCTION_DELAY,
         node: str | None = None,
         key_cache_seconds: float = 300.0,
         policy: AlgorithmPolicy | None = None,
@@ -81,7 +86,11 @@ class KeyService:
             clock=clock,
             node=node or "node-" + secrets.token_hex(4),
         )
-        self.keys = KeyLifecycle(self.ctx, destruction_delay=destruction_delay)
+        self.keys = KeyLifecycle(
+            self.ctx,
+            destruction_delay=destruction_delay,
+            min_destruction_delay=min_destruction_delay,
+        )
         self.crypto = KeyOperations(self.ctx)
         self.audit = AuditTrail(
             self.ctx, self.keys, anchor=audit_anchor, witness=witness, mac=audit_mac
@@ -135,12 +144,12 @@ class KeyService:
 
     def current_policy(self) -> dict[str, Any]:
         """The stored policy, with defaults filled in."""
-        with self.db.session() as session:
+        with self.db.read_session() as session:
             return self.policy.current(session)
 
     def benchmarks(self) -> dict[str, Any]:
         """The latest stored benchmark of each algorithm (measured at first start)."""
-        with self.db.session() as session:
+        with self.db.read_session() as session:
             stored = session.get(Policy, _BENCHMARKS)
             return dict(stored.value) if stored is not None else {}
 

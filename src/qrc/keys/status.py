@@ -58,7 +58,7 @@ def _collect(
     """Everything the status shows, the store read in one transaction."""
     now = datetime.now(UTC)
     warnings: list[str] = []
-    with db.session() as session:
+    with db.read_session() as session:
         active = active_kek_id(session)
         per_kek = dict(
             session.execute(

@@ -126,7 +126,7 @@ class AuditTrail:
 
     def moved(self) -> int:
         """How many events were appended since the latest checkpoint (0: none)."""
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             head, _ = self.log.head(session)
             last = session.scalar(select(func.max(AuditCheckpoint.seq)))
         return max(0, head - (last or 0))
@@ -335,7 +335,7 @@ class AuditTrail:
     # ------------------------------------------------------------------ verify, export
     def verify(self) -> VerificationReport:
         """Check the whole chain and every checkpoint signature; a failure is a security event."""
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:  # a long read: writers go on beside it
             trusted = self._trusted(session)
             report = self.log.verify(session, trusted)
             if report.valid:
@@ -378,7 +378,7 @@ class AuditTrail:
         ``key`` is a key ID or name; a reference that names no key is kept as it is (a filter
         like the others: it matches no event unless events carry that ID).
         """
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             if key is not None:
                 filters["key_id"] = self._key_id(session, key)
             events, cursor = self.log.query(session, **filters)  # type: ignore[arg-type]
@@ -396,7 +396,7 @@ class AuditTrail:
         after_id: int | None = None,
     ) -> list[SecurityEvent]:
         """Security events, oldest first, filtered; page with ``after_id``."""
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             return query_events(
                 session,
                 since=since,

@@ -19,6 +19,7 @@ from qrc.api.deps import ApiSettings
 from qrc.keys.custody.factory import CustodyConfig
 from qrc.keys.custody.local import PASSPHRASE_FILE
 from qrc.keys.factory import DEFAULT_DATA_DIR, ServiceConfig
+from qrc.transit.asgi import ServerOptions
 
 __all__ = ["ConfigurationError", "Settings", "load_settings"]
 
@@ -77,6 +78,9 @@ class Settings(BaseSettings):
     destruction_delay_days: float = Field(
         7.0, ge=0, description="Default waiting period before a key is destroyed."
     )
+    min_destruction_delay_days: float = Field(
+        1.0, gt=0, description="Shortest waiting period a caller may ask for (never zero)."
+    )
     # -- the server
     dev: bool = Field(False, description="Development mode: allows the generated master.key.")
     ca_passphrase: SecretStr | None = Field(
@@ -87,6 +91,19 @@ class Settings(BaseSettings):
         500.0, ge=0, description="Requests per second per token (0: no limit)."
     )
     rate_burst: float = Field(1000.0, gt=0, description="Burst of requests per token.")
+    auth_failure_rate: float = Field(
+        1.0, ge=0, description="Failed authentications per second per source address (0: no limit)."
+    )
+    auth_failure_burst: float = Field(
+        20.0, gt=0, description="Burst of failed authentications per source before 429."
+    )
+    header_timeout: float = Field(
+        15.0, gt=0, description="Seconds a client has to send its request line and headers."
+    )
+    max_connections_per_source: int = Field(
+        256, ge=1, description="Open connections one source address may hold."
+    )
+    max_connections: int = Field(4096, ge=1, description="Open connections in all.")
     bench_on_start: bool = Field(
         True, description="Measure the quick benchmark set at the first start."
     )
@@ -136,6 +153,7 @@ class Settings(BaseSettings):
             database_url=self.database_url,
             custody=self.custody_config(),
             destruction_delay=timedelta(days=self.destruction_delay_days),
+            min_destruction_delay=timedelta(days=self.min_destruction_delay_days),
             sqlite_synchronous=self.sqlite_synchronous,
             test_fault=self.test_fault,
             audit_anchor=self.audit_anchor,
@@ -148,7 +166,18 @@ class Settings(BaseSettings):
             max_body_bytes=self.max_body_bytes,
             rate_limit_per_second=self.rate_limit,
             rate_limit_burst=self.rate_burst,
+            auth_failure_rate=self.auth_failure_rate,
+            auth_failure_burst=self.auth_failure_burst,
             tls_mode=tls_mode,
+        )
+
+    def server_options(self, max_body_bytes: int) -> ServerOptions:
+        """The transport's limits (``max_body_bytes``: what it refuses outright)."""
+        return ServerOptions(
+            max_body_bytes=max_body_bytes,
+            header_timeout=self.header_timeout,
+            max_connections_per_source=self.max_connections_per_source,
+            max_connections=self.max_connections,
         )
 
     def check_production(self) -> None:

@@ -25,7 +25,7 @@ from qrc.server.jobs import Checkpointer, Scheduler, measure_benchmarks
 from qrc.server.selftests import run_selftests
 from qrc.server.telemetry import HandshakeTelemetry
 from qrc.transit.ca import default_server_names, ensure_server_tls
-from qrc.transit.server import ServerOptions, serve
+from qrc.transit.server import serve
 
 __all__ = ["ServeOptions", "run"]
 
@@ -102,7 +102,7 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
                 on_handshake_failure=telemetry.failure,
                 # The API answers over-limit bodies itself (a problem document); the transport
                 # only stops the absurd ones.
-                options=ServerOptions(max_body_bytes=4 * state.settings.max_body_bytes),
+                options=settings.server_options(4 * state.settings.max_body_bytes),
                 on_ready=ready,
             )
         finally:

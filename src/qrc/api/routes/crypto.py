@@ -44,7 +44,7 @@ def _allowed(state: AppState, client: Client, ref: str) -> None:
     if client.allowed_keys is None or ref in client.allowed_keys:
         return
     info = state.service.keys.get_key(ref)
-    if not client.may_use(info.id, info.name):
+    if not client.may_use(info.id):
         raise Problem("key-not-found", f"no key with ID or name {ref!r}")
 
 
@@ -85,7 +85,12 @@ def _sign(state: AppState, client: Client, body: SignIn) -> SignatureOut:
 def _verify(state: AppState, client: Client, body: VerifyIn) -> VerifyOut:
     _allowed(state, client, body.key)
     version = state.service.crypto.verify(
-        body.key, body.message, body.signature, actor=client.actor, context=body.context.encode()
+        body.key,
+        body.message,
+        body.signature,
+        actor=client.actor,
+        context=body.context.encode(),
+        key_version=body.key_version,
     )
     return VerifyOut(valid=version is not None, key_version=version)
 

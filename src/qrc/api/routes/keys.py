@@ -38,7 +38,7 @@ def key_out(info: KeyInfo) -> KeyOut:
 
 def _visible(client: Client, info: KeyInfo) -> KeyInfo:
     # A crypto user sees only the keys its token lists, and "not found" for the others.
-    if client.role is Role.CRYPTO_USER and not client.may_use(info.id, info.name):
+    if client.role is Role.CRYPTO_USER and not client.may_use(info.id):
         raise Problem("key-not-found", f"no key with ID or name {info.name!r}")
     return info
 
@@ -89,7 +89,7 @@ def list_keys(
         after=cursor,
     )
     if client.role is Role.CRYPTO_USER:
-        keys = [k for k in keys if client.may_use(k.id, k.name)]
+        keys = [k for k in keys if client.may_use(k.id)]
     return KeyList(keys=[key_out(k) for k in keys], next_cursor=next_cursor)
 
 

@@ -24,7 +24,7 @@ from qrc.cli.admin.common import (
     print_json,
     show_time,
 )
-from qrc.cli.io import say
+from qrc.cli.io import fail, say
 
 if TYPE_CHECKING:
     from qrc.keys.store.models import AuditEvent, SecurityEvent
@@ -109,6 +109,29 @@ def audit_checkpoint(data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonOpt = Fals
         say(
             f"checkpoint at seq {checkpoint.seq} signed with {checkpoint.algorithm} "
             f"(key {checkpoint.signer_key_id} v{checkpoint.signer_key_version})"
+        )
+
+
+@audit_app.command("rotate-key")
+def audit_rotate_key(data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
+    """Give the audit key a new version: the change is signed into the chain by the old one,
+    and the new public key is pinned in the data directory's audit anchor."""
+    with key_service(data_dir) as service:
+        checkpoint = service.audit.rotate_signing_key(actor=current_actor())
+        version = service.keys.get_key(checkpoint.signer_key_id).version
+    result = {
+        "key_id": checkpoint.signer_key_id,
+        "version": version,
+        "signed_by_version": checkpoint.signer_key_version,
+        "checkpoint_seq": checkpoint.seq,
+    }
+    if as_json:
+        print_json(result)
+    else:
+        say(
+            f"audit key {checkpoint.signer_key_id} is now at version {version}; the change is "
+            f"in the chain, signed by version {checkpoint.signer_key_version} at seq "
+            f"{checkpoint.seq}. Give auditors the new public key (`audit public-key`)."
         )
 
 
@@ -203,17 +226,38 @@ def audit_query(
 def audit_verify_export(
     export_file: Annotated[Path, typer.Argument(help="A file written by `audit export`.")],
     public_key: Annotated[
-        Path, typer.Option("--public-key", help="The audit public key (`audit public-key`).")
-    ],
+        Path | None,
+        typer.Option("--public-key", help="The audit public key (`audit public-key`)."),
+    ] = None,
+    anchor: Annotated[
+        Path | None,
+        typer.Option(
+            "--anchor", help="The audit anchor (audit-keys.jsonl): every pinned key version."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify an exported chain offline (no data directory): exit 0 if intact, 1 if not."""
+    """Verify an exported chain offline (no data directory): exit 0 if intact, 1 if not.
+
+    The trusted keys come from the command line, never from the export: one public key, or
+    the anchor file of every version (after the audit key was rotated).
+    """
+    from qrc.crypto.base import VerifyingKey  # noqa: PLC0415
+    from qrc.keys.audit.anchor import FileAnchor  # noqa: PLC0415
     from qrc.keys.audit.log import verify_export  # noqa: PLC0415
 
+    if (public_key is None) == (anchor is None):
+        fail("give the trusted key: --public-key PEM or --anchor audit-keys.jsonl (one of them)")
     with handled():
-        pem = public_key.read_bytes()
+        trusted: bytes | dict[tuple[str, int], VerifyingKey]
+        if public_key is not None:
+            trusted = public_key.read_bytes()
+        else:
+            if anchor is None or not anchor.is_file():
+                fail(f"{anchor}: no such anchor file")
+            trusted = dict(FileAnchor(anchor).keys())
         with export_file.open("rb") as handle:
-            report = verify_export(handle, pem)
+            report = verify_export(handle, trusted)
     if as_json:
         print_json(asdict(report))
     elif report.valid:

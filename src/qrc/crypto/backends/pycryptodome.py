@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from Crypto.PublicKey import MLKEM as _MLKEM
+from Crypto.PublicKey import MLKEM as _MLKEM  # nosec B413 - pycryptodome (maintained), not pyCrypto
 
 from qrc.crypto.base import KEM, KemPrivateKey, KemPublicKey
 from qrc.crypto.errors import DecryptionError, KeyFormatError, UnsupportedAlgorithm

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from qrc.keys.context import ServiceContext
 from qrc.keys.errors import InvalidRequest, KeyNotFound
@@ -59,13 +60,9 @@ class Client:
         """How the caller appears in the audit chain."""
         return f"token:{self.id}:{self.name}"
 
-    def may_use(self, key_id: str, key_name: str) -> bool:
-        """Whether a crypto user's token lists this key (by ID or name)."""
-        return (
-            self.allowed_keys is None
-            or key_id in self.allowed_keys
-            or (key_name in self.allowed_keys)
-        )
+    def may_use(self, key_id: str) -> bool:
+        """Whether a crypto user's token lists this key (scopes hold key IDs, never names)."""
+        return self.allowed_keys is None or key_id in self.allowed_keys
 
 
 def hash_token(token: str) -> bytes:
@@ -126,12 +123,16 @@ class TokenStore:
             name=name,
             role=role_enum.value,
             token_hash=hash_token(token),
-            allowed_keys=list(keys) if keys is not None else None,
+            allowed_keys=None,
             created_at=now,
             expires_at=now + expires_in if expires_in else None,
         )
-        client = self._client(row)
         with self.db.session() as session:
+            if keys is not None:
+                # Bound to the keys' IDs now: a key created later under one of the names
+                # (after a rename or a destruction) does not inherit the scope.
+                row.allowed_keys = [self._key_id(session, ref) for ref in keys]
+            client = self._client(row)
             session.add(row)
             session.flush()
             self.ctx.record(
@@ -141,6 +142,12 @@ class TokenStore:
                 details={"client_id": client.id, "role": client.role.value},
             )
         return client, token
+
+    def _key_id(self, session: Session, ref: str) -> str:
+        try:
+            return self.ctx.find(session, ref).id
+        except KeyNotFound:
+            raise InvalidRequest(f"no key {ref!r}: a token is limited to keys that exist") from None
 
     @staticmethod
     def _client(row: ApiClient) -> Client:
@@ -169,7 +176,7 @@ class TokenStore:
         if cached is not None and now - cached[0] < self.cache_seconds:
             client = cached[1]
         else:
-            with self.db.session() as session:
+            with self.db.read_session() as session:
                 row = session.scalars(
                     select(ApiClient).where(ApiClient.token_hash == digest)
                 ).first()
@@ -191,6 +198,11 @@ class TokenStore:
             if row is None:
                 raise KeyNotFound(f"no token with ID {client_id!r}")
             if row.revoked_at is None:
+                if row.role == Role.ADMIN.value and not self._other_admins(session, row.id):
+                    raise InvalidRequest(
+                        "this is the last admin token: create another admin token before "
+                        "revoking it (nobody could manage tokens afterwards)"
+                    )
                 row.revoked_at = utcnow()
             client, revoked_at = self._client(row), row.revoked_at
             self.ctx.record(session, "token.revoke", actor, details={"client_id": client.id})
@@ -200,13 +212,24 @@ class TokenStore:
 
     def list(self) -> list[tuple[Client, datetime | None]]:
         """Every client and when it was revoked (if it was)."""
-        with self.db.session() as session:
+        with self.db.read_session() as session:
             rows = session.scalars(select(ApiClient).order_by(ApiClient.created_at))
             return [(self._client(row), row.revoked_at) for row in rows]
 
+    @staticmethod
+    def _other_admins(session: Session, client_id: str) -> bool:
+        found = session.scalar(
+            select(ApiClient.id).where(
+                ApiClient.role == Role.ADMIN.value,
+                ApiClient.revoked_at.is_(None),
+                ApiClient.id != client_id,
+            )
+        )
+        return found is not None
+
     def has_admin(self) -> bool:
         """Whether any unrevoked admin token exists."""
-        with self.db.session() as session:
+        with self.db.read_session() as session:
             found = session.scalar(
                 select(ApiClient.id).where(
                     ApiClient.role == Role.ADMIN.value, ApiClient.revoked_at.is_(None)

@@ -57,12 +57,12 @@ class KekRotation:
 
     def active_kek_id(self) -> str | None:
         """The KEK the store says new material is wrapped under."""
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             return active_kek_id(session)
 
     def records(self) -> list[KekRecord]:
         """Every KEK the store knows, oldest first."""
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             return list(session.scalars(select(KekRecord).order_by(KekRecord.created_at)))
 
     def rotate(

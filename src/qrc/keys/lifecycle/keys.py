@@ -18,6 +18,7 @@ from qrc.crypto.errors import UnsupportedAlgorithm
 from qrc.crypto.registry import Kind, get_info
 from qrc.keys.audit.events import EventType, Severity
 from qrc.keys.context import (
+    KEY_ID_PATTERN,
     PENDING_DESTRUCTION,
     RESERVED_LABEL_PREFIX,
     RESERVED_NAME_PREFIX,
@@ -34,9 +35,12 @@ from qrc.keys.lifecycle.transition import move_to
 from qrc.keys.states import KeyState, Purpose, RevocationReason
 from qrc.keys.store.models import Key, KeyVersion
 
-__all__ = ["DEFAULT_DESTRUCTION_DELAY", "KeyLifecycle"]
+__all__ = ["DEFAULT_DESTRUCTION_DELAY", "MIN_DESTRUCTION_DELAY", "KeyLifecycle"]
 
 DEFAULT_DESTRUCTION_DELAY = timedelta(days=7)
+# The shortest waiting period a caller may ask for: a stolen key-manager token must not be
+# able to shred keys at once. Configurable (QRC_MIN_DESTRUCTION_DELAY_DAYS), never zero there.
+MIN_DESTRUCTION_DELAY = timedelta(days=1)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
 _MAX_LABELS = 64
 
@@ -51,10 +55,15 @@ class KeyLifecycle:
     """Keys from creation to destruction (``service.keys``)."""
 
     def __init__(
-        self, ctx: ServiceContext, *, destruction_delay: timedelta = DEFAULT_DESTRUCTION_DELAY
+        self,
+        ctx: ServiceContext,
+        *,
+        destruction_delay: timedelta = DEFAULT_DESTRUCTION_DELAY,
+        min_destruction_delay: timedelta = MIN_DESTRUCTION_DELAY,
     ) -> None:
         self.ctx = ctx
-        self.destruction_delay = destruction_delay
+        self.min_destruction_delay = min_destruction_delay
+        self.destruction_delay = max(destruction_delay, min_destruction_delay)
 
     # ------------------------------------------------------------------ create / read
     @guarded("key.create")
@@ -115,6 +124,8 @@ class KeyLifecycle:
         except ValueError:
             choices = ", ".join(p.value for p in Purpose)
             raise InvalidRequest(f"unknown purpose {purpose!r}; choose one of {choices}") from None
+        if KEY_ID_PATTERN.fullmatch(name):
+            raise InvalidRequest("a key name cannot look like a key ID (k_ and 32 hex digits)")
         if not _NAME.match(name):
             raise InvalidRequest(
                 "a key name is 1-200 characters: letters, digits and . _ : / -, "
@@ -182,7 +193,7 @@ class KeyLifecycle:
 
     def get_key(self, ref: str) -> KeyInfo:
         """A key by ID or name."""
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             return self.ctx.info(self.ctx.find(session, ref), session)
 
     def list_keys(
@@ -197,7 +208,7 @@ class KeyLifecycle:
     ) -> tuple[list[KeyInfo], str | None]:
         """Keys ordered by ID, filtered; returns the page and the cursor of the next one."""
         limit = max(1, min(limit, 1000))
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             statement = select(Key).order_by(Key.id).limit(limit + 1)
             if status == PENDING_DESTRUCTION:
                 statement = statement.where(
@@ -219,7 +230,7 @@ class KeyLifecycle:
 
     def count_versions(self, ref: str) -> int:
         """How many versions a key has (all states)."""
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             key = self.ctx.find(session, ref)
             return int(session.scalar(select(func.count()).where(KeyVersion.key_id == key.id)) or 0)
 
@@ -326,8 +337,9 @@ class KeyLifecycle:
     ) -> KeyInfo:
         """Schedule crypto-shredding after a waiting period (default 7 days); cancellable."""
         wait = self.destruction_delay if delay is None else delay
-        if wait < timedelta(0):
-            raise InvalidRequest("the waiting period cannot be negative")
+        if wait < self.min_destruction_delay:
+            days = self.min_destruction_delay / timedelta(days=1)
+            raise InvalidRequest(f"the waiting period is at least {days:g} days")
         ctx = self.ctx
         with ctx.db.session() as session:
             key = ctx.find(session, ref, lock=True)

@@ -8,14 +8,17 @@ configuration's ``database_url``). The schema is owned by the Alembic migrations
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, TypeDecorator, create_engine, event, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
@@ -80,12 +83,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 SQLITE_SYNCHRONOUS_MODES = ("NORMAL", "FULL", "EXTRA")
 
 
-def _sqlite_pragmas(synchronous: str, dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(synchronous: str, busy_ms: int, dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the writer; busy_timeout makes writers queue, not fail.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
     # WAL with synchronous=NORMAL: a commit survives a crash of the process and never
     # corrupts the file, but the last commits before a power loss or OS crash may be lost
     # (they are synced at the next checkpoint). That keeps an fsync off every request;
@@ -97,6 +100,7 @@ def _sqlite_pragmas(synchronous: str, dbapi_connection: Any, _record: Any) -> No
 
 
 _AFTER_COMMIT = "qrc.after_commit"
+_READ_ONLY = "qrc_read_only"
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
@@ -108,25 +112,41 @@ class Database:
     """One store: an engine, a session factory and the migrations."""
 
     def __init__(
-        self, url: str, *, sqlite_synchronous: str = "NORMAL", **engine_options: Any
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "NORMAL",
+        busy_timeout: float = 10.0,
+        **engine_options: Any,
     ) -> None:
+        """``busy_timeout``: seconds a SQLite writer waits for the write lock (then the
+        store is busy: the API answers 503)."""
         if sqlite_synchronous.upper() not in SQLITE_SYNCHRONOUS_MODES:
             raise ValueError(f"sqlite_synchronous must be one of {SQLITE_SYNCHRONOUS_MODES}")
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
-            engine_options.setdefault("connect_args", {"timeout": 10})
+            engine_options.setdefault("connect_args", {"timeout": busy_timeout})
+            _private_sqlite_files(url)
         else:
             engine_options.setdefault("pool_pre_ping", True)
         self.engine: Engine = create_engine(url, **engine_options)
         if self.is_sqlite:
-            pragmas = functools.partial(_sqlite_pragmas, sqlite_synchronous.upper())
+            pragmas = functools.partial(
+                _sqlite_pragmas, sqlite_synchronous.upper(), int(busy_timeout * 1000)
+            )
             event.listen(self.engine, "connect", pragmas)
             # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that
             # SELECT ... FOR UPDATE-style sections (BEGIN IMMEDIATE) really serialise.
             event.listen(self.engine, "connect", _disable_pysqlite_begin)
-            event.listen(self.engine, "begin", _sqlite_begin_immediate)
+            event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Reads run in transactions that take no write lock (SQLite: a deferred BEGIN, which
+        # in WAL mode reads a snapshot beside the writer): a long audit verification or a
+        # flood of token lookups does not hold writers up.
+        self._read_sessions = sessionmaker(
+            self.engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -144,6 +164,12 @@ class Database:
             except Exception:  # the transaction committed: its caller must hear success
                 logger.exception("a callback after commit failed")
 
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reading only: it takes no write lock (nothing may be written)."""
+        with self._read_sessions() as session, session.begin():
+            yield session
+
     def upgrade(self, revision: str = "head") -> None:
         """Apply the Alembic migrations up to ``revision``."""
         from qrc.keys.store.migrations import upgrade  # noqa: PLC0415 - Alembic loads lazily
@@ -155,11 +181,30 @@ class Database:
         self.engine.dispose()
 
 
+def _private_sqlite_files(url: str) -> None:
+    """Make the store's files 0600 (created so, or tightened): they hold wrapped keys and the
+    audit trail. SQLite creates its -wal and -shm files with the main file's mode."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for item in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if item.stat().st_mode & 0o077:
+                item.chmod(0o600)
+
+
 def _disable_pysqlite_begin(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
 
-def _sqlite_begin_immediate(connection: Any) -> None:
-    # Take the write lock at the start of every transaction: no lost updates between
+def _sqlite_begin(connection: Any) -> None:
+    if connection.get_execution_options().get(_READ_ONLY):
+        connection.exec_driver_sql("BEGIN")  # deferred: a snapshot, no write lock
+        return
+    # Take the write lock at the start of every other transaction: no lost updates between
     # processes sharing the file, at the cost of serialising writers (fine for embedded use).
     connection.exec_driver_sql("BEGIN IMMEDIATE")
