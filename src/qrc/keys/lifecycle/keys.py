@@ -9,6 +9,7 @@ service processes see each change whole.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,6 +52,19 @@ def _fits(purpose: Purpose, kind: Kind) -> bool:
     return kind in (Kind.KEM, Kind.AEAD)
 
 
+@dataclass(frozen=True)
+class NewKey:
+    """What a new key is to be."""
+
+    name: str
+    purpose: str
+    algorithm: str | None = None
+    expires_at: datetime | None = None
+    rotation_period: timedelta | None = None
+    labels: dict[str, str] | None = None
+    activate: bool = True
+
+
 class KeyLifecycle:
     """Keys from creation to destruction (``service.keys``)."""
 
@@ -84,41 +98,18 @@ class KeyLifecycle:
             raise InvalidRequest(f"key names starting with {RESERVED_NAME_PREFIX!r} are reserved")
         if any(isinstance(k, str) and k.startswith(RESERVED_LABEL_PREFIX) for k in labels or {}):
             raise InvalidRequest(f"labels starting with {RESERVED_LABEL_PREFIX!r} are reserved")
-        return self._create(
-            name=name,
-            purpose=purpose,
-            actor=actor,
-            algorithm=algorithm,
-            expires_at=expires_at,
-            rotation_period=rotation_period,
-            labels=labels,
-            activate=activate,
-        )
+        spec = NewKey(name, purpose, algorithm, expires_at, rotation_period, labels, activate)
+        return self._create(spec, actor)
 
     def create_system_key(
         self, *, name: str, purpose: str, algorithm: str, role: str, actor: str
     ) -> KeyInfo:
         """Create one of the service's own keys (reserved: see :func:`refuse_reserved`)."""
-        return self._create(
-            name=name,
-            purpose=purpose,
-            actor=actor,
-            algorithm=algorithm,
-            labels={SYSTEM_LABEL: role},
-        )
+        return self._create(NewKey(name, purpose, algorithm, labels={SYSTEM_LABEL: role}), actor)
 
-    def _create(
-        self,
-        *,
-        name: str,
-        purpose: str,
-        actor: str,
-        algorithm: str | None = None,
-        expires_at: datetime | None = None,
-        rotation_period: timedelta | None = None,
-        labels: dict[str, str] | None = None,
-        activate: bool = True,
-    ) -> KeyInfo:
+    def _create(self, spec: NewKey, actor: str) -> KeyInfo:
+        name, purpose, algorithm, labels = spec.name, spec.purpose, spec.algorithm, spec.labels
+        expires_at, rotation_period, activate = spec.expires_at, spec.rotation_period, spec.activate
         try:
             purpose_enum = Purpose(purpose)
         except ValueError:
