@@ -211,10 +211,12 @@ def test_audit_verify_checkpoint_export_and_offline_verification(tmp_path: Path)
     )  # the head was checkpointed already
     assert not nowhere.exists()
     lines = export.read_text().splitlines()
-    record = json.loads(lines[2])
-    assert record["type"] == "event"
+    assert json.loads(lines[0]) == {"format": "qrc-audit-export", "version": 2}
+    assert json.loads(lines[1])["type"] == "audit_key"  # the pinned key travels along
+    second = [i for i, line in enumerate(lines) if json.loads(line).get("type") == "event"][1]
+    record = json.loads(lines[second])
     record["actor"] = "mallory"
-    lines[2] = json.dumps(record, sort_keys=True, separators=(",", ":"))
+    lines[second] = json.dumps(record, sort_keys=True, separators=(",", ":"))
     tampered = tmp_path / "tampered.jsonl"
     tampered.write_text("\n".join(lines) + "\n")
     bad = admin(nowhere, "audit", "verify-export", tampered, "--public-key", pem)
@@ -370,4 +372,11 @@ def test_audit_key_rotation_and_offline_verification_with_the_anchor(tmp_path: P
     alone = admin(None, "audit", "verify-export", export, "--public-key", pem)
     assert alone.returncode == 1
     assert "one of them" in fails(None, "audit", "verify-export", export)
+    # The export carries the pinned keys; the fingerprint, told out of band, makes them trusted.
+    printed = admin(data, "audit", "public-key").stderr
+    fingerprint = printed.split("audit anchor sha256: ")[1].split()[0]
+    carried = ok_json(None, "audit", "verify-export", export, "--anchor-sha256", fingerprint)
+    assert carried["valid"] and carried["checkpoints_verified"] >= 2
+    wrong = admin(None, "audit", "verify-export", export, "--anchor-sha256", "00" * 32)
+    assert wrong.returncode == 1 and "fingerprint" in wrong.stderr
     assert ok_json(data, "audit", "verify")["valid"]

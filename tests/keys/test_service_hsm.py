@@ -226,3 +226,41 @@ def test_health_check_finding_the_token_gone_stops_cached_keys_too(
         with pytest.raises(CustodyUnavailable):
             service.crypto.sign("signer", b"m", actor="t")
     assert service.crypto.sign("signer", b"m", actor="t").key_version == 1
+
+
+def test_the_hsm_holds_the_audit_anchor(
+    db: Database, hsm_custody: Pkcs11Custody, tmp_path: Path
+) -> None:
+    """With PKCS#11 custody the pinned audit keys live in the token, beyond the database
+    and the data directory; the file only mirrors them for offline verifiers."""
+    from sqlalchemy import text
+
+    from qrc.crypto.schemes import get_signature
+    from qrc.keys.audit.anchor import FileAnchor, TokenAnchor
+    from qrc.keys.trail import AUDIT_KEY_NAME
+
+    mirror = tmp_path / "audit-keys.jsonl"
+    service = KeyService(
+        db, Keyring(hsm_custody), audit_anchor=TokenAnchor(hsm_custody, FileAnchor(mirror))
+    )
+    service.keys.create_key(name="k", purpose="encryption", actor=ACTOR)
+    service.audit.checkpoint(actor=ACTOR)
+    held = TokenAnchor(hsm_custody).keys()
+    assert len(held) == 1 and FileAnchor(mirror).keys().keys() == held.keys()
+    mirror.unlink()  # the data directory's copy is gone: the token still decides
+    assert service.audit.verify().valid
+    # Swap the store's audit public key: the token's pin does not follow.
+    impostor = get_signature("ML-DSA-65").generate()
+    with db.engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE qrc_key_versions SET public_key = :p WHERE key_id = "
+                "(SELECT id FROM qrc_keys WHERE name = :n)"
+            ),
+            {"p": impostor.public_key().public_bytes(), "n": AUDIT_KEY_NAME},
+        )
+    fresh = KeyService(db, Keyring(hsm_custody), audit_anchor=TokenAnchor(hsm_custody))
+    assert fresh.audit.verify().valid  # verification never read the swapped key
+    fresh.crypto.encrypt("k", b"x", actor=ACTOR)
+    assert fresh.audit.checkpoint(actor=ACTOR).signer_key_version == 1
+    assert fresh.audit.verify().valid

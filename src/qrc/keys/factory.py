@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from qrc.keys.audit.anchor import ANCHOR_FILE, MAC_KEY_FILE, FileAnchor, MacKeyFile
+from qrc.keys.audit.anchor import (
+    ANCHOR_FILE,
+    MAC_KEY_FILE,
+    AuditAnchor,
+    DataObjects,
+    FileAnchor,
+    MacKeyFile,
+    TokenAnchor,
+)
 from qrc.keys.audit.log import AuditLog
 from qrc.keys.audit.witness import WITNESS_FILE, FileWitness
 from qrc.keys.custody.factory import CustodyConfig, kek_loader, open_custody
@@ -67,6 +75,9 @@ def open_service(
         next_seq = AuditLog.head(session)[0] + 1
     anchor_path = config.audit_anchor or directory / ANCHOR_FILE
     mac = MacKeyFile(anchor_path.with_name(MAC_KEY_FILE)).load_or_create(next_seq)
+    anchor: AuditAnchor = FileAnchor(anchor_path)
+    if isinstance(custody, DataObjects):  # an HSM holds the pinned keys
+        anchor = TokenAnchor(custody, mirror=anchor)
     return KeyService(
         db,
         Keyring(custody, loader=kek_loader(directory, config.custody)),
@@ -74,7 +85,7 @@ def open_service(
         min_destruction_delay=config.min_destruction_delay,
         policy=policy,
         observers=observers,
-        audit_anchor=FileAnchor(anchor_path),
+        audit_anchor=anchor,
         witness=FileWitness(config.audit_witness or directory / WITNESS_FILE),
         audit_mac=mac,
     )

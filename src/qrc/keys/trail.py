@@ -26,7 +26,13 @@ from sqlalchemy.orm import Session
 
 from qrc.crypto.base import SigningKey, VerifyingKey
 from qrc.crypto.keyfile import public_key_to_pem
-from qrc.keys.audit.anchor import AuditAnchor, AuditMacKey, MemoryAnchor, PinnedKey
+from qrc.keys.audit.anchor import (
+    AuditAnchor,
+    AuditMacKey,
+    MemoryAnchor,
+    PinnedKey,
+    anchor_fingerprint,
+)
 from qrc.keys.audit.events import EventType, Severity, query_events
 from qrc.keys.audit.log import (
     AuditError,
@@ -366,8 +372,13 @@ class AuditTrail:
     def export(self, fp: IO[str], *, actor: str = "system") -> int:
         """Write a checkpoint, then the chain as JSON lines; returns the lines written."""
         self.checkpoint(actor=actor)
-        with self.ctx.db.session() as session:
-            return self.log.export(session, fp)
+        with self.ctx.db.read_session() as session:
+            return self.log.export(session, fp, self._trusted(session))
+
+    def anchor_fingerprint(self) -> str:
+        """The SHA-256 of the pinned audit keys: tell auditors this, out of band."""
+        with self.ctx.db.read_session() as session:
+            return anchor_fingerprint(self._trusted(session))
 
     # ------------------------------------------------------------------ queries
     def query(

@@ -160,6 +160,7 @@ def audit_public_key(
     """The audit signing key's public key (SPKI PEM), for offline verification."""
     with key_service(data_dir) as service:
         pem = service.audit.public_key_pem(actor=current_actor())
+        fingerprint = service.audit.anchor_fingerprint()
     if output is None:
         sys.stdout.write(pem)
         sys.stdout.flush()
@@ -167,6 +168,8 @@ def audit_public_key(
         with handled():
             output.write_text(pem, encoding="ascii")
         say(f"wrote {output}")
+    # Auditors verify an export with --anchor-sha256 given this, through another channel.
+    say(f"audit anchor sha256: {fingerprint}")
 
 
 @audit_app.command("query")
@@ -235,29 +238,41 @@ def audit_verify_export(
             "--anchor", help="The audit anchor (audit-keys.jsonl): every pinned key version."
         ),
     ] = None,
+    anchor_sha256: Annotated[
+        str | None,
+        typer.Option(
+            "--anchor-sha256",
+            help="Trust the keys the export carries if they have this fingerprint "
+            "(`audit public-key` prints it).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Verify an exported chain offline (no data directory): exit 0 if intact, 1 if not.
 
-    The trusted keys come from the command line, never from the export: one public key, or
-    the anchor file of every version (after the audit key was rotated).
+    The trust comes from the command line, never from the export alone: one public key, the
+    anchor file of every version (after the audit key was rotated), or the fingerprint of
+    the keys the export carries, told out of band.
     """
     from qrc.crypto.base import VerifyingKey  # noqa: PLC0415
     from qrc.keys.audit.anchor import FileAnchor  # noqa: PLC0415
     from qrc.keys.audit.log import verify_export  # noqa: PLC0415
 
-    if (public_key is None) == (anchor is None):
-        fail("give the trusted key: --public-key PEM or --anchor audit-keys.jsonl (one of them)")
+    if sum(given is not None for given in (public_key, anchor, anchor_sha256)) != 1:
+        fail(
+            "give the trust: --public-key PEM, --anchor audit-keys.jsonl or --anchor-sha256 "
+            "HEX (one of them)"
+        )
     with handled():
-        trusted: bytes | dict[tuple[str, int], VerifyingKey]
+        trusted: bytes | dict[tuple[str, int], VerifyingKey] | None = None
         if public_key is not None:
             trusted = public_key.read_bytes()
-        else:
-            if anchor is None or not anchor.is_file():
+        elif anchor is not None:
+            if not anchor.is_file():
                 fail(f"{anchor}: no such anchor file")
             trusted = dict(FileAnchor(anchor).keys())
         with export_file.open("rb") as handle:
-            report = verify_export(handle, trusted)
+            report = verify_export(handle, trusted, anchor_sha256=anchor_sha256)
     if as_json:
         print_json(asdict(report))
     elif report.valid:

@@ -7,6 +7,8 @@ that may sign checkpoints are pinned outside the database, and only they are tru
 - :class:`FileAnchor` — ``DATA_DIR/audit-keys.jsonl``, one JSON line per key version
   (``docs/formats.md``, "Audit anchor"), appended when the service creates or rotates its
   audit key, never rewritten. Several nodes share it (a shared path), as they share the KEK.
+- :class:`TokenAnchor` — with PKCS#11 custody, unmodifiable data objects in the HSM (the file
+  above mirrors them for offline verifiers);
 - :class:`MemoryAnchor` — the same in memory, for a service without a data directory
   (the library used alone, tests).
 - :class:`MacKeyFile` — ``DATA_DIR/audit-mac.key``, the key of the MAC every event carries
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 import secrets
@@ -27,7 +30,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from qrc.crypto.base import VerifyingKey
 from qrc.crypto.errors import CryptoError, UnsupportedAlgorithm
@@ -40,10 +43,15 @@ __all__ = [
     "MAC_KEY_FILE",
     "AuditAnchor",
     "AuditMacKey",
+    "DataObjects",
     "FileAnchor",
     "MacKeyFile",
     "MemoryAnchor",
     "PinnedKey",
+    "TokenAnchor",
+    "anchor_fingerprint",
+    "parse_pinned",
+    "pinned_line",
 ]
 
 ANCHOR_FILE = "audit-keys.jsonl"
@@ -115,14 +123,7 @@ class FileAnchor:
             if current.get((key_id, version)) is not None:
                 _check_repin(current, key_id, version, public)
                 return
-            record = {
-                "format": _FORMAT,
-                "key_id": key_id,
-                "version": version,
-                "algorithm": public.algorithm,
-                "public_key": base64.b64encode(public.public_bytes()).decode("ascii"),
-            }
-            line = (json.dumps(record, sort_keys=True) + "\n").encode("ascii")
+            line = _line(key_id, version, public) + b"\n"
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
             fd = os.open(self.path, flags, 0o600)
             try:
@@ -130,6 +131,81 @@ class FileAnchor:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+@runtime_checkable
+class DataObjects(Protocol):
+    """Public data objects of a token (:class:`~qrc.keys.custody.pkcs11.Pkcs11Custody`)."""
+
+    def read_data(self, label: str) -> list[bytes]:
+        """The values of the objects labelled ``label``."""
+
+    def add_data(self, label: str, value: bytes) -> None:
+        """Store a new, unmodifiable object labelled ``label``."""
+
+
+class TokenAnchor:
+    """Pinned keys held by the HSM (PKCS#11 custody): unmodifiable token data objects.
+
+    Whoever controls the database and the data directory still cannot change what the
+    token holds. Each pin is also appended to ``mirror`` (the data directory's file), which
+    is what offline verifiers are handed; the token is what this service trusts.
+    """
+
+    LABEL = "qrc-audit-anchor"
+
+    def __init__(self, token: DataObjects, mirror: AuditAnchor | None = None) -> None:
+        self.token = token
+        self.mirror = mirror
+        self._lock = threading.Lock()
+
+    def keys(self) -> Mapping[PinnedKey, VerifyingKey]:
+        """Every key the token holds pinned."""
+        found: dict[PinnedKey, VerifyingKey] = {}
+        for number, value in enumerate(self.token.read_data(self.LABEL), start=1):
+            key_id, version, public = _parse(value, f"token object {self.LABEL} #{number}")
+            _check_repin(found, key_id, version, public)
+            found[(key_id, version)] = public
+        return found
+
+    def pin(self, key_id: str, version: int, public: VerifyingKey) -> None:
+        """Store ``public`` in the token (and the mirror), unless that exact key is there."""
+        with self._lock:
+            current = self.keys()
+            if current.get((key_id, version)) is None:
+                self.token.add_data(self.LABEL, _line(key_id, version, public))
+            else:
+                _check_repin(current, key_id, version, public)
+            if self.mirror is not None:
+                self.mirror.pin(key_id, version, public)
+
+
+def anchor_fingerprint(keys: Mapping[PinnedKey, VerifyingKey]) -> str:
+    """SHA-256 (hex) of a set of pinned keys, independent of order: what an auditor is told
+    out of band to trust the keys an export carries."""
+    lines = sorted(_line(key_id, version, public) for (key_id, version), public in keys.items())
+    return hashlib.sha256(b"\n".join(lines)).hexdigest()
+
+
+def parse_pinned(line: bytes, where: str) -> tuple[str, int, VerifyingKey]:
+    """One pinned key from its line (as the anchor file and exports write it)."""
+    return _parse(line, where)
+
+
+def pinned_line(key_id: str, version: int, public: VerifyingKey) -> bytes:
+    """The line of one pinned key (no newline)."""
+    return _line(key_id, version, public)
+
+
+def _line(key_id: str, version: int, public: VerifyingKey) -> bytes:
+    record = {
+        "format": _FORMAT,
+        "key_id": key_id,
+        "version": version,
+        "algorithm": public.algorithm,
+        "public_key": base64.b64encode(public.public_bytes()).decode("ascii"),
+    }
+    return json.dumps(record, sort_keys=True).encode("ascii")
 
 
 def _check_repin(

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Final
 
 from qrc.crypto.base import VerifyingKey
 from qrc.crypto.keyfile import load_public_pem
 from qrc.crypto.registry import Kind
+from qrc.keys.audit.anchor import PinnedKey, anchor_fingerprint, parse_pinned, pinned_line
 from qrc.keys.audit.format import AuditError, InvalidAuditEvent, format_time, parse_time
 from qrc.keys.audit.verify import (
     ChainBroken,
@@ -30,7 +33,17 @@ from qrc.keys.audit.verify import (
     run_verifier,
 )
 
-__all__ = ["EXPORT_FORMAT", "verify_export", "write_export"]
+__all__ = ["EXPORT_FORMAT", "ExportedKey", "verify_export", "write_export"]
+
+
+@dataclass(frozen=True)
+class ExportedKey:
+    """A pinned audit key carried by a v2 export (trusted only through its fingerprint)."""
+
+    key_id: str
+    version: int
+    public: VerifyingKey
+
 
 EXPORT_FORMAT: Final = "qrc-audit-export"
 MAX_EXPORT_LINE = 256 * 1024
@@ -39,10 +52,19 @@ _HEX32 = re.compile(r"[0-9a-f]{64}")
 
 
 # --------------------------------------------------------------------------- writing
-def write_export(fp: IO[str], items: Iterable[ChainEvent | ChainCheckpoint]) -> int:
-    """Write the header and ``items`` (in chain order) as JSON lines; return the line count."""
-    fp.write(_export_line({"format": EXPORT_FORMAT, "version": 1}))
+def write_export(
+    fp: IO[str],
+    items: Iterable[ChainEvent | ChainCheckpoint],
+    audit_keys: Mapping[PinnedKey, VerifyingKey] | None = None,
+) -> int:
+    """Write the header, the pinned ``audit_keys`` (v2) and ``items`` (in chain order) as JSON
+    lines; return the line count."""
+    fp.write(_export_line({"format": EXPORT_FORMAT, "version": 2 if audit_keys else 1}))
     lines = 1
+    for (key_id, version), public in sorted((audit_keys or {}).items()):
+        pinned = json.loads(pinned_line(key_id, version, public))
+        fp.write(_export_line({"type": "audit_key", **pinned}))
+        lines += 1
     for item in items:
         if isinstance(item, ChainEvent):
             record: dict[str, object] = {
@@ -164,23 +186,43 @@ def _parse_line(line: str | bytes, number: int) -> Mapping[str, Any]:
     return record
 
 
-def _parse_export(lines: Iterable[str | bytes]) -> Iterator[ChainEvent | ChainCheckpoint]:
+def _parse_export(
+    lines: Iterable[str | bytes],
+) -> Iterator[ChainEvent | ChainCheckpoint | ExportedKey]:
     number = 0
-    header_seen = False
+    version = 0
+    chain_started = False
     for line in lines:
         number += 1
         if not line.strip():
             continue
         record = _parse_line(line, number)
-        if not header_seen:
+        if not version:
             if (
-                record != {"format": EXPORT_FORMAT, "version": 1}
+                record
+                not in (
+                    {"format": EXPORT_FORMAT, "version": 1},
+                    {"format": EXPORT_FORMAT, "version": 2},
+                )
                 or type(record["version"]) is not int
             ):
-                raise _BadLine("line 1 is not a qrc-audit-export v1 header")
-            header_seen = True
+                raise _BadLine("line 1 is not a qrc-audit-export v1 or v2 header")
+            version = record["version"]
             continue
         kind = record.get("type")
+        if kind == "audit_key":
+            if version < 2 or chain_started:
+                raise _BadLine(f"line {number}: an audit key where none may be")
+            body = {k: v for k, v in record.items() if k != "type"}
+            try:
+                key_id, key_version, public = parse_pinned(
+                    json.dumps(body).encode("ascii"), f"line {number}"
+                )
+            except (AuditError, UnicodeEncodeError) as exc:
+                raise _BadLine(str(exc)) from None
+            yield ExportedKey(key_id, key_version, public)
+            continue
+        chain_started = True
         fields = _EVENT_FIELDS if kind == "event" else _CHECKPOINT_FIELDS
         if kind not in ("event", "checkpoint") or set(record) != fields:
             raise _BadLine(f"line {number} is not an event or checkpoint record")
@@ -221,21 +263,30 @@ def _parse_export(lines: Iterable[str | bytes]) -> Iterator[ChainEvent | ChainCh
                 )
         except _BadLine as exc:
             raise _BadLine(f"line {number}: {exc}") from None
-    if not header_seen:
+    if not version:
         raise _BadLine("the export is empty")
 
 
 def verify_export(
     lines: Iterable[str | bytes],
-    public_key: VerifyingKey | bytes | str | KeyLookup,
+    public_key: VerifyingKey | bytes | str | KeyLookup | None = None,
+    *,
+    anchor_sha256: str | None = None,
 ) -> VerificationReport:
     """Verify an :meth:`AuditLog.export` offline, one line at a time.
 
-    ``public_key`` is the service's audit verifying key (a key object or its SPKI PEM, as
+    The trusted keys come from the caller, never from the export alone: ``public_key`` is
+    the service's audit verifying key (a key object or its SPKI PEM, as
     ``qrc.crypto.keyfile.public_key_to_pem`` writes it), which must have signed every
-    checkpoint; or a lookup by ``(signer_key_id, signer_key_version)`` as for
-    :meth:`AuditLog.verify`. A malformed export is reported as invalid, never raised.
+    checkpoint, or a lookup by ``(signer_key_id, signer_key_version)`` as for
+    :meth:`AuditLog.verify`; or ``anchor_sha256``, the fingerprint (told out of band) of the
+    pinned keys a v2 export carries, which are then trusted if and only if they match it.
+    A malformed export is reported as invalid, never raised.
     """
+    if (public_key is None) == (anchor_sha256 is None):
+        raise AuditError("give the trusted keys: a public key (or lookup) or an anchor fingerprint")
+    if public_key is None:
+        return _verify_with_fingerprint(lines, (anchor_sha256 or "").strip().lower())
     lookup: Callable[[str, int], VerifyingKey | None] | None
     if isinstance(public_key, bytes | str):
         loaded = load_public_pem(public_key, kind=Kind.SIGNATURE)
@@ -251,7 +302,35 @@ def verify_export(
     else:
         lookup = lookup_from(public_key)
     verifier = ChainVerifier(lookup)
+    chain = (item for item in _parse_export(lines) if not isinstance(item, ExportedKey))
     try:
-        return run_verifier(verifier, _parse_export(lines))
+        return run_verifier(verifier, chain)
+    except _BadLine as exc:
+        return verifier.report(ChainBroken(None, f"malformed export: {exc}"))
+
+
+def _verify_with_fingerprint(lines: Iterable[str | bytes], expected: str) -> VerificationReport:
+    exported: dict[PinnedKey, VerifyingKey] = {}
+    checked = False
+
+    def lookup(key_id: str, version: int) -> VerifyingKey | None:
+        return exported.get((key_id, version))
+
+    verifier = ChainVerifier(lookup)
+
+    def chain() -> Iterator[ChainEvent | ChainCheckpoint]:
+        nonlocal checked
+        for item in _parse_export(lines):
+            if isinstance(item, ExportedKey):
+                exported[(item.key_id, item.version)] = item.public
+                continue
+            if not checked:
+                if not hmac.compare_digest(anchor_fingerprint(exported), expected):
+                    raise _BadLine("its audit keys do not match the anchor fingerprint given")
+                checked = True
+            yield item
+
+    try:
+        return run_verifier(verifier, chain())
     except _BadLine as exc:
         return verifier.report(ChainBroken(None, f"malformed export: {exc}"))

@@ -30,7 +30,7 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from qrc.crypto.base import SigningKey
+from qrc.crypto.base import SigningKey, VerifyingKey
 from qrc.crypto.errors import CryptoError
 from qrc.crypto.registry import Family, Kind, get_info
 from qrc.keys.audit.export import verify_export, write_export
@@ -435,13 +435,19 @@ class AuditLog:
             return 0, GENESIS_HASH
         return int(found[0]), bytes(found[1])
 
-    def export(self, session: Session, fp: IO[str]) -> int:
-        """Write the chain and its checkpoints as JSON lines (see ``docs/formats.md``).
+    def export(
+        self,
+        session: Session,
+        fp: IO[str],
+        audit_keys: Mapping[tuple[str, int], VerifyingKey] | None = None,
+    ) -> int:
+        """Write the chain and its checkpoints as JSON lines (see ``docs/formats.md``), after
+        the pinned ``audit_keys`` if given (a v2 export).
 
         Write a fresh :meth:`checkpoint` first, so that the export is covered to its end.
         Returns the number of lines written.
         """
-        return write_export(fp, self._stream(session))
+        return write_export(fp, self._stream(session), audit_keys)
 
     def query(
         self,

@@ -466,6 +466,41 @@ class Pkcs11Custody(Custody):
             logger.log(logging.DEBUG if was_failing else logging.ERROR, "%s", self._last_problem)
             raise CustodyUnavailable(self._last_problem) from None
 
+    # -- public data objects (the audit anchor) -----------------------------------------
+
+    def read_data(self, label: str) -> list[bytes]:
+        """The values of the token's data objects labelled ``label`` (public, read only)."""
+
+        def operation() -> list[bytes]:
+            session = self._library.session(self._config.token_label, self._config.pin)
+            found = session.get_objects({Attribute.CLASS: ObjectClass.DATA, Attribute.LABEL: label})
+            return [bytes(item[Attribute.VALUE]) for item in found]
+
+        return self._call(operation)
+
+    def add_data(self, label: str, value: bytes) -> None:
+        """Store ``value`` as a new, unmodifiable token data object labelled ``label``."""
+
+        def operation() -> None:
+            self._library.session(self._config.token_label, self._config.pin)  # logged in
+            rw = self._library.rw_session(self._config.token_label)
+            try:
+                rw.create_object(
+                    {
+                        Attribute.CLASS: ObjectClass.DATA,
+                        Attribute.LABEL: label,
+                        Attribute.APPLICATION: "qrc",
+                        Attribute.VALUE: bytes(value),
+                        Attribute.TOKEN: True,
+                        Attribute.PRIVATE: False,
+                        Attribute.MODIFIABLE: False,
+                    }
+                )
+            finally:
+                rw.close()
+
+        self._call(operation)
+
     @staticmethod
     def _gcm(nonce: bytes, header: bytes, aad: bytes) -> GCMParams:
         return GCMParams(nonce, gcm_aad(header, aad), TAG_SIZE * 8)
