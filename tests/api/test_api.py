@@ -999,6 +999,9 @@ def test_metrics(api: Api) -> None:
     assert "# TYPE qrc_http_requests_total counter" in text
     assert "qrc_http_request_seconds_bucket" in text
     assert "# TYPE qrc_tls_handshakes_total counter" in text
+    for cache in ("public_keys", "private_keys", "tokens"):
+        assert f'qrc_cache_max_size{{cache="{cache}"}}' in text
+        assert f'qrc_cache_evictions_total{{cache="{cache}"}}' in text
     api.get("/keys", None)
     assert 'qrc_errors_total{type="401"}' in api.get("/metrics", prefix=False).text
 

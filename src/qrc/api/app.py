@@ -120,6 +120,7 @@ def create_app(state: AppState) -> FastAPI:
     )
     app.state.qrc = state
     state.service.observers.add(state.metrics)
+    state.metrics.caches = state.service.cache_stats
     install_problem_handlers(app)
     for module in (keys, crypto, policy, audit, tokens, system):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
+from qrc.keys.cache import CacheStats
 from qrc.keys.observers import KeyUse, SecurityNotice
 
 __all__ = ["Metrics"]
@@ -38,6 +40,8 @@ class Metrics:
         self.errors: dict[str, int] = defaultdict(int)
         self.handshakes: dict[str, int] = defaultdict(int)
         self.security_events: dict[str, int] = defaultdict(int)
+        # The key service's caches, read at each scrape.
+        self.caches: Callable[[], list[CacheStats]] | None = None
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """One finished request."""
@@ -73,6 +77,21 @@ class Metrics:
         """One completed TLS handshake and the key-exchange group it negotiated."""
         with self._lock:
             self.handshakes[group or "unknown"] += 1
+
+    def _render_caches(self) -> list[str]:
+        stats = self.caches() if self.caches is not None else []
+        out: list[str] = []
+        for metric, kind, what in (
+            ("size", "gauge", "Entries held"),
+            ("max_size", "gauge", "Most entries held"),
+            ("hits", "counter", "Lookups answered"),
+            ("misses", "counter", "Lookups not answered"),
+            ("evictions", "counter", "Entries dropped for room"),
+        ):
+            name = f"qrc_cache_{metric}" + ("_total" if kind == "counter" else "")
+            out += [f"# HELP {name} {what}, per cache.", f"# TYPE {name} {kind}"]
+            out += [f"{name}{_labels(cache=s.name)} {getattr(s, metric)}" for s in stats]
+        return out
 
     def render(self) -> str:
         """The exposition text."""
@@ -127,4 +146,5 @@ class Metrics:
             ]
             for event_type, n in sorted(self.security_events.items()):
                 out.append(f"qrc_security_events_total{_labels(type=event_type)} {n}")
+        out += self._render_caches()
         return "\n".join(out) + "\n"

@@ -3,15 +3,14 @@
 Unwrapped material is cached by (key, version) for a few minutes so that the KEK (an HSM
 round trip) is not asked on every use; every use still re-reads the key's state from the
 store, so a key destroyed or revoked by another process stops working everywhere at once.
-The cache is dropped at once when the KEK is found unreachable.
+The cache is dropped at once when the KEK is found unreachable. Both caches (private
+material, public keys) are bounded: memory does not grow with the number of keys touched.
 """
 
 from __future__ import annotations
 
 import secrets
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 
@@ -22,6 +21,7 @@ from qrc.crypto.base import KemPrivateKey, KemPublicKey, SigningKey, VerifyingKe
 from qrc.crypto.registry import Kind, get_info
 from qrc.crypto.schemes import get_kem, get_scheme, get_signature
 from qrc.crypto.selftest import generate_private_key
+from qrc.keys.cache import BoundedCache, CacheStats
 from qrc.keys.custody.base import CustodyUnavailable
 from qrc.keys.custody.keyring import Keyring
 from qrc.keys.errors import KeyNotFound
@@ -32,7 +32,11 @@ __all__ = ["KeyMaterial", "PrivateMaterial"]
 
 PrivateMaterial = KemPrivateKey | SigningKey | bytes  # bytes: a symmetric (AEAD) key
 
-_MAX_CACHED = 1024
+_MAX_PRIVATE = 1024
+# A public key object costs a few KiB (ML-KEM, ML-DSA, McEliece's far more): enough for the
+# keys a busy node uses, bounded whatever a client walks through.
+_MAX_PUBLIC = 4096
+_MAX_PUBLIC_BYTES = 64 << 20  # Classic McEliece keys are up to 1.4 MB each
 _KEK_CHECK_SECONDS = 5.0
 
 
@@ -44,11 +48,17 @@ class KeyMaterial:
     ) -> None:
         self.keyring = keyring
         self.clock = clock
-        self.cache_seconds = cache_seconds
-        self._private: OrderedDict[tuple[str, int], tuple[float, PrivateMaterial]] = OrderedDict()
-        self._public: dict[tuple[str, int], KemPublicKey | VerifyingKey] = {}
-        self._lock = threading.Lock()
+        self._private: BoundedCache[tuple[str, int], PrivateMaterial] = BoundedCache(
+            "private_keys", _MAX_PRIVATE, ttl=cache_seconds
+        )
+        self._public: BoundedCache[tuple[str, int], KemPublicKey | VerifyingKey] = BoundedCache(
+            "public_keys", _MAX_PUBLIC
+        )
         self._kek_checked_at = -float("inf")
+
+    def cache_stats(self) -> list[CacheStats]:
+        """How the material caches do."""
+        return [self._private.stats(), self._public.stats()]
 
     # ------------------------------------------------------------------ new material
     def follow_active_kek(self, session: Session) -> None:
@@ -122,17 +132,15 @@ class KeyMaterial:
         info = get_info(row.algorithm)
         scheme = get_kem(info.id) if info.kind is Kind.KEM else get_signature(info.id)
         public = scheme.load_public(row.public_key)
-        self._public[cache_key] = public
+        self._public.put(cache_key, public)
         return public
 
     def private(self, session: Session, key: Key, version: int) -> PrivateMaterial:
         """Unwrapped material of one version (callers have checked the key's state)."""
         cache_key = (key.id, version)
-        with self._lock:
-            cached = self._private.get(cache_key)
-            if cached is not None and time.monotonic() - cached[0] < self.cache_seconds:
-                self._private.move_to_end(cache_key)
-                return cached[1]
+        cached = self._private.get(cache_key)
+        if cached is not None:
+            return cached
         row = self.version_row(session, key, version)
         if row.wrapped_private is None:
             raise KeyNotFound(f"key {key.name!r} version {version} has been destroyed")
@@ -142,21 +150,14 @@ class KeyMaterial:
             material = raw
         else:
             material = get_scheme(row.algorithm).load_private(raw)  # type: ignore[attr-defined]
-        with self._lock:
-            self._private[cache_key] = (time.monotonic(), material)
-            while len(self._private) > _MAX_CACHED:
-                self._private.popitem(last=False)
+        self._private.put(cache_key, material)
         return material
 
     def forget(self, key_id: str) -> None:
         """Drop every cached object of a key (destroyed, compromised)."""
-        with self._lock:
-            for cache_key in [k for k in self._private if k[0] == key_id]:
-                del self._private[cache_key]
-        for cache_key in [k for k in self._public if k[0] == key_id]:
-            del self._public[cache_key]
+        self._private.discard(lambda cache_key: cache_key[0] == key_id)
+        self._public.discard(lambda cache_key: cache_key[0] == key_id)
 
     def forget_all_private(self) -> None:
         """Drop every unwrapped key (the KEK is gone: nothing under it stays usable here)."""
-        with self._lock:
-            self._private.clear()
+        self._private.clear()

@@ -32,6 +32,7 @@ from qrc.keys.audit.detectors import FailureBurstDetector
 from qrc.keys.audit.log import AuditLog
 from qrc.keys.audit.witness import Witness
 from qrc.keys.backup import Backups
+from qrc.keys.cache import CacheStats
 from qrc.keys.context import ServiceContext
 from qrc.keys.custody.base import CustodyHealth
 from qrc.keys.custody.keyring import Keyring
@@ -174,6 +175,10 @@ class KeyService:
     def custody_health(self) -> CustodyHealth:
         """The root KEK's health (a real round trip); offline drops unwrapped keys at once."""
         return self.ctx.custody_health()
+
+    def cache_stats(self) -> list[CacheStats]:
+        """Size, hits, misses and evictions of every cache of the service."""
+        return [*self.ctx.material.cache_stats(), self.tokens.cache_stats()]
 
     def close(self) -> None:
         """Close the store's connections and the custody sessions."""

@@ -12,14 +12,13 @@ import base64
 import enum
 import hashlib
 import secrets
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from qrc.keys.cache import BoundedCache, CacheStats
 from qrc.keys.context import ServiceContext
 from qrc.keys.errors import InvalidRequest, KeyNotFound
 from qrc.keys.store.db import utcnow
@@ -27,6 +26,7 @@ from qrc.keys.store.models import ApiClient
 
 __all__ = ["MAX_TOKEN_NAME", "Client", "Role", "TokenStore", "hash_token"]
 
+_MAX_CACHED_TOKENS = 10_000
 TOKEN_PREFIX = "qrc_"  # noqa: S105  # nosec B105 - a prefix, not a secret
 _CLIENT_ID_PREFIX = "c_"
 _CLIENT_ID_HEX = 16
@@ -88,9 +88,9 @@ class TokenStore:
     def __init__(self, ctx: ServiceContext, *, cache_seconds: float = 5.0) -> None:
         self.ctx = ctx
         self.db = ctx.db
-        self.cache_seconds = cache_seconds
-        self._cache: dict[bytes, tuple[float, Client]] = {}
-        self._lock = threading.Lock()
+        self._cache: BoundedCache[bytes, Client] = BoundedCache(
+            "tokens", _MAX_CACHED_TOKENS, ttl=cache_seconds
+        )
 
     def create(
         self,
@@ -154,13 +154,24 @@ class TokenStore:
         keys = tuple(row.allowed_keys) if row.allowed_keys is not None else None
         return Client(row.id, row.name, Role(row.role), keys, row.expires_at)
 
+    @property
+    def cache_seconds(self) -> float:
+        """How long an authenticated token is answered from memory."""
+        return self._cache.ttl or 0.0
+
+    @cache_seconds.setter
+    def cache_seconds(self, seconds: float) -> None:
+        self._cache.ttl = seconds
+
+    def cache_stats(self) -> CacheStats:
+        """How the token cache does."""
+        return self._cache.stats()
+
     def cached(self, token: str) -> Client | None:
         """The client of ``token`` if authenticated recently (no database read), else ``None``."""
-        with self._lock:
-            cached = self._cache.get(hash_token(token))
-        if cached is None or time.monotonic() - cached[0] >= self.cache_seconds:
+        client = self._cache.get(hash_token(token))
+        if client is None:
             return None
-        client = cached[1]
         if client.expires_at is not None and client.expires_at <= utcnow():
             return None
         return client
@@ -170,12 +181,8 @@ class TokenStore:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
             return None
         digest = hash_token(token)
-        now = time.monotonic()
-        with self._lock:
-            cached = self._cache.get(digest)
-        if cached is not None and now - cached[0] < self.cache_seconds:
-            client = cached[1]
-        else:
+        client = self._cache.get(digest)
+        if client is None:
             with self.db.read_session() as session:
                 row = session.scalars(
                     select(ApiClient).where(ApiClient.token_hash == digest)
@@ -183,10 +190,7 @@ class TokenStore:
                 if row is None or row.revoked_at is not None:
                     return None
                 client = self._client(row)
-            with self._lock:
-                if len(self._cache) > 10_000:
-                    self._cache.clear()
-                self._cache[digest] = (now, client)
+            self._cache.put(digest, client)
         if client.expires_at is not None and client.expires_at <= utcnow():
             return None
         return client
@@ -206,8 +210,7 @@ class TokenStore:
                 row.revoked_at = utcnow()
             client, revoked_at = self._client(row), row.revoked_at
             self.ctx.record(session, "token.revoke", actor, details={"client_id": client.id})
-        with self._lock:
-            self._cache.clear()
+        self._cache.clear()
         return client, revoked_at
 
     def list(self) -> list[tuple[Client, datetime | None]]:
