@@ -48,13 +48,15 @@ from qrc.crypto.errors import (
 )
 from qrc.crypto.hpke_suite import (
     AEAD_IDS,
+    INTO_THRESHOLD,
     KDF_IDS,
     KEM_IDS,
     Suite,
     accepted_kdfs,
     default_suite,
     hpke_decrypt,
-    hpke_encrypt,
+    hpke_seal,
+    seal_after,
 )
 from qrc.crypto.registry import REGISTRY, Kind, Status, get_info
 
@@ -359,7 +361,7 @@ def _parse_header_bytes(header: bytes) -> _Parsed | None:
     return None
 
 
-def _parse(data: bytes) -> _Parsed:
+def _parse(data: bytes | memoryview) -> _Parsed:
     size = len(data)
     if size < _V1_MIN_HEADER:
         raise DecryptionError
@@ -368,14 +370,33 @@ def _parse(data: bytes) -> _Parsed:
         raise DecryptionError
     # Slicing is bounded (at most 18 + 255 + 255 bytes) whatever the length bytes say; the
     # cached parser checks that they are consistent and in range.
-    parsed = _parse_header_bytes(data[: at + 6 + data[at] + data[at + 1 + data[at]]])
+    # bytes(): the cache keys on the header's bytes, never on a view of the envelope.
+    parsed = _parse_header_bytes(bytes(data[: at + 6 + data[at] + data[at + 1 + data[at]]]))
     if parsed is None or not parsed.min_size <= size <= parsed.max_size:
         raise DecryptionError
     return parsed
 
 
-def _as_bytes(data: BytesLike) -> bytes:
-    return data if type(data) is bytes else bytes(data)
+def _view(data: BytesLike) -> memoryview:
+    """A flat byte view of ``data``: the envelope's body is read through it, never copied."""
+    view = memoryview(data)
+    if view.format == "B" and view.ndim == 1:
+        return view
+    try:
+        return view.cast("B")
+    except TypeError:  # not C-contiguous: a copy it is
+        return memoryview(bytes(view))
+
+
+def _body_source(envelope: BytesLike) -> bytes | memoryview:
+    """What opening slices the body from: a view, so that the AEAD reads it in place.
+
+    Small ``bytes`` envelopes are sliced as they are: copying a few KiB costs less than
+    making the views.
+    """
+    if type(envelope) is bytes and len(envelope) < INTO_THRESHOLD:
+        return envelope
+    return _view(envelope)
 
 
 def parse_header(envelope: BytesLike) -> EnvelopeHeader:
@@ -385,7 +406,7 @@ def parse_header(envelope: BytesLike) -> EnvelopeHeader:
     succeeds. Raises ``DecryptionError`` if the envelope is malformed (including a body
     too short for its mode).
     """
-    return _parse(_as_bytes(envelope)).header
+    return _parse(_view(envelope)).header
 
 
 def _check_expected(
@@ -460,6 +481,8 @@ def seal(
     algorithm = _kem_algorithm(public_key.algorithm)
     if REGISTRY[algorithm].status is _DISALLOWED:
         raise AlgorithmNotAllowed(f"{algorithm} is disallowed by policy")
+    if type(plaintext) is not bytes:  # sizes in bytes, whatever the buffer's item format
+        plaintext = _view(plaintext)
     if len(plaintext) > MAX_PLAINTEXT_SIZE:
         raise ValueError(_TOO_LONG)
     if mode is None:
@@ -474,13 +497,15 @@ def seal(
     if key_id is None:  # the fingerprint, from the cached digest (McEliece keys are ~1 MB)
         key_id = _public_digest(public_key.public_bytes()).hex()[:16]
     header = _header_v2(mode, suite, algorithm, key_id, key_version)
+    # The AEAD writes the ciphertext into the result: neither the plaintext nor the
+    # ciphertext is copied on the way (hpke_seal, seal_after).
     if mode is _HPKE:
-        return header + hpke_encrypt(suite, public_key, _as_bytes(plaintext), header + context)
+        return hpke_seal(suite, public_key, plaintext, header + context, header)
     kem_ct, shared_secret = public_key.encapsulate()
     key, nonce = _dem_key(
         VERSION, suite.kdf_id, header, public_key.public_bytes(), kem_ct, context, shared_secret
     )
-    return header + kem_ct + AESGCM(key).encrypt(nonce, plaintext, header)
+    return seal_after(header + kem_ct, AESGCM(key), nonce, plaintext, header)
 
 
 def open_sealed(
@@ -505,14 +530,15 @@ def open_sealed(
     algorithm = private_key.algorithm
     if REGISTRY[algorithm].status is _DISALLOWED:
         raise AlgorithmNotAllowed(f"{algorithm} is disallowed by policy")
-    data = envelope if type(envelope) is bytes else bytes(envelope)
+    data = _body_source(envelope)
     header, mode, _, start, split, _, _, suite, _, raw = _parse(data)
     _check_expected(header, algorithm, key_id, key_version)
+    # The body is passed as a view of the envelope: the AEAD reads it in place.
     if mode is _HPKE:
         return hpke_decrypt(suite, private_key, data[start:], raw + context)
     if mode is not _KEM_DEM:
         raise DecryptionError
-    kem_ct = data[start:split]
+    kem_ct = bytes(data[start:split])
     try:
         shared_secret = private_key.decapsulate(kem_ct)
         public_bytes = private_key.public_key().public_bytes()
@@ -557,10 +583,12 @@ def seal_symmetric(
         raise AlgorithmNotAllowed(f"{found} is disallowed by policy")
     if len(key) != _KEY_SIZE:
         raise KeyFormatError(f"{found} keys are {_KEY_SIZE} bytes")
+    if type(plaintext) is not bytes:  # sizes in bytes, whatever the buffer's item format
+        plaintext = _view(plaintext)
     if len(plaintext) > MAX_PLAINTEXT_SIZE:
         raise ValueError(_TOO_LONG)
     nonce = os.urandom(_NONCE_SIZE)
-    return header + nonce + cipher(key).encrypt(nonce, plaintext, header + context)
+    return seal_after(header + nonce, cipher(key), nonce, plaintext, header + context)
 
 
 def open_symmetric(
@@ -581,7 +609,7 @@ def open_symmetric(
         DecryptionError: for every failure, a key of the wrong length included.
         AlgorithmNotAllowed: the registry disallows the header's algorithm.
     """
-    data = envelope if type(envelope) is bytes else bytes(envelope)
+    data = _body_source(envelope)
     header, mode, found, start, split, _, _, _, cipher, raw = _parse(data)
     if mode is not _SYMMETRIC or len(key) != _KEY_SIZE:
         raise DecryptionError

@@ -12,22 +12,37 @@ and runs single-shot base-mode HPKE with one:
 The defaults follow draft-ietf-hpke-pq's suites: the KDF's hash matches the KEM's security
 category (HKDF-SHA384 for ML-KEM-1024, MLKEM1024-P384 and DHKEM(P-384)), and the AEAD is
 AES-256-GCM throughout.
+
+Sealing with the post-quantum KEMs (ML-KEM-512/768/1024, MLKEM768-X25519, MLKEM1024-P384)
+and an HKDF KDF runs RFC 9180 ``SealBase`` here instead: the key's own ``encapsulate`` (for
+these KEMs it is the HPKE ``Encap``: draft-ietf-hpke-pq uses ML-KEM and the two hybrids
+as they are), the RFC 9180 §5.1 key schedule, and one AEAD call at sequence number 0.
+That lets :func:`hpke_seal` encrypt straight into the result ``prefix || enc || ct``
+(:func:`seal_after`), where pyca's ``Suite.encrypt`` returns ``enc || ct`` that the
+envelope would have to copy behind its header: at 1 MiB and above, that copy and the
+allocator's handling of the extra buffer cost several times the encryption. The result is the
+same bytes pyca would produce for the same encapsulation (tests check both directions
+and the hpke-pq vectors). DHKEMs and the SHAKE KDFs still go through pyca (one more copy).
 """
 
 from __future__ import annotations
 
+import hmac
+import io
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from qrc.crypto.errors import DecryptionError, UnsupportedAlgorithm
 from qrc.crypto.registry import Kind, get_info
 
 __all__ = [
     "AEAD_IDS",
+    "INTO_THRESHOLD",
     "KDF_IDS",
     "KEM_IDS",
     "Suite",
@@ -35,7 +50,10 @@ __all__ = [
     "default_suite",
     "hpke_decrypt",
     "hpke_encrypt",
+    "hpke_seal",
     "kdf_hash",
+    "key_schedule",
+    "seal_after",
 ]
 
 # draft-ietf-hpke-pq and RFC 9180 identifiers.
@@ -93,6 +111,26 @@ _PYCA_MLKEM: dict[str, tuple[Any, Any]] = {
 }
 _ML_KEM_512 = 0x0040
 _TAG_SIZE = 16
+# Any contiguous bytes-like object.
+BytesLike = bytes | bytearray | memoryview
+# KEMs whose HPKE Encap is the key's own ``encapsulate()`` (draft-ietf-hpke-pq §3, §4).
+_ENCAPSULATING_KEMS = frozenset({0x0040, 0x0041, 0x0042, 0x647A, 0x0051})
+# RFC 9180 two-stage KDFs: hashlib name and Nh
+_HKDFS: dict[int, tuple[str, int]] = {
+    0x0001: ("sha256", 32),
+    0x0002: ("sha384", 48),
+    0x0003: ("sha512", 64),
+}
+# AEAD: class and Nk (Nn is 12 for all three)
+_AEADS: dict[int, tuple[type[AESGCM] | type[ChaCha20Poly1305], int]] = {
+    0x0001: (AESGCM, 16),
+    0x0002: (AESGCM, 32),
+    0x0003: (ChaCha20Poly1305, 32),
+}
+_NONCE_SIZE = 12
+_HPKE_V1 = b"HPKE-v1"
+# From this plaintext size on, seal_after encrypts into the result instead of joining.
+INTO_THRESHOLD = 16 << 10
 
 
 class Suite(NamedTuple):
@@ -190,7 +228,113 @@ def _check(suite: Suite, algorithm: str) -> None:
         raise UnsupportedAlgorithm(f"HPKE suite {suite} is not defined for {algorithm}")
 
 
-def hpke_encrypt(suite: Suite, public_key: Any, plaintext: bytes, info: bytes) -> bytes:
+class _Schedule(NamedTuple):
+    """What the key schedule of one suite needs, computed once."""
+
+    hash_name: str
+    zero_salt: bytes  # Nh zero bytes, LabeledExtract's default salt
+    labeled: bytes  # "HPKE-v1" || suite_id, the prefix of every label
+    psk_id_hash: bytes  # LabeledExtract("", "psk_id_hash", "") (base mode: empty psk_id)
+    cipher: type[AESGCM] | type[ChaCha20Poly1305]
+    key_size: int
+
+
+@cache
+def _schedule(suite: Suite) -> _Schedule | None:
+    """The suite's key schedule constants; None if it is not run here (see the module)."""
+    if (
+        suite.kem_id not in _ENCAPSULATING_KEMS
+        or suite.kdf_id not in _HKDFS
+        or suite.aead_id not in _AEADS
+    ):
+        return None
+    hash_name, hash_size = _HKDFS[suite.kdf_id]
+    suite_id = b"HPKE" + b"".join(i.to_bytes(2, "big") for i in suite)
+    labeled = _HPKE_V1 + suite_id
+    zero_salt = bytes(hash_size)
+    psk_id_hash = hmac.digest(zero_salt, labeled + b"psk_id_hash", hash_name)
+    cipher, key_size = _AEADS[suite.aead_id]
+    return _Schedule(hash_name, zero_salt, labeled, psk_id_hash, cipher, key_size)
+
+
+def _labeled_expand(schedule: _Schedule, prk: bytes, label: bytes, info: bytes, size: int) -> bytes:
+    """RFC 9180 LabeledExpand; ``size`` is at most Nh here (one HKDF-Expand block)."""
+    labeled_info = size.to_bytes(2, "big") + schedule.labeled + label + info
+    return hmac.digest(prk, labeled_info + b"\x01", schedule.hash_name)[:size]
+
+
+def key_schedule(suite: Suite, shared_secret: bytes, info: bytes) -> tuple[bytes, bytes]:
+    """RFC 9180 §5.1 ``KeyScheduleS/R`` in base mode: the AEAD ``key`` and ``base_nonce``.
+
+    Only for suites this module runs itself (a post-quantum KEM with an HKDF KDF).
+
+    Raises:
+        UnsupportedAlgorithm: any other suite.
+    """
+    schedule = _schedule(suite)
+    if schedule is None:
+        raise UnsupportedAlgorithm(f"the HPKE key schedule of {suite} is pyca's")
+    labeled, hash_name = schedule.labeled, schedule.hash_name
+    info_hash = hmac.digest(schedule.zero_salt, labeled + b"info_hash" + info, hash_name)
+    context = b"\x00" + schedule.psk_id_hash + info_hash  # mode_base
+    secret = hmac.digest(shared_secret, labeled + b"secret", hash_name)  # salt=ss, ikm=psk=""
+    return (
+        _labeled_expand(schedule, secret, b"key", context, schedule.key_size),
+        _labeled_expand(schedule, secret, b"base_nonce", context, _NONCE_SIZE),
+    )
+
+
+def seal_after(
+    prefix: bytes,
+    cipher: AESGCM | ChaCha20Poly1305,
+    nonce: BytesLike,
+    plaintext: BytesLike,
+    aad: BytesLike | None,
+) -> bytes:
+    """``prefix || AEAD(nonce, plaintext, aad)``, from plaintexts of 16 KiB on written in place.
+
+    From :data:`INTO_THRESHOLD` bytes on, the result is one allocation that
+    ``encrypt_into`` fills behind ``prefix``: neither the plaintext nor the ciphertext is
+    copied, and the buffer is never cleared first. It is a ``BytesIO`` over a fresh
+    ``bytes(size)`` (``calloc``: fresh pages are not written twice), which it owns alone,
+    so that ``getbuffer()`` writes into it and ``getvalue()`` hands it over as the result
+    (CPython; an implementation that copies there is only slower). Below that size, one
+    ``encrypt`` and a join cost less than setting that up.
+    """
+    if isinstance(plaintext, memoryview) and plaintext.format != "B":
+        plaintext = plaintext.cast("B")  # pyca reads byte views only; sizes are in bytes
+    size = len(plaintext)
+    if size < INTO_THRESHOLD:
+        return b"".join((prefix, cipher.encrypt(nonce, plaintext, aad)))
+    start = len(prefix)
+    buffer = io.BytesIO(bytes(start + size + _TAG_SIZE))
+    with buffer.getbuffer() as view:
+        view[:start] = prefix
+        cipher.encrypt_into(nonce, plaintext, aad, view[start:])
+    return buffer.getvalue()
+
+
+def hpke_seal(
+    suite: Suite, public_key: Any, plaintext: BytesLike, info: bytes, prefix: bytes = b""
+) -> bytes:
+    """``prefix || enc || ct``: RFC 9180 SealBase (sequence 0, empty aad) to ``public_key``.
+
+    For the suites run here the AEAD writes into the result (:func:`seal_after`); pyca's
+    and pycryptodome's results are copied behind ``prefix``.
+
+    Raises:
+        UnsupportedAlgorithm: the suite is not accepted for the key's algorithm.
+    """
+    schedule = _schedule(suite)
+    if schedule is None:
+        return prefix + hpke_encrypt(suite, public_key, plaintext, info)
+    _check(suite, public_key.algorithm)
+    enc, shared_secret = public_key.encapsulate()
+    key, nonce = key_schedule(suite, shared_secret, info)
+    return seal_after(prefix + enc, schedule.cipher(key), nonce, plaintext, None)
+
+
+def hpke_encrypt(suite: Suite, public_key: Any, plaintext: BytesLike, info: bytes) -> bytes:
     """``enc || ct`` of RFC 9180 SealBase (sequence 0, empty aad) to ``public_key``.
 
     Raises:
@@ -205,12 +349,16 @@ def hpke_encrypt(suite: Suite, public_key: Any, plaintext: bytes, info: bytes) -
             aead_id=HPKE.AEAD(suite.aead_id),
             info=info,
         )
-        return bytes(sender.enc) + bytes(sender.seal(plaintext))
+        # pycryptodome reads any bytes-like object; its stubs say bytes.
+        return bytes(sender.enc) + bytes(sender.seal(cast(bytes, plaintext)))
     return bytes(_pyca_suite(suite).encrypt(plaintext, _pyca_key(public_key, False), info=info))
 
 
-def hpke_decrypt(suite: Suite, private_key: Any, data: bytes, info: bytes) -> bytes:
-    """RFC 9180 OpenBase of ``enc || ct``; every failure raises ``DecryptionError``."""
+def hpke_decrypt(suite: Suite, private_key: Any, data: BytesLike, info: bytes) -> bytes:
+    """RFC 9180 OpenBase of ``enc || ct``; every failure raises ``DecryptionError``.
+
+    ``data`` may be a memoryview into a larger buffer (the envelope): nothing copies it.
+    """
     try:
         _check(suite, private_key.algorithm)
         if suite.kem_id == _ML_KEM_512:
@@ -222,10 +370,10 @@ def hpke_decrypt(suite: Suite, private_key: Any, data: bytes, info: bytes) -> by
             receiver = HPKE.new(
                 receiver_key=_pycryptodome_key(private_key, private=True),
                 aead_id=HPKE.AEAD(suite.aead_id),
-                enc=data[:split],
+                enc=bytes(data[:split]),
                 info=info,
             )
-            return bytes(receiver.unseal(data[split:]))
+            return bytes(receiver.unseal(cast(bytes, data[split:])))  # a view, read in place
         return bytes(_pyca_suite(suite).decrypt(data, _pyca_key(private_key, True), info=info))
     except (InvalidTag, ValueError, UnsupportedAlgorithm):
         raise DecryptionError from None
