@@ -6,48 +6,82 @@ line on failure, and exits non-zero: 1 for "signature not valid", 2 for any erro
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, ClassVar, TypeVar, cast
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
-from rich.table import Table
 
 from qrc import __version__
 from qrc.cli.io import fail as _fail
 from qrc.cli.io import read_input as _read_input
 from qrc.cli.io import say as _say
 from qrc.cli.io import write_output as _write_output
-from qrc.crypto import bundle, keyfile
-from qrc.crypto.base import KemPrivateKey, KemPublicKey, SigningKey, VerifyingKey
-from qrc.crypto.bench_envelope import envelope_ratios
-from qrc.crypto.benchmark import (
-    QUICK_SET,
-    AlgorithmBenchmark,
-    bench_algorithms,
-    compare_providers,
-)
-from qrc.crypto.envelope import open_sealed, seal
+from qrc.cli.lazy import LazyGroup
 from qrc.crypto.errors import CryptoError, InvalidSignature, KeyFormatError
 from qrc.crypto.registry import Kind, all_algorithms, get_info
-from qrc.crypto.selftest import generate_private_key, run_selftests
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from qrc.crypto.base import KemPrivateKey, KemPublicKey, SigningKey, VerifyingKey
+    from qrc.crypto.benchmark import AlgorithmBenchmark
+
+# What each command needs is imported when it runs (`python -X importtime -m qrc ...`):
+# `qrc encrypt` loads the key file and envelope code, not the self-tests, the benchmarks,
+# rich tables, the service, its store or its web stack.
 
 __all__ = ["app"]
 
+
+# Every command by name, in the order `qrc --help` lists them: Typer builds one when it runs.
+_COMMANDS: dict[str, str] = {}
+_Command = TypeVar("_Command", bound=Callable[..., None])
+
+
+def _command(function: _Command) -> _Command:
+    """Register an offline command of this module (as ``@app.command()`` would, but lazily)."""
+    _COMMANDS[function.__name__] = f"{__name__}:{function.__name__}"
+    return function
+
+
+class _Commands(LazyGroup):
+    lazy: ClassVar[Mapping[str, str]] = _COMMANDS
+
+
 app = typer.Typer(
     name="qrc",
+    cls=_Commands,
     help="Post-quantum cryptography toolkit: keys, encryption, signatures, self-tests.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-# Piped output is for reading in files and logs, not an 80-column terminal: keep rows whole.
-_out = Console(width=None if sys.stdout.isatty() else 160)
-_err = Console(stderr=True)
+
+
+def _json(data: object) -> str:
+    import json  # noqa: PLC0415
+
+    return json.dumps(data, indent=2)
+
+
+@cache
+def _out() -> Console:
+    from rich.console import Console  # noqa: PLC0415
+
+    # Piped output is for reading in files and logs, not an 80-column terminal: keep rows whole.
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+@cache
+def _err() -> Console:
+    from rich.console import Console  # noqa: PLC0415
+
+    return Console(stderr=True)
+
 
 InputOpt = Annotated[Path | None, typer.Option("-i", "--input", help="Read from FILE, not stdin.")]
 OutputOpt = Annotated[
@@ -75,6 +109,8 @@ def _passphrase(path: Path | None) -> bytes | None:
 def _load_private(
     path: Path, passphrase_file: Path | None, kind: Kind
 ) -> KemPrivateKey | SigningKey:
+    from qrc.crypto import keyfile  # noqa: PLC0415
+
     # The kind settles what a bare EC key is for: P-256 DHKEM or ECDSA-P256.
     data = path.read_bytes()
     try:
@@ -84,6 +120,8 @@ def _load_private(
 
 
 def _load_public(path: Path, kind: Kind) -> KemPublicKey | VerifyingKey:
+    from qrc.crypto import keyfile  # noqa: PLC0415
+
     try:
         return keyfile.load_public_pem(path.read_bytes(), kind=kind)
     except KeyFormatError as exc:
@@ -95,11 +133,11 @@ def _main(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     if version:
-        _out.print(f"qrc {__version__}")
+        _out().print(f"qrc {__version__}")
         raise typer.Exit(0)
 
 
-@app.command()
+@_command
 def algorithms(
     kind: Annotated[Kind | None, typer.Option(help="Only this kind.")] = None,
     as_json: JsonOpt = False,
@@ -107,8 +145,10 @@ def algorithms(
     """List the algorithm registry."""
     infos = all_algorithms(kind)
     if as_json:
-        print(json.dumps([info.as_dict() for info in infos], indent=2))
+        print(_json([info.as_dict() for info in infos]))
         return
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table()
     table.add_column("id", no_wrap=True)
     for name in ("kind", "family", "NIST level"):
@@ -127,10 +167,10 @@ def algorithms(
             info.status.value,
             info.provider,
         )
-    _out.print(table)
+    _out().print(table)
 
 
-@app.command()
+@_command
 def keygen(
     algorithm: Annotated[
         str, typer.Option("-a", "--algorithm", help="Registry ID, see `qrc algorithms`.")
@@ -141,6 +181,9 @@ def keygen(
     passphrase_file: PassOpt = None,
 ) -> None:
     """Generate a key pair: PKCS#8 PEM private key and SPKI PEM public key."""
+    from qrc.crypto import keyfile  # noqa: PLC0415
+    from qrc.crypto.selftest import generate_private_key  # noqa: PLC0415
+
     info = get_info(algorithm)
     if info.kind is Kind.AEAD:
         _fail(f"{info.id} is a symmetric algorithm: keygen makes KEM and signature key pairs")
@@ -158,7 +201,7 @@ def keygen(
     _say(f"wrote {output} and {public_path} ({info.id})")
 
 
-@app.command()
+@_command
 def encrypt(
     recipient: Annotated[
         Path, typer.Option("-r", "--recipient", help="Recipient's public key (SPKI PEM).")
@@ -168,13 +211,16 @@ def encrypt(
     output: OutputOpt = None,
 ) -> None:
     """Encrypt stdin (or -i FILE) to a recipient's public key."""
+    from qrc.crypto.base import KemPublicKey  # noqa: PLC0415
+    from qrc.crypto.envelope import seal  # noqa: PLC0415
+
     public = _load_public(recipient, Kind.KEM)
     if not isinstance(public, KemPublicKey):
         _fail(f"{recipient} is a {public.algorithm} signature key; encryption needs a KEM key")
     _write_output(output, seal(public, _read_input(input), context=context.encode()))
 
 
-@app.command()
+@_command
 def decrypt(
     key: Annotated[Path, typer.Option("-k", "--key", help="Private key file (PKCS#8 PEM).")],
     context: ContextOpt = "",
@@ -183,13 +229,16 @@ def decrypt(
     output: OutputOpt = None,
 ) -> None:
     """Decrypt stdin (or -i FILE) with a private key."""
+    from qrc.crypto.base import KemPrivateKey  # noqa: PLC0415
+    from qrc.crypto.envelope import open_sealed  # noqa: PLC0415
+
     private = _load_private(key, passphrase_file, Kind.KEM)
     if not isinstance(private, KemPrivateKey):
         _fail(f"{key} is a {private.algorithm} signature key; decryption needs a KEM key")
     _write_output(output, open_sealed(private, _read_input(input), context=context.encode()))
 
 
-@app.command()
+@_command
 def sign(
     key: Annotated[Path, typer.Option("-k", "--key", help="Private key file (PKCS#8 PEM).")],
     raw: Annotated[
@@ -201,6 +250,9 @@ def sign(
     output: OutputOpt = None,
 ) -> None:
     """Sign stdin (or -i FILE); writes a signature bundle (or the raw signature)."""
+    from qrc.crypto import bundle  # noqa: PLC0415
+    from qrc.crypto.base import SigningKey  # noqa: PLC0415
+
     private = _load_private(key, passphrase_file, Kind.SIGNATURE)
     if not isinstance(private, SigningKey):
         _fail(f"{key} is a {private.algorithm} KEM key; signing needs a signature key")
@@ -211,7 +263,7 @@ def sign(
         _write_output(output, bundle.sign_bundle(private, message, context.encode()))
 
 
-@app.command()
+@_command
 def verify(
     public_key: Annotated[
         Path, typer.Option("-p", "--public-key", help="Signer's public key (SPKI PEM).")
@@ -223,6 +275,9 @@ def verify(
     input: InputOpt = None,
 ) -> None:
     """Verify a signature over stdin (or -i FILE): exit 0 if valid, 1 if not."""
+    from qrc.crypto import bundle  # noqa: PLC0415
+    from qrc.crypto.base import VerifyingKey  # noqa: PLC0415
+
     public = _load_public(public_key, Kind.SIGNATURE)
     if not isinstance(public, VerifyingKey):
         _fail(f"{public_key} is a {public.algorithm} KEM key; verification needs a signature key")
@@ -238,7 +293,7 @@ def verify(
     _say(f"signature valid ({public.algorithm})")
 
 
-@app.command()
+@_command
 def selftest(
     algorithm: Annotated[
         list[str] | None, typer.Option("-a", "--algorithm", help="Only these.")
@@ -246,12 +301,16 @@ def selftest(
     as_json: JsonOpt = False,
 ) -> None:
     """Run the power-on self-tests: a known-answer and a pairwise test per algorithm."""
+    from qrc.crypto.selftest import run_selftests  # noqa: PLC0415
+
     ids = [get_info(a).id for a in algorithm] if algorithm else None
     results = run_selftests(ids)
     failed = [r for r in results if not r.ok]
     if as_json:
-        print(json.dumps([r.__dict__ for r in results], indent=2))
+        print(_json([r.__dict__ for r in results]))
     else:
+        from rich.table import Table  # noqa: PLC0415
+
         table = Table("algorithm", "result", "ms")
         for r in results:
             table.add_row(
@@ -259,13 +318,13 @@ def selftest(
                 "[green]pass[/]" if r.ok else f"[red]FAIL[/] {r.detail}",
                 f"{r.seconds * 1000:.1f}",
             )
-        _out.print(table)
-        _out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+        _out().print(table)
+        _out().print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         raise typer.Exit(1)
 
 
-@app.command()
+@_command
 def bench(
     quick: Annotated[
         bool, typer.Option("--quick", help="A representative subset, short runs.")
@@ -276,11 +335,16 @@ def bench(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure every algorithm (ops/s, sizes) and the envelope's overhead ratios."""
+    from rich.progress import Progress  # noqa: PLC0415
+
+    from qrc.crypto.bench_envelope import envelope_ratios  # noqa: PLC0415
+    from qrc.crypto.benchmark import QUICK_SET, bench_algorithms, compare_providers  # noqa: PLC0415
+
     if algorithm:
         ids = [get_info(a).id for a in algorithm]
     else:
         ids = list(QUICK_SET) if quick else [info.id for info in all_algorithms()]
-    with Progress(console=_err, transient=True, disable=as_json) as progress:
+    with Progress(console=_err(), transient=True, disable=as_json) as progress:
         task = progress.add_task("benchmarking", total=len(ids))
 
         def step(name: str) -> None:
@@ -297,7 +361,7 @@ def bench(
             "envelope": ratios,
             "providers": providers,
         }
-        print(json.dumps(report, indent=2))
+        print(_json(report))
         return
     _print_bench_tables(results, ratios, providers)
 
@@ -314,6 +378,8 @@ def _print_bench_tables(
     ratios: list[dict[str, object]],
     providers: list[dict[str, object]],
 ) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table(
         "algorithm",
         "keygen/s",
@@ -333,7 +399,7 @@ def _print_bench_tables(
             str(sizes.get("public_key", "-")),
             str(sizes.get("ciphertext", sizes.get("signature", "-"))),
         )
-    _out.print(table)
+    _out().print(table)
     env = Table(
         "envelope",
         "operation",
@@ -342,7 +408,7 @@ def _print_bench_tables(
     )
     for row in ratios:
         env.add_row(str(row["envelope"]), str(row["operation"]), f"{float(str(row['ratio'])):.2f}x")
-    _out.print(env)
+    _out().print(env)
     if providers:
         prov = Table(
             "algorithm",
@@ -363,25 +429,21 @@ def _print_bench_tables(
                 _rate(ops, "encapsulate", "sign"),
                 _rate(ops, "decapsulate", "verify"),
             )
-        _out.print(prov)
+        _out().print(prov)
 
 
-def _register_service_commands() -> None:
-    # These modules import only Typer and the PQ client at load time; the service's
-    # heavier dependencies (FastAPI, Twisted, SQLAlchemy) load when `serve` runs.
-    from qrc.cli.admin import admin_app  # noqa: PLC0415
-    from qrc.cli.remote import audit_app, keys_app, remote_app, token_app  # noqa: PLC0415
-    from qrc.cli.serve import serve  # noqa: PLC0415
-
-    app.command("serve")(serve)
-    app.add_typer(admin_app, name="admin")
-    app.add_typer(keys_app, name="keys")
-    app.add_typer(remote_app, name="remote")
-    app.add_typer(audit_app, name="audit")
-    app.add_typer(token_app, name="token")
-
-
-_register_service_commands()
+# The key service's commands: Typer, the PQ client, FastAPI, Twisted and SQLAlchemy load
+# when one of them runs.
+_COMMANDS.update(
+    (
+        ("serve", "qrc.cli.serve:serve"),
+        ("admin", "qrc.cli.admin:admin_app"),
+        ("keys", "qrc.cli.remote:keys_app"),
+        ("remote", "qrc.cli.remote:remote_app"),
+        ("audit", "qrc.cli.remote:audit_app"),
+        ("token", "qrc.cli.remote:token_app"),
+    )
+)
 
 
 def _error_line(exc: Exception) -> str:

@@ -14,7 +14,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -22,7 +22,9 @@ from rich.table import Table
 
 from qrc.cli.io import fail as _fail
 from qrc.cli.io import read_input, write_output
-from qrc.transit.client import PQClient, Response, TransportError
+
+if TYPE_CHECKING:
+    from qrc.transit.client import PQClient, Response
 
 __all__ = ["audit_app", "keys_app", "remote_app", "token_app"]
 
@@ -74,6 +76,8 @@ for _group in (keys_app, remote_app, audit_app, token_app):
 
 
 def _client(connection: Connection | None) -> PQClient:
+    from qrc.transit.client import PQClient  # noqa: PLC0415  (PQ TLS loads when a command runs)
+
     if connection is None:  # a command run without its group (tests): the defaults
         connection = Connection(None, None, None, Path(".qrc"))
     url, token, ca, data_dir = connection.url, connection.token, connection.ca, connection.data_dir
@@ -90,6 +94,8 @@ def _client(connection: Connection | None) -> PQClient:
 
 
 def _call(client: PQClient, method: str, path: str, body: Any = None, **params: Any) -> Any:
+    from qrc.transit.client import TransportError  # noqa: PLC0415
+
     try:
         response = client.request(method, API + path, body, params=params or None)
     except TransportError as exc:

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from qrc.cli.admin.common import (
     DEFAULT_DIR,
@@ -134,6 +133,8 @@ def rotate_kek_command(
             new = _new_kek(to, key_label, data_dir)
             if not as_json:
                 say(f"created the new root KEK {new.kek_id} ({new.kind})")
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn  # noqa: PLC0415
+
         columns = (TextColumn("rewrapping key versions"), BarColumn(), MofNCompleteColumn())
         quiet = as_json or not sys.stderr.isatty()
         with Progress(*columns, console=err, transient=True, disable=quiet) as progress:
