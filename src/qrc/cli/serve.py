@@ -11,6 +11,7 @@ work is :func:`qrc.server.runner.run`'s; this is its command line.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +46,14 @@ def serve(
             help="Development: allow the root KEK sealed under a generated master.key.",
         ),
     ] = False,
+    workers: Annotated[
+        str,
+        typer.Option(
+            "--workers",
+            help="Server processes on the port: a number, or auto (one per core).",
+        ),
+    ] = "1",
+    reuse_port: Annotated[bool, typer.Option("--reuse-port", hidden=True)] = False,
 ) -> None:
     """Run the key service (HTTPS with X25519MLKEM768 and an ML-DSA certificate by default)."""
     # The service's dependencies load here, not when any `qrc` command starts.
@@ -56,9 +65,20 @@ def serve(
     )
     if tls_mode not in (None, "pq-only", "hybrid-preferred"):
         raise typer.BadParameter("--tls-mode must be pq-only or hybrid-preferred")
+    from qrc.server.workers import prepare, supervise, worker_argv, worker_count  # noqa: PLC0415
+
+    try:
+        count = worker_count(workers)
+    except ValueError:
+        raise typer.BadParameter("--workers is a number from 1 to 64, or auto") from None
+    if count > 1 and port == 0:
+        raise typer.BadParameter("--workers needs a fixed --port (the workers share it)")
     try:
         settings = load_settings(data_dir=data_dir, dev=dev or None)
-        options = ServeOptions(host, port, plain, tls_mode, scheduler_interval)
+        if count > 1:
+            prepare(settings, host=host, plain=plain)
+            raise typer.Exit(supervise(worker_argv(sys.argv[1:]), count, say))
+        options = ServeOptions(host, port, plain, tls_mode, scheduler_interval, reuse_port)
         run(settings, options, say)
     except ConfigurationError as exc:
         fail(str(exc))

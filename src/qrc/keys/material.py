@@ -35,8 +35,8 @@ PrivateMaterial = KemPrivateKey | SigningKey | bytes  # bytes: a symmetric (AEAD
 _MAX_PRIVATE = 1024
 # A public key object costs a few KiB (ML-KEM, ML-DSA, McEliece's far more): enough for the
 # keys a busy node uses, bounded whatever a client walks through.
-_MAX_PUBLIC = 4096
-_MAX_PUBLIC_BYTES = 64 << 20  # Classic McEliece keys are up to 1.4 MB each
+_MAX_PUBLIC = 2048
+_MAX_PUBLIC_BYTES = 32 << 20  # Classic McEliece keys are up to 1.4 MB each
 _KEK_CHECK_SECONDS = 5.0
 
 

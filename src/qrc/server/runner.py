@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qrc.api.app import create_app
 from qrc.api.deps import AppState
@@ -41,6 +41,7 @@ class ServeOptions:
     plain: bool = False
     tls_mode: str | None = None  # None: the stored policy's
     scheduler_interval: float = 60.0
+    reuse_port: bool = False  # a worker of `qrc serve --workers N`: the port is shared
 
 
 def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -> None:
@@ -102,7 +103,10 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
                 on_handshake_failure=telemetry.failure,
                 # The API answers over-limit bodies itself (a problem document); the transport
                 # only stops the absurd ones.
-                options=settings.server_options(4 * state.settings.max_body_bytes),
+                options=replace(
+                    settings.server_options(4 * state.settings.max_body_bytes),
+                    reuse_port=options.reuse_port,
+                ),
                 on_ready=ready,
             )
         finally:

@@ -9,8 +9,9 @@ import asyncio
 import json
 import logging
 import signal
+import socket
 import time
-from typing import TYPE_CHECKING, Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO, cast
 
 from daphne.access import AccessLogGenerator
 from daphne.http_protocol import HTTPFactory, WebRequest
@@ -22,6 +23,7 @@ from twisted.internet import defer
 from twisted.internet import endpoints as _endpoints
 from twisted.internet import reactor as _reactor
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web import http as _http
 from zope.interface import implementer  # type: ignore[import-untyped]
 
@@ -452,13 +454,16 @@ class Runner(Server):  # type: ignore[misc]
         loop = asyncio.get_running_loop()
         try:
             await self._lifespan.startup()
-            if self._context is not None:
+            if self._options.reuse_port:
+                port = self._listen_shared()
+            elif self._context is not None:
                 endpoint: Any = endpoints.SSL4ServerEndpoint(
                     reactor, self._port, _ConnectionCreator(self._context), interface=self._host
                 )
+                port = await endpoint.listen(self.http_factory).asFuture(loop)
             else:
                 endpoint = endpoints.TCP4ServerEndpoint(reactor, self._port, interface=self._host)
-            port = await endpoint.listen(self.http_factory).asFuture(loop)
+                port = await endpoint.listen(self.http_factory).asFuture(loop)
         except Exception as exc:
             self._error = exc if isinstance(exc, OSError) else RuntimeError(f"startup: {exc}")
             await self._lifespan.shutdown()
@@ -471,6 +476,25 @@ class Runner(Server):  # type: ignore[misc]
         _log.info("listening on %s:%s", address.host, address.port)
         if self._on_ready is not None:
             self._on_ready([(address.host, address.port)])
+
+    def _listen_shared(self) -> Any:
+        """Listen on a socket with ``SO_REUSEPORT`` (other workers bind the same port)."""
+        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self._host, self._port))
+            sock.listen(1024)
+            sock.setblocking(False)
+            factory: Any = self.http_factory
+            if self._context is not None:
+                creator = cast(IOpenSSLServerConnectionCreator, _ConnectionCreator(self._context))
+                factory = TLSMemoryBIOFactory(creator, False, factory)
+            # Twisted duplicates the descriptor: ours is closed below either way.
+            return reactor.adoptStreamPort(sock.fileno(), family, factory)
+        finally:
+            sock.close()
 
     def _on_signal(self) -> None:
         if self._draining:

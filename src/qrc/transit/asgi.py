@@ -43,3 +43,6 @@ class ServerOptions:
     http_timeout: float | None = None
     """Seconds an application may take to answer (None: no limit)."""
     server_name: str = "qrc"
+    reuse_port: bool = False
+    """Listen with ``SO_REUSEPORT``: several worker processes share one port, and the kernel
+    spreads connections over them (``qrc serve --workers``)."""
