@@ -102,3 +102,46 @@ def test_store_files_are_private(tmp_path: Path) -> None:
     assert any(path.name == "qrc.db" for path in files)
     loose = {p.name: oct(p.stat().st_mode & 0o777) for p in files if p.stat().st_mode & 0o077}
     assert loose == {}, loose
+
+
+def test_writers_queue_and_a_held_store_is_busy(tmp_path: Path) -> None:
+    """Writers of one store take turns (threads and processes); one held too long is busy."""
+    import fcntl
+    import os
+    import threading
+
+    from sqlalchemy import text
+
+    from qrc.keys.store.db import StoreBusy
+
+    db = Database(f"sqlite:///{tmp_path / 'q.db'}", busy_timeout=0.3)
+    db.upgrade()
+    with db.session() as session:
+        session.execute(text("CREATE TABLE counter (n INTEGER)"))
+        session.execute(text("INSERT INTO counter VALUES (0)"))
+
+    def bump() -> None:
+        for _ in range(25):
+            with db.session() as session:
+                n = session.execute(text("SELECT n FROM counter")).scalar_one()
+                session.execute(text("UPDATE counter SET n = :n"), {"n": n + 1})
+
+    threads = [threading.Thread(target=bump) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with db.read_session() as session:
+        assert session.execute(text("SELECT n FROM counter")).scalar_one() == 100
+    # Another process holding the writers' lock: after the busy timeout, StoreBusy.
+    fd = os.open(tmp_path / "q.db-writer", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(StoreBusy), db.session() as session:
+            session.execute(text("SELECT 1"))
+        with db.read_session() as session:  # readers do not wait
+            assert session.execute(text("SELECT n FROM counter")).scalar_one() == 100
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+    db.dispose()

@@ -33,7 +33,7 @@ from qrc.keys.errors import (
     KeyStateError,
     OperationNotPermitted,
 )
-from qrc.keys.store.db import STORE_ERRORS
+from qrc.keys.store.db import STORE_ERRORS, StoreBusy
 
 __all__ = [
     "PROBLEM_TYPES",
@@ -145,6 +145,8 @@ def store_problem(exc: BaseException) -> str:
     as busy, unreachable or bad input stays an internal error.
     """
     kind = type(exc).__name__
+    if isinstance(exc, StoreBusy):
+        return "store-unavailable"
     if getattr(exc, "connection_invalidated", False) or kind in (
         "TimeoutError",
         "DisconnectionError",

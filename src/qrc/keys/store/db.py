@@ -9,9 +9,12 @@ configuration's ``database_url``). The schema is owned by the Alembic migrations
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,6 +30,7 @@ __all__ = [
     "STORE_ERRORS",
     "Base",
     "Database",
+    "StoreBusy",
     "UTCDateTime",
     "after_commit",
     "utcnow",
@@ -34,9 +38,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+
 # What the store raises when the database fails, for callers above the key service that
 # report it without knowing the database library.
-STORE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError,)
+class StoreBusy(Exception):
+    """Another writer held the store longer than the busy timeout (try again later)."""
+
+
+STORE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, StoreBusy)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -141,6 +150,15 @@ class Database:
             event.listen(self.engine, "connect", _disable_pysqlite_begin)
             event.listen(self.engine, "begin", _sqlite_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite admits one writer; writers that wait for it inside SQLite sleep in growing
+        # steps (its busy handler) even after the lock is free, which under load wastes most
+        # of the time. Our writers queue here instead (threads on a lock, processes on a
+        # lock file) and get the turn at once.
+        self._writer: contextlib.AbstractContextManager[object] = (
+            _WriterQueue(_sqlite_path(url), busy_timeout)
+            if self.is_sqlite
+            else contextlib.nullcontext()
+        )
         # Reads run in transactions that take no write lock (SQLite: a deferred BEGIN, which
         # in WAL mode reads a snapshot beside the writer): a long audit verification or a
         # flood of token lookups does not hold writers up.
@@ -154,7 +172,7 @@ class Database:
 
         Callbacks registered with :func:`after_commit` run once the commit succeeded.
         """
-        with self._sessions() as session:
+        with self._writer, self._sessions() as session:
             with session.begin():
                 yield session
             callbacks = session.info.pop(_AFTER_COMMIT, ())
@@ -179,6 +197,64 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def _sqlite_path(url: str) -> Path | None:
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+class _WriterQueue:
+    """One writer at a time among this process's threads and every process on the file.
+
+    Waiting longer than ``timeout`` gives up (the store is busy: the caller answers 503).
+    """
+
+    def __init__(self, database: Path | None, timeout: float) -> None:
+        self._threads = threading.RLock()
+        self._path = database.with_name(database.name + "-writer") if database else None
+        self._timeout = timeout
+        self._fd: int | None = None  # opened once; flock belongs to it (one per process)
+        self._depth = 0
+
+    def __enter__(self) -> None:
+        if not self._threads.acquire(timeout=self._timeout):
+            raise StoreBusy("the store is busy (another writer)")
+        self._depth += 1
+        if self._depth > 1 or self._path is None:
+            return
+        try:
+            self._lock_file()
+        except BaseException:
+            self._depth -= 1
+            self._threads.release()
+            raise
+
+    def __exit__(self, *_exc: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+    def _lock_file(self) -> None:
+        if self._fd is None and self._path is not None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        if self._fd is None:
+            return
+        deadline, pause = time.monotonic() + self._timeout, 0.0002
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreBusy("the store is busy (another process writes)") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
 
 
 def _private_sqlite_files(url: str) -> None:
