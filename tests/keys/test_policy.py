@@ -125,3 +125,29 @@ def test_policy_of_one_service_leaves_the_registry_alone(
     service.update_policy(PolicyUpdate(algorithm_status={"HQC-128": "disallowed"}), actor="a")
     assert statuses["HQC-128"] is Status.DISALLOWED
     assert REGISTRY["HQC-128"].status is BUILT_IN_STATUS["HQC-128"]
+
+
+def test_the_self_test_floor_holds_for_the_whole_process() -> None:
+    """A second policy of the process (another service, a tool) cannot lift it either.
+
+    Run in a child process: the floor is process-wide by design, and must not leak into the
+    other tests of this one.
+    """
+    import subprocess
+    import sys
+
+    script = (
+        "from qrc.crypto.registry import REGISTRY, Status\n"
+        "from qrc.keys.policy import AlgorithmPolicy\n"
+        "AlgorithmPolicy().disallow(['HQC-128'], 'power-on self-test failed')\n"
+        "other = AlgorithmPolicy()\n"
+        "assert other.status('HQC-128') is Status.DISALLOWED, 'before any refresh'\n"
+        "other._set_overrides({'HQC-128': 'active'})\n"
+        "assert other.status('HQC-128') is Status.DISALLOWED, 'after an override'\n"
+        "assert REGISTRY['HQC-128'].status is Status.DISALLOWED, 'in the registry'\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

@@ -104,7 +104,10 @@ class AlgorithmPolicy:
         # algorithm → why it is disallowed here (shared by every policy of the registry)
         self._floor: dict[str, str] = _PROCESS_FLOOR if apply is set_status else {}
         self._overrides: dict[str, Status] = {}
-        self._effective: dict[str, Status] = dict(self._built_in)
+        # Before the first read of the store: built-in statuses under the floor.
+        self._effective: dict[str, Status] = {
+            a: Status.DISALLOWED if a in self._floor else s for a, s in self._built_in.items()
+        }
         self.refresh_seconds = refresh_seconds
         self._checked = -float("inf")
         self._stamp: datetime | object | None = _NEVER

@@ -88,7 +88,7 @@ class AuditTrail:
 
     # ------------------------------------------------------------------ checkpoints
     def _audit_key(self, actor: str) -> Key:
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             key = session.scalars(select(Key).where(Key.name == AUDIT_KEY_NAME)).first()
             if key is not None:
                 return key
@@ -99,7 +99,7 @@ class AuditTrail:
             role="audit",
             actor=actor,
         )
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             return session.scalars(select(Key).where(Key.name == AUDIT_KEY_NAME)).one()
 
     def checkpoint(self, *, actor: str = "system") -> AuditCheckpoint:
