@@ -27,7 +27,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -107,14 +107,10 @@ class FileAnchor:
             return {}
         if size > _MAX_FILE:
             raise AuditError(f"{self.path} is larger than an audit anchor can be")
-        found: dict[PinnedKey, VerifyingKey] = {}
-        for number, line in enumerate(self.path.read_bytes().splitlines(), start=1):
-            if not line.strip():
-                continue
-            key_id, version, public = _parse(line, f"{self.path}:{number}")
-            _check_repin(found, key_id, version, public)
-            found[(key_id, version)] = public
-        return found
+        lines = self.path.read_bytes().splitlines()
+        return _collect(
+            (line, f"{self.path}:{n}") for n, line in enumerate(lines, 1) if line.strip()
+        )
 
     def pin(self, key_id: str, version: int, public: VerifyingKey) -> None:
         """Append ``public`` (no-op if that exact key is pinned already)."""
@@ -161,12 +157,8 @@ class TokenAnchor:
 
     def keys(self) -> Mapping[PinnedKey, VerifyingKey]:
         """Every key the token holds pinned."""
-        found: dict[PinnedKey, VerifyingKey] = {}
-        for number, value in enumerate(self.token.read_data(self.LABEL), start=1):
-            key_id, version, public = _parse(value, f"token object {self.LABEL} #{number}")
-            _check_repin(found, key_id, version, public)
-            found[(key_id, version)] = public
-        return found
+        values = self.token.read_data(self.LABEL)
+        return _collect((v, f"token object {self.LABEL} #{n}") for n, v in enumerate(values, 1))
 
     def pin(self, key_id: str, version: int, public: VerifyingKey) -> None:
         """Store ``public`` in the token (and the mirror), unless that exact key is there."""
@@ -206,6 +198,16 @@ def _line(key_id: str, version: int, public: VerifyingKey) -> bytes:
         "public_key": base64.b64encode(public.public_bytes()).decode("ascii"),
     }
     return json.dumps(record, sort_keys=True).encode("ascii")
+
+
+def _collect(entries: Iterable[tuple[bytes, str]]) -> dict[PinnedKey, VerifyingKey]:
+    """Pinned keys from ``(line, where)`` pairs; two keys for one (ID, version) are refused."""
+    found: dict[PinnedKey, VerifyingKey] = {}
+    for line, where in entries:
+        key_id, version, public = _parse(line, where)
+        _check_repin(found, key_id, version, public)
+        found[(key_id, version)] = public
+    return found
 
 
 def _check_repin(
