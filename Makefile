@@ -26,15 +26,20 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python scripts/check_import_cycles.py
 
-# SoftHSM2 is the PKCS#11 token of the HSM-custody tests (Debian package softhsm2).
+# Debian packages the tests use: SoftHSM2 (the PKCS#11 token of the HSM-custody tests) and
+# age (the independent implementation the age-format tests check against).
+SYSTEM_PACKAGES := /usr/lib/softhsm/libsofthsm2.so:softhsm2 /usr/bin/age:age
 system-deps:
-	@if [ ! -e /usr/lib/softhsm/libsofthsm2.so ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    (apt-get install -y softhsm2 >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y softhsm2 >/dev/null)); \
-	  else \
-	    echo "SoftHSM2 is missing: install the softhsm2 package (the PKCS#11 tests skip without it)"; \
+	@for pair in $(SYSTEM_PACKAGES); do \
+	  file=$${pair%%:*}; package=$${pair##*:}; \
+	  if [ ! -e "$$file" ]; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	      (apt-get install -y "$$package" >/dev/null 2>&1 || (apt-get update >/dev/null && apt-get install -y "$$package" >/dev/null)); \
+	    else \
+	      echo "$$package is missing: install the Debian package (the tests that need it skip without it)"; \
+	    fi; \
 	  fi; \
-	fi
+	done
 
 unit: $(STAMP) system-deps
 	$(BIN)/python -m pytest -n 2 -q
