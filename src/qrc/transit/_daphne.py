@@ -28,6 +28,7 @@ from twisted.web import http as _http
 from zope.interface import implementer  # type: ignore[import-untyped]
 
 from qrc.transit import tls as pqtls
+from qrc.transit.threads import hold_worker_threads
 
 if TYPE_CHECKING:
     from qrc.transit.asgi import ASGIApp, Message, ReadyHook, Scope, ServerOptions
@@ -391,6 +392,7 @@ class Runner(Server):  # type: ignore[misc]
         self._draining = False
         self._deadline = 0.0
         self._error: BaseException | None = None
+        self._worker_threads: asyncio.Task[None] | None = None
 
     # -- connection tracking (called by _Channel)
     def channel_opened(self, channel: _Channel) -> bool:
@@ -452,6 +454,7 @@ class Runner(Server):  # type: ignore[misc]
 
     async def _start(self) -> None:
         loop = asyncio.get_running_loop()
+        self._worker_threads = hold_worker_threads()
         try:
             await self._lifespan.startup()
             if self._options.reuse_port:
@@ -553,6 +556,8 @@ class Runner(Server):  # type: ignore[misc]
     async def _finish(self) -> None:
         await self.kill_all_applications().asFuture(asyncio.get_running_loop())
         await self._lifespan.shutdown()
+        if self._worker_threads is not None:
+            self._worker_threads.cancel()  # anyio's idle worker threads end with it
         for channel in list(self._channels):
             channel.transport.abortConnection()
         reactor.stop()
