@@ -11,7 +11,9 @@ material, audit log, algorithm policy, observers); none inherits from another:
 - ``service.scheduler`` — due rotations, expiries, destructions (:mod:`.lifecycle.scheduler`);
 - ``service.keks`` — the root KEKs and their rotation (:mod:`.lifecycle.kek_rotation`);
 - ``service.backups`` — backup and restore (:mod:`.backup`);
-- ``service.policy`` — algorithm statuses and the stored policy (:mod:`.policy`).
+- ``service.policy`` — algorithm statuses and the stored policy (:mod:`.policy`);
+- ``service.data`` — the encrypted-data index: registration, rewrap records, shred reports
+  (:mod:`.data_index`).
 
 Each call that changes something commits the change and its audit event in one transaction.
 What happens is reported to the observers given (:mod:`.observers`).
@@ -36,6 +38,7 @@ from qrc.keys.cache import CacheStats
 from qrc.keys.context import ServiceContext
 from qrc.keys.custody.base import CustodyHealth
 from qrc.keys.custody.keyring import Keyring
+from qrc.keys.data_index import DataIndex
 from qrc.keys.lifecycle.kek_rotation import KekRotation
 from qrc.keys.lifecycle.keys import (
     DEFAULT_DESTRUCTION_DELAY,
@@ -100,6 +103,7 @@ class KeyService:
         self.scheduler = KeyScheduler(self.ctx)
         self.keks = KekRotation(self.ctx)
         self.backups = Backups(self.ctx, self.audit)
+        self.data = DataIndex(self.ctx)
         self.observers.add(FailureBurstDetector(db, clock, report=self.observers.security_event))
 
     # The parts every collaborator shares, for callers that manage the service itself.

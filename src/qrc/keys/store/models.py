@@ -21,7 +21,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, synonym
 
 from qrc.keys.store.db import Base, UTCDateTime, utcnow
 
@@ -88,7 +88,14 @@ class KeyVersion(Base):
 
 
 class EncryptedDataIndex(Base):
-    """Where data encrypted under a key lives, so rotation and rewrap can find it."""
+    """Where data encrypted under a key lives, so rotation, rewrap and shredding can find it.
+
+    ``data_ref`` is the object's identifier (unique; ``identifier`` is the same column);
+    ``location`` is where a rewrap target finds it (``sql:TABLE/COLUMN/PK``,
+    ``redis:KEY[#FIELD]``, see ``docs/data-at-rest.md``); ``integrity_hash`` is
+    ``sha256:<hex>`` of the stored ciphertext as last registered or rewrapped. Columns added
+    after the first release are nullable so that older rows and backups stay valid.
+    """
 
     __tablename__ = "qrc_encrypted_data_index"
     __table_args__ = (Index("ix_qrc_encrypted_data_index_key", "key_id", "key_version"),)
@@ -97,9 +104,15 @@ class EncryptedDataIndex(Base):
     key_id: Mapped[str] = mapped_column(ForeignKey("qrc_keys.id", ondelete="CASCADE"))
     key_version: Mapped[int] = mapped_column(Integer)
     algorithm: Mapped[str] = mapped_column(String(64))
-    data_ref: Mapped[str] = mapped_column(String(500))
+    data_ref: Mapped[str] = mapped_column(String(500), unique=True)
     data_class: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    data_type: Mapped[str | None] = mapped_column(String(40))
+    location: Mapped[str | None] = mapped_column(String(1000))
+    integrity_hash: Mapped[str | None] = mapped_column(String(80))
+    rewrapped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    identifier = synonym("data_ref")
 
 
 class SecurityEvent(Base):

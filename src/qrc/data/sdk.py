@@ -1,0 +1,226 @@
+"""The envelope SDK: encrypt application values under keys the service manages.
+
+::
+
+    from qrc.data import DataEncryptor
+    sdk = DataEncryptor.local(service)           # library mode (qrc.keys.factory.open_service)
+    sdk = DataEncryptor.remote(url, token=..., ca_file=...)   # the service over PQ TLS
+    blob = sdk.encrypt("customers", b"alice@example.com", context=b"customers/42/email")
+    sdk.decrypt(blob, context=b"customers/42/email")
+
+Each value gets a DEK (fresh, or reused from the bounded cache within its limits) wrapped
+under the key's primary version; the envelope (``docs/formats.md``, "Data envelope") carries
+the wrapped DEK, key ID and version, and binds the context. Every failure to decrypt is the
+one opaque ``DecryptionError``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from qrc.crypto.envelope import parse_header
+from qrc.crypto.errors import DecryptionError
+from qrc.data.cache import CachedKey, CacheLimits, DataKeyCache
+from qrc.data.format import DEK_SIZE, DataHeader, open_value, parse, replace_wrapped, seal_value
+from qrc.data.index import IndexClient, LocalIndex, RemoteIndex
+from qrc.data.keysource import KeySource, LocalKeySource, RemoteKeySource
+from qrc.keys.cache import CacheStats
+from qrc.keys.errors import KeyNotFound
+
+if TYPE_CHECKING:
+    from qrc.keys.service import KeyService
+
+__all__ = ["DataEncryptor", "Rewrapped", "integrity_hash"]
+
+
+def integrity_hash(stored: bytes | str) -> str:
+    """``sha256:<hex>`` of a stored value (the index's integrity hash)."""
+    data = stored.encode("ascii") if isinstance(stored, str) else stored
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class Rewrapped:
+    """A value with its DEK rewrapped: the new bytes and the version they name now."""
+
+    data: bytes
+    key_id: str
+    key_version: int
+    changed: bool
+
+
+class DataEncryptor:
+    """Envelope encryption with a bounded DEK cache, over a :class:`KeySource`."""
+
+    def __init__(
+        self,
+        source: KeySource,
+        *,
+        cache: CacheLimits | None = None,
+        index: IndexClient | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.cache = DataKeyCache(cache)
+        self.index = index
+        self._on_close = on_close
+        self._closed = False
+
+    @classmethod
+    def local(
+        cls, service: KeyService, *, cache: CacheLimits | None = None, actor: str = "qrc.data"
+    ) -> DataEncryptor:
+        """Library mode: the key service in this process. Key changes made through it drop
+        cached DEKs at once (the cache observes the service)."""
+        sdk = cls(
+            LocalKeySource(service, actor=actor),
+            cache=cache,
+            index=LocalIndex(service, actor=actor),
+        )
+        service.observers.add(sdk.cache)
+        sdk._on_close = lambda: service.observers.remove(sdk.cache)
+        return sdk
+
+    @classmethod
+    def remote(
+        cls,
+        url: str,
+        *,
+        token: str,
+        ca_file: str | None = None,
+        cache: CacheLimits | None = None,
+        timeout: float = 10.0,
+    ) -> DataEncryptor:
+        """The key service's API at ``url`` (``https://`` over PQ TLS trusting ``ca_file``)."""
+        source = RemoteKeySource.connect(url, token=token, ca_file=ca_file, timeout=timeout)
+        return cls(source, cache=cache, index=RemoteIndex(source))
+
+    # ------------------------------------------------------------------ encryption
+    def encrypt(self, key: str, plaintext: bytes, *, context: bytes = b"") -> bytes:
+        """The data envelope of ``plaintext`` under ``key`` (ID or name), bound to
+        ``context``. Raises before anything is returned if the key service cannot be
+        reached (:class:`qrc.data.keysource.KeyServiceUnavailable`) or refuses the key."""
+        self._open()
+        size = len(plaintext)
+        entry = self.cache.for_encryption(key, size)
+        if entry is not None and self.cache.due_for_check(entry.key_id):
+            self._check(entry.key_id)
+            entry = self.cache.for_encryption(key, size)
+        if entry is None:
+            made = self.source.data_key(key)
+            if len(made.plaintext) != DEK_SIZE:
+                raise RuntimeError("the key service returned a data key of the wrong size")
+            entry = CachedKey(
+                AESGCM(made.plaintext), made.wrapped, made.key_id, made.key_version, self._now()
+            )
+            self.cache.keep_for_encryption(key, entry, size)
+            self.cache.due_for_check(made.key_id)  # just asked the service: fresh
+        return seal_value(
+            entry.cipher,
+            plaintext,
+            context=context,
+            key_id=entry.key_id,
+            key_version=entry.key_version,
+            wrapped_key=entry.wrapped,
+        )
+
+    def _now(self) -> float:
+        return self.cache._clock()
+
+    # ------------------------------------------------------------------ decryption
+    def decrypt(self, data: bytes, *, context: bytes = b"") -> bytes:
+        """The plaintext of a data envelope made with the same ``context``.
+
+        Raises:
+            DecryptionError: for every way the value or its wrapped DEK fails (opaque).
+            OperationNotPermitted: the key's state or version no longer allows decryption.
+        """
+        self._open()
+        header = parse(data)
+        entry = self._dek_of(header)
+        return open_value(entry.cipher, header, context=context)
+
+    def _dek_of(self, header: DataHeader) -> CachedKey:
+        entry = self.cache.for_decryption(header.wrapped_key)
+        if entry is not None and entry.key_id == header.key_id:
+            if entry.key_version != header.key_version:
+                raise DecryptionError
+            if self.cache.due_for_check(entry.key_id):
+                self._check(entry.key_id)
+                entry = self.cache.for_decryption(header.wrapped_key)
+            if entry is not None:
+                return entry
+        inner = parse_header(header.wrapped_key)
+        if inner.key_id != header.key_id or inner.key_version != header.key_version:
+            raise DecryptionError
+        try:
+            dek = self.source.unwrap(header.key_id, header.wrapped_key)
+        except KeyNotFound:  # a forged header naming no key: as opaque as any other
+            raise DecryptionError from None
+        entry = CachedKey(
+            AESGCM(dek), header.wrapped_key, header.key_id, header.key_version, self._now()
+        )
+        self.cache.keep_for_decryption(entry)
+        self.cache.due_for_check(header.key_id)
+        return entry
+
+    def _check(self, key_id: str) -> None:
+        """Ask the service about a cached key; drop what its state no longer allows."""
+        try:
+            status = self.source.status(key_id)
+        except Exception:
+            self.cache.drop_key(key_id)  # cannot tell: trust nothing cached
+            raise
+        if not status.decrypts:
+            self.cache.drop_key(key_id)
+            return
+        self.cache.drop_key(key_id, below_version=status.min_decryption_version)
+        if not status.encrypts:
+            self.cache.drop_encryption(key_id)
+        elif self.cache.encryption_versions(key_id) - {status.primary_version}:
+            self.cache.drop_encryption(key_id)  # rotated elsewhere: use the new version
+
+    # ------------------------------------------------------------------ rewrap
+    def rewrap(self, data: bytes) -> Rewrapped:
+        """``data`` with its DEK rewrapped (by the service) under the primary version of
+        its key; the value's ciphertext is untouched and its plaintext never seen.
+
+        Values already under the primary version come back unchanged (``changed`` false).
+        """
+        self._open()
+        header = parse(data)
+        status = self.source.status(header.key_id)
+        if header.key_version == status.primary_version:
+            return Rewrapped(data, header.key_id, header.key_version, False)
+        wrapped, key_id, version = self.source.rewrap(header.key_id, header.wrapped_key)
+        return Rewrapped(replace_wrapped(data, key_id, version, wrapped), key_id, version, True)
+
+    # ------------------------------------------------------------------ lifecycle
+    def cache_stats(self) -> CacheStats:
+        """Hits, misses, evictions and size of the DEK cache."""
+        return self.cache.stats()
+
+    def _open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this DataEncryptor is closed")
+
+    def close(self) -> None:
+        """Drop every cached DEK and let go of the key service."""
+        if self._closed:
+            return
+        self._closed = True
+        self.cache.clear()
+        if self._on_close is not None:
+            self._on_close()
+        self.source.close()
+
+    def __enter__(self) -> DataEncryptor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
