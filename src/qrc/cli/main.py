@@ -6,12 +6,14 @@ line on failure, and exits non-zero: 1 for "signature not valid", 2 for any erro
 
 from __future__ import annotations
 
+import io
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, BinaryIO, ClassVar, TypeVar, cast
 
 import typer
 
@@ -173,14 +175,37 @@ def algorithms(
 @_command
 def keygen(
     algorithm: Annotated[
-        str, typer.Option("-a", "--algorithm", help="Registry ID, see `qrc algorithms`.")
-    ],
+        str | None, typer.Option("-a", "--algorithm", help="Registry ID, see `qrc algorithms`.")
+    ] = None,
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="Private key file; FILE.pub gets the public key.")
-    ],
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Private key file; FILE.pub gets the public key (--age: stdout)."
+        ),
+    ] = None,
     passphrase_file: PassOpt = None,
+    age: Annotated[
+        bool, typer.Option("--age", help="An age identity file, as age-keygen writes it.")
+    ] = False,
+    pq: Annotated[
+        bool,
+        typer.Option("--pq", help="With --age: a post-quantum (ML-KEM-768 + X25519) identity."),
+    ] = False,
 ) -> None:
-    """Generate a key pair: PKCS#8 PEM private key and SPKI PEM public key."""
+    """Generate a key pair: PKCS#8 PEM private key and SPKI PEM public key (or an age identity)."""
+    if age:
+        if algorithm or passphrase_file:
+            _fail("--age makes an age identity: -a and --passphrase-file do not apply")
+        if output is not None and output.exists():
+            _fail(f"{output} exists; refusing to overwrite it (remove it first)")
+        from qrc.cli.file import write_identity  # noqa: PLC0415
+
+        write_identity(output, pq, _say)
+        return
+    if pq:
+        _fail("--pq goes with --age (for PEM keys choose -a X25519MLKEM768)")
+    if algorithm is None or output is None:
+        _fail("give -a ALGORITHM and -o FILE (or --age for an age identity)")
     from qrc.crypto import keyfile  # noqa: PLC0415
     from qrc.crypto.selftest import generate_private_key  # noqa: PLC0415
 
@@ -201,6 +226,17 @@ def keygen(
     _say(f"wrote {output} and {public_path} ({info.id})")
 
 
+# `qrc encrypt` and `qrc decrypt` never hold a whole large input. Up to SMALL_MESSAGE
+# bytes, `qrc encrypt` writes one Envelope (docs/formats.md), as it always has; above, it
+# writes an age file whose one `qrc-key` stanza carries the file key in an Envelope to the
+# same key and context, and streams the data in 64 KiB chunks. `qrc decrypt` tells the two
+# apart by their first bytes. Envelopes are read whole, so it refuses one over
+# MAX_ENVELOPE (none is written that large any more).
+SMALL_MESSAGE = 1 << 20
+MAX_ENVELOPE = 64 << 20
+_ENVELOPE_MAGIC = b"QRCE"
+
+
 @_command
 def encrypt(
     recipient: Annotated[
@@ -210,14 +246,24 @@ def encrypt(
     input: InputOpt = None,
     output: OutputOpt = None,
 ) -> None:
-    """Encrypt stdin (or -i FILE) to a recipient's public key."""
+    """Encrypt stdin (or -i FILE) to a recipient's public key (large inputs: age format)."""
     from qrc.crypto.base import KemPublicKey  # noqa: PLC0415
-    from qrc.crypto.envelope import seal  # noqa: PLC0415
 
     public = _load_public(recipient, Kind.KEM)
     if not isinstance(public, KemPublicKey):
         _fail(f"{recipient} is a {public.algorithm} signature key; encryption needs a KEM key")
-    _write_output(output, seal(public, _read_input(input), context=context.encode()))
+    with _open_input(input) as src:
+        head = _read_up_to(src, SMALL_MESSAGE + 1)
+        if len(head) <= SMALL_MESSAGE:
+            from qrc.crypto.envelope import seal  # noqa: PLC0415
+
+            _write_output(output, seal(public, head, context=context.encode()))
+            return
+        from qrc.cli.file import atomic_output, encrypt_stream  # noqa: PLC0415
+        from qrc.data.age.keyservice import KeyRecipient  # noqa: PLC0415
+
+        with atomic_output(output, private=False) as dst:
+            encrypt_stream(src, dst, [KeyRecipient(public, context=context)], head=head)
 
 
 @_command
@@ -228,14 +274,67 @@ def decrypt(
     input: InputOpt = None,
     output: OutputOpt = None,
 ) -> None:
-    """Decrypt stdin (or -i FILE) with a private key."""
+    """Decrypt stdin (or -i FILE) with a private key (envelopes and age files)."""
     from qrc.crypto.base import KemPrivateKey  # noqa: PLC0415
-    from qrc.crypto.envelope import open_sealed  # noqa: PLC0415
 
     private = _load_private(key, passphrase_file, Kind.KEM)
     if not isinstance(private, KemPrivateKey):
         _fail(f"{key} is a {private.algorithm} signature key; decryption needs a KEM key")
-    _write_output(output, open_sealed(private, _read_input(input), context=context.encode()))
+    with _open_input(input) as src:
+        head = _read_up_to(src, len(_ENVELOPE_MAGIC))
+        if head == _ENVELOPE_MAGIC:
+            from qrc.crypto.envelope import open_sealed  # noqa: PLC0415
+
+            rest = _read_up_to(src, MAX_ENVELOPE)
+            if src.read(1):
+                _fail(f"envelope over {MAX_ENVELOPE >> 20} MiB: not read whole")
+            _write_output(output, open_sealed(private, head + rest, context=context.encode()))
+            return
+        from qrc.cli.file import atomic_output, decrypt_stream  # noqa: PLC0415
+        from qrc.data.age.keyservice import PrivateKeyIdentity  # noqa: PLC0415
+
+        source = io.BufferedReader(_Rejoined(head, src), 1 << 17)
+        with atomic_output(output, private=True) as dst:
+            decrypt_stream(source, dst, [PrivateKeyIdentity(private, context=context)])
+
+
+class _Rejoined(io.RawIOBase):
+    """The bytes already read, then the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        super().__init__()
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        target = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(target), len(self._head))
+            target[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read(len(target))
+        target[: len(data)] = data
+        return len(data)
+
+
+@contextmanager
+def _open_input(path: Path | None) -> Iterator[BinaryIO]:
+    if path is None:
+        yield sys.stdin.buffer
+        return
+    with path.open("rb") as handle:
+        yield handle
+
+
+def _read_up_to(src: BinaryIO, limit: int) -> bytes:
+    parts, got = [], 0
+    while got < limit and (part := src.read(limit - got)):
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
 
 
 @_command
@@ -436,6 +535,7 @@ def _print_bench_tables(
 # when one of them runs.
 _COMMANDS.update(
     (
+        ("file", "qrc.cli.file:file_app"),
         ("serve", "qrc.cli.serve:serve"),
         ("admin", "qrc.cli.admin:admin_app"),
         ("keys", "qrc.cli.remote:keys_app"),
