@@ -38,10 +38,10 @@ if TYPE_CHECKING:
 __all__ = ["DataEncryptor", "Rewrapped", "integrity_hash"]
 
 
-def integrity_hash(stored: bytes | str) -> str:
-    """``sha256:<hex>`` of a stored value (the index's integrity hash)."""
-    data = stored.encode("ascii") if isinstance(stored, str) else stored
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+def integrity_hash(envelope: bytes) -> str:
+    """``sha256:<hex>`` of a data envelope's bytes (the index's integrity hash; for a
+    column value, of the bytes its text form decodes to)."""
+    return "sha256:" + hashlib.sha256(envelope).hexdigest()
 
 
 @dataclass(frozen=True)
