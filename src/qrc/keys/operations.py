@@ -31,6 +31,7 @@ from qrc.keys.custody.base import UnwrapError
 from qrc.keys.errors import InvalidRequest, KeyNotFound, OperationNotPermitted
 from qrc.keys.states import KeyState, Operation, Purpose, permits
 from qrc.keys.store.models import EncryptedDataIndex, Key
+from qrc.keys.usage import KeyUseEvent, UsageRecorder
 
 __all__ = ["MAX_VERSIONS_TRIED", "DataKey", "KeyOperations", "Sealed", "Signed"]
 
@@ -69,8 +70,9 @@ class DataKey:
 class KeyOperations:
     """Cryptographic use of managed keys (``service.crypto``)."""
 
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(self, ctx: ServiceContext, usage: UsageRecorder | None = None) -> None:
         self.ctx = ctx
+        self.usage = usage or UsageRecorder(ctx)
 
     # ------------------------------------------------------------------ checks
     def _usable(self, key: Key, operation: Operation, *, recovery: bool = False) -> None:
@@ -116,20 +118,45 @@ class KeyOperations:
     # ------------------------------------------------------------------ encryption
     @guarded("key.encrypt")
     def encrypt(self, ref: str, plaintext: bytes, *, actor: str, context: bytes = b"") -> Sealed:
-        """Encrypt under the key's primary version (Envelope v1)."""
-        with self.ctx.db.session() as session:
+        """Encrypt under the key's primary version (Envelope v1).
+
+        The key is read and the envelope sealed outside any write transaction; the audit
+        event then commits (with those of concurrent operations) after checking that the
+        key still allows encryption. Only then is the ciphertext returned.
+        """
+        with self.ctx.db.read_session() as session:
             key = self.ctx.find(session, ref)
             self._usable(key, Operation.ENCRYPT)
             sealed = self._seal(session, key, plaintext, context)
-            self.ctx.record(
-                session,
-                "key.encrypt",
-                actor,
-                key=key,
-                key_version=key.primary_version,
-                details={"bytes": len(plaintext)},
-            )
-            return sealed
+        self._record_use(
+            key, "key.encrypt", actor, sealed.key_version, {"bytes": len(plaintext)},
+            Operation.ENCRYPT,
+        )  # fmt: skip
+        return sealed
+
+    def _record_use(
+        self,
+        key: Key,
+        event_type: str,
+        actor: str,
+        version: int | None,
+        details: dict[str, object] | None,
+        *operations: Operation,
+        result: str = "success",
+        recovery: bool = False,
+        readable: int | None = None,
+    ) -> None:
+        """Commit the use's audit event once the key, as committed, still allows it."""
+
+        def check(current: Key) -> None:
+            for operation in operations:
+                self._usable(current, operation, recovery=recovery)
+            if readable is not None:
+                self._readable_version(current, readable)
+
+        self.usage.record(
+            KeyUseEvent(key.id, event_type, actor, version, details, result=result, check=check)
+        )
 
     def _seal(self, session: Session, key: Key, plaintext: bytes, context: bytes) -> Sealed:
         version = key.primary_version
@@ -169,36 +196,45 @@ class KeyOperations:
         except DecryptionError:
             self._record_decryption_failure(ref, actor)
             raise
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             key = self.ctx.find(session, ref or header.key_id)
             self._usable(key, Operation.DECRYPT, recovery=recovery)
             plaintext = None
             if header.key_id == key.id and header.algorithm == key.algorithm:
                 plaintext = self._try_open(session, key, header.key_version, ciphertext, context)
-            if plaintext is not None:
-                self._readable_version(key, header.key_version)
-                details: dict[str, object] = {"bytes": len(plaintext)}
-                if recovery and key.status == KeyState.COMPROMISED:
-                    details["recovery"] = True
-                    self.ctx.security_event(
-                        session,
-                        EventType.COMPROMISED_KEY_RECOVERY_USE,
-                        Severity.HIGH,
-                        actor,
-                        key=key,
-                    )
-                self.ctx.record(
-                    session,
-                    "key.decrypt",
-                    actor,
-                    key=key,
-                    key_version=header.key_version,
-                    details=details,
-                )
-                return plaintext
-            key_id = key.id
-        self._record_decryption_failure(key_id, actor)
-        raise DecryptionError
+        if plaintext is None:
+            self._record_decryption_failure(key.id, actor)
+            raise DecryptionError
+        self._readable_version(key, header.key_version)
+        details: dict[str, object] = {"bytes": len(plaintext)}
+        if recovery and key.status == KeyState.COMPROMISED:
+            self._record_recovery_use(key.id, actor, header.key_version, details)
+        else:
+            self._record_use(
+                key, "key.decrypt", actor, header.key_version, details, Operation.DECRYPT,
+                recovery=recovery, readable=header.key_version,
+            )  # fmt: skip
+        return plaintext
+
+    def _record_recovery_use(
+        self, key_id: str, actor: str, version: int, details: dict[str, object]
+    ) -> None:
+        """A compromised key's recovery decryption: a security event with its audit event."""
+        with self.ctx.db.session() as session:
+            key = self.ctx.find(session, key_id)
+            self._usable(key, Operation.DECRYPT, recovery=True)
+            self._readable_version(key, version)
+            self.ctx.security_event(
+                session, EventType.COMPROMISED_KEY_RECOVERY_USE, Severity.HIGH, actor, key=key
+            )
+            self.ctx.record(
+                session,
+                "key.decrypt",
+                actor,
+                key=key,
+                key_version=version,
+                details={**details, "recovery": True},
+            )
 
     def _open(self, session: Session, key: Key, version: int, data: bytes, context: bytes) -> bytes:
         material = self.ctx.material.private(session, key, version)
@@ -238,7 +274,7 @@ class KeyOperations:
         except DecryptionError:
             self._record_decryption_failure(ref, actor)
             raise
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             key = self.ctx.find(session, ref)
             self._usable(key, Operation.DECRYPT)
             self._usable(key, Operation.ENCRYPT)
@@ -248,18 +284,14 @@ class KeyOperations:
             if plaintext is not None:
                 self._readable_version(key, header.key_version)
                 sealed = self._seal(session, key, plaintext, context)
-                self.ctx.record(
-                    session,
-                    "key.rewrap",
-                    actor,
-                    key=key,
-                    key_version=sealed.key_version,
-                    details={"from_version": header.key_version},
-                )
-                return sealed
-            key_id = key.id
-        self._record_decryption_failure(key_id, actor)
-        raise DecryptionError
+        if plaintext is None:
+            self._record_decryption_failure(key.id, actor)
+            raise DecryptionError
+        self._record_use(
+            key, "key.rewrap", actor, sealed.key_version, {"from_version": header.key_version},
+            Operation.DECRYPT, Operation.ENCRYPT, readable=header.key_version,
+        )  # fmt: skip
+        return sealed
 
     @guarded("key.datakey")
     def generate_data_key(
@@ -267,18 +299,14 @@ class KeyOperations:
     ) -> DataKey:
         """A fresh 256-bit data key, wrapped under the managed key (envelope encryption)."""
         data_key = secrets.token_bytes(32)
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             key = self.ctx.find(session, ref)
             self._usable(key, Operation.ENCRYPT)
             sealed = self._seal(session, key, data_key, context)
-            self.ctx.record(
-                session,
-                "key.datakey",
-                actor,
-                key=key,
-                key_version=sealed.key_version,
-                details={"clear_copy_returned": include_plaintext},
-            )
+        self._record_use(
+            key, "key.datakey", actor, sealed.key_version,
+            {"clear_copy_returned": include_plaintext}, Operation.ENCRYPT,
+        )  # fmt: skip
         return DataKey(
             data_key if include_plaintext else None,
             sealed.ciphertext,
@@ -298,25 +326,17 @@ class KeyOperations:
             raise InvalidRequest(
                 f"signature contexts starting with {RESERVED_CONTEXT_PREFIX!r} are reserved"
             )
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             key = self.ctx.find(session, ref)
             self._usable(key, Operation.SIGN)
-            material = expect(
-                self.ctx.material.private(session, key, key.primary_version), SigningKey
-            )
-            try:
-                signature = material.sign(message, context)
-            except ValueError as exc:  # e.g. a context over the scheme's limit: bad input
-                raise InvalidRequest(str(exc)) from None
-            self.ctx.record(
-                session,
-                "key.sign",
-                actor,
-                key=key,
-                key_version=key.primary_version,
-                details={"bytes": len(message)},
-            )
-            return Signed(signature, key.id, key.primary_version)
+            version = key.primary_version
+            material = expect(self.ctx.material.private(session, key, version), SigningKey)
+        try:
+            signature = material.sign(message, context)
+        except ValueError as exc:  # e.g. a context over the scheme's limit: bad input
+            raise InvalidRequest(str(exc)) from None
+        self._record_use(key, "key.sign", actor, version, {"bytes": len(message)}, Operation.SIGN)
+        return Signed(signature, key.id, version)
 
     @guarded("key.verify")
     def verify(
@@ -336,7 +356,7 @@ class KeyOperations:
         the :data:`MAX_VERSIONS_TRIED` newest versions still allowed to verify are tried, so
         that a bad signature costs a bounded amount of work however often the key rotated.
         """
-        with self.ctx.db.session() as session:
+        with self.ctx.db.read_session() as session:
             key = self.ctx.find(session, ref)
             self._usable(key, Operation.VERIFY, recovery=recovery)
             lowest = key.min_decryption_version
@@ -346,24 +366,23 @@ class KeyOperations:
             else:
                 oldest = max(lowest, key.primary_version - MAX_VERSIONS_TRIED + 1)
                 candidates = list(range(key.primary_version, oldest - 1, -1))
-            matched = None
-            for version in candidates:
-                public = expect(self.ctx.material.public_key(session, key, version), VerifyingKey)
-                try:
-                    public.verify(signature, message, context)
-                except InvalidSignature:
-                    continue
-                matched = version
-                break
-            self.ctx.record(
-                session,
-                "key.verify",
-                actor,
-                key=key,
-                key_version=matched,
-                result="success" if matched else "invalid",
-            )
-            return matched
+            publics = [
+                (version, expect(self.ctx.material.public_key(session, key, version), VerifyingKey))
+                for version in candidates
+            ]
+        matched = None
+        for version, public in publics:
+            try:
+                public.verify(signature, message, context)
+            except InvalidSignature:
+                continue
+            matched = version
+            break
+        self._record_use(
+            key, "key.verify", actor, matched, None, Operation.VERIFY,
+            result="success" if matched else "invalid", recovery=recovery,
+        )  # fmt: skip
+        return matched
 
     # ------------------------------------------------------------------ public keys, index
     def public_key_pem(self, ref: str, version: int | None = None) -> str:

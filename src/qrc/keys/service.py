@@ -53,6 +53,7 @@ from qrc.keys.policy import AlgorithmPolicy, PolicyPlan, PolicyUpdate
 from qrc.keys.store.db import Database, utcnow
 from qrc.keys.store.models import Policy
 from qrc.keys.trail import AuditTrail
+from qrc.keys.usage import UsageRecorder
 
 __all__ = ["JobReport", "KeyService"]
 
@@ -95,7 +96,8 @@ class KeyService:
             destruction_delay=destruction_delay,
             min_destruction_delay=min_destruction_delay,
         )
-        self.crypto = KeyOperations(self.ctx)
+        self.usage = UsageRecorder(self.ctx)
+        self.crypto = KeyOperations(self.ctx, self.usage)
         self.audit = AuditTrail(
             self.ctx, self.keys, anchor=audit_anchor, witness=witness, mac=audit_mac
         )

@@ -22,7 +22,7 @@ import base64
 import binascii
 import dataclasses
 import hmac
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import IO, Final, cast
 
@@ -71,6 +71,7 @@ __all__ = [
     "AuditError",
     "AuditLog",
     "AuditWriteError",
+    "EventFields",
     "InvalidAuditEvent",
     "InvalidAuditQuery",
     "KeyLookup",
@@ -131,6 +132,19 @@ _LATEST_CHECKPOINT = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class EventFields:
+    """One event to append: what :meth:`AuditLog.append` takes, for a batch."""
+
+    event_type: str
+    actor: str
+    result: str
+    key_id: str | None = None
+    key_version: int | None = None
+    algorithm: str | None = None
+    details: Mapping[str, object] | None = None
+
+
 class AuditLog:
     """Append, checkpoint, verify, export and query the audit chain.
 
@@ -178,46 +192,57 @@ class AuditLog:
             InvalidAuditEvent: a field or detail is not allowed (nothing is written).
             AuditWriteError: the database refused the event.
         """
-        clean = validate_details(details)
+        fields = EventFields(event_type, actor, result, key_id, key_version, algorithm, details)
+        return self.append_many(session, [fields])[0]
+
+    def append_many(self, session: Session, events: Sequence[EventFields]) -> list[AuditEvent]:
+        """Append ``events`` in order, in ``session``'s transaction, with one head read and
+        one insert (the group commit of key uses); as :meth:`append` otherwise."""
+        cleaned = [validate_details(fields.details) for fields in events]
         # The caller's own pending writes fail with their own errors, not as audit errors.
         session.flush()
+        rows: list[dict[str, object]] = []
         try:
             self.lock(session)
             seq, prev = self.head(session)
-            seq += 1
-            at = utcnow()  # after the lock, so times follow seq order across processes
-            canonical = canonical_event(
-                seq=seq,
-                at=at,
-                event_type=event_type,
-                actor=actor,
-                result=result,
-                key_id=key_id,
-                key_version=key_version,
-                algorithm=algorithm,
-                details=clean,
-            )
-            digest = event_hash(prev, canonical)
-            row = {
-                "seq": seq,
-                "at": at,
-                "event_type": event_type,
-                "actor": actor,
-                "key_id": key_id,
-                "key_version": key_version,
-                "algorithm": algorithm,
-                "result": result,
-                "details": clean,
-                "prev_hash": prev,
-                "hash": digest,
-            }
             mac_key = self.mac_key(session) if self.mac_key is not None else None
-            row["mac"] = event_mac(mac_key, digest) if mac_key is not None else None
+            for fields, clean in zip(events, cleaned, strict=True):
+                seq += 1
+                at = utcnow()  # after the lock, so times follow seq order across processes
+                canonical = canonical_event(
+                    seq=seq,
+                    at=at,
+                    event_type=fields.event_type,
+                    actor=fields.actor,
+                    result=fields.result,
+                    key_id=fields.key_id,
+                    key_version=fields.key_version,
+                    algorithm=fields.algorithm,
+                    details=clean,
+                )
+                digest = event_hash(prev, canonical)
+                rows.append(
+                    {
+                        "seq": seq,
+                        "at": at,
+                        "event_type": fields.event_type,
+                        "actor": fields.actor,
+                        "key_id": fields.key_id,
+                        "key_version": fields.key_version,
+                        "algorithm": fields.algorithm,
+                        "result": fields.result,
+                        "details": clean,
+                        "prev_hash": prev,
+                        "hash": digest,
+                        "mac": event_mac(mac_key, digest) if mac_key is not None else None,
+                    }
+                )
+                prev = digest
             # A Core insert: the hot path of every key operation skips the ORM unit of work.
-            session.execute(_INSERT_EVENT, [row])
+            session.execute(_INSERT_EVENT, rows)
         except SQLAlchemyError as exc:
             raise AuditWriteError("the audit event could not be written") from exc
-        return AuditEvent(**row)
+        return [AuditEvent(**row) for row in rows]
 
     @staticmethod
     def lock(session: Session) -> None:
