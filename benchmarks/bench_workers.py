@@ -6,16 +6,22 @@ each), alternating the no-op route (``GET /health``) and ``POST /encrypt``. Prin
 per second, p50/p99 latency, the ratio encrypt / no-op at each worker count, the throughput
 ratio of 2 workers to 1 (target: at least 1.25) and the CPU the load generator itself took.
 
-    python benchmarks/bench_workers.py [--seconds 5] [--clients 16] [--json]
+With ``--postgres URL`` (an admin URL such as
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``) it also runs ``--workers 1`` on a
+fresh PostgreSQL database and prints its throughput against SQLite's (target: at least 0.8).
+
+    python benchmarks/bench_workers.py [--seconds 5] [--clients 16] [--postgres URL] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import resource
+import secrets
 import signal
 import socket
 import statistics
@@ -24,12 +30,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from qrc.transit.client import PQClient
 
 API = "/api/v1/security/qrc"
 TARGET_SCALE = 1.25
+TARGET_POSTGRES = 0.8
 
 
 def _free_port() -> int:
@@ -38,9 +46,13 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start(data_dir: Path, port: int, workers: int) -> subprocess.Popen[str]:
+def _start(
+    data_dir: Path, port: int, workers: int, database_url: str | None = None
+) -> subprocess.Popen[str]:
     env = {**os.environ, "QRC_MASTER_PASSPHRASE": "bench", "QRC_BENCH_ON_START": "0",
            "QRC_RATE_LIMIT": "0"}  # fmt: skip
+    if database_url is not None:
+        env["QRC_DATABASE_URL"] = database_url
     process = subprocess.Popen(
         [sys.executable, "-m", "qrc", "serve", "--data-dir", str(data_dir), "--port", str(port),
          "--workers", str(workers)],
@@ -94,10 +106,29 @@ def _load(
     }
 
 
-def measure(workers: int, clients: int, seconds: float) -> dict[str, object]:
+@contextlib.contextmanager
+def _postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh database on the server of ``admin_url``, dropped afterwards."""
+    from sqlalchemy import create_engine, make_url, text  # noqa: PLC0415
+
+    name = "qrc_bench_" + secrets.token_hex(4)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def measure(
+    workers: int, clients: int, seconds: float, database_url: str | None = None
+) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir, port = Path(tmp), _free_port()
-        process = _start(data_dir, port, workers)
+        process = _start(data_dir, port, workers, database_url)
         try:
             token = (data_dir / "admin.token").read_text().strip()
             url, ca = f"https://127.0.0.1:{port}", str(data_dir / "tls" / "ca.pem")
@@ -133,12 +164,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--postgres", metavar="URL", help="also measure on PostgreSQL")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     one = measure(1, args.clients, args.seconds)
     two = measure(2, args.clients, args.seconds)
     scale = float(two["encrypt_rps"]) / float(one["encrypt_rps"])  # type: ignore[arg-type]
-    report = {"cores": os.cpu_count(), "one": one, "two": two, "scale": round(scale, 3)}
+    report: dict[str, object] = {
+        "cores": os.cpu_count(), "one": one, "two": two, "scale": round(scale, 3)
+    }  # fmt: skip
+    if args.postgres:
+        with _postgres_database(args.postgres) as url:
+            pg = measure(1, args.clients, args.seconds, url)
+        pg_ratio = float(pg["encrypt_rps"]) / float(one["encrypt_rps"])  # type: ignore[arg-type]
+        report.update(postgres=pg, postgres_to_sqlite=round(pg_ratio, 3))
     if args.json:
         sys.stdout.write(json.dumps(report) + "\n")
     else:
@@ -152,6 +191,15 @@ def main() -> int:
         print(
             f"2 workers / 1 worker: {scale:.2f} (target >= {TARGET_SCALE}); {os.cpu_count()} cores"
         )
+        if args.postgres:
+            pg_row = report["postgres"]
+            assert isinstance(pg_row, dict)
+            print(
+                f"PostgreSQL, --workers 1: encrypt {pg_row['encrypt_rps']} req/s (p50 "
+                f"{pg_row['encrypt_p50_ms']} ms, p99 {pg_row['encrypt_p99_ms']} ms), ratio to "
+                f"no-op {pg_row['ratio_to_noop']}; PostgreSQL / SQLite: {report['postgres_to_sqlite']} "
+                f"(target >= {TARGET_POSTGRES})"
+            )
     return 0
 
 
