@@ -34,6 +34,7 @@ __all__ = [
     "RewrapReport",
     "RewrapTarget",
     "SqlTarget",
+    "open_targets",
     "redis_location",
     "rewrap_key",
 ]
@@ -256,3 +257,30 @@ def rewrap_key(
         if progress is not None:
             progress(job.report.rewrapped + job.report.already_current, total)
     return job.report
+
+
+def open_targets(
+    *, sql_url: str | None = None, redis_url: str | None = None
+) -> tuple[dict[str, RewrapTarget], Callable[[], None]]:
+    """Targets for ``sql:`` locations in the database at ``sql_url`` and ``redis:`` ones in
+    the Redis at ``redis_url``, and a function that closes them."""
+    targets: dict[str, RewrapTarget] = {}
+    closers: list[Callable[[], None]] = []
+    if sql_url:
+        from sqlalchemy import create_engine  # noqa: PLC0415
+
+        engine = create_engine(sql_url)
+        targets["sql"] = SqlTarget(engine)
+        closers.append(engine.dispose)
+    if redis_url:
+        import redis  # noqa: PLC0415
+
+        client = redis.Redis.from_url(redis_url)
+        targets["redis"] = RedisTarget(client)
+        closers.append(client.close)
+
+    def close() -> None:
+        for closer in closers:
+            closer()
+
+    return targets, close
