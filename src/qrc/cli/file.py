@@ -20,11 +20,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, BinaryIO, Protocol
+from typing import IO, TYPE_CHECKING, Annotated, Any, BinaryIO, Protocol
 
 import typer
+from typer._click import Context
+from typer._coercion import RuntimeParam, build_runtime_param
+from typer.core import TyperCommand, TyperGroup, TyperOption, _TyperParameter
 
 from qrc.cli.io import fail
+from qrc.cli.lazy import QuickCommand
 
 if TYPE_CHECKING:
     from qrc.data.age import Identity, Recipient
@@ -42,8 +46,61 @@ __all__ = [
 PASSPHRASE_ENV = "QRC_AGE_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 _BLOCK = 1 << 20
 
+
+class _PlainParam(RuntimeParam):
+    """Typer's conversion for this module's option types, without loading pydantic.
+
+    As :mod:`qrc.cli.lazy` does for ``str`` and ``Path``, and also for flags, integers
+    and repeated options (``-r``, ``-R``, ``-i``), whose conversion would otherwise import
+    pydantic (a quarter of a second at every start). Anything else goes to Typer.
+    """
+
+    def _coerce_value(self, value: Any, param: _TyperParameter, ctx: Context) -> Any:
+        annotation = self.annotation
+        if annotation is bool and type(value) is bool:
+            return value
+        if annotation is int and type(value) in (int, str):
+            try:
+                return int(value)
+            except ValueError:
+                raise typer.BadParameter(f"{value!r} is not an integer", ctx, param) from None
+        if annotation in (str, Path) and type(value) is str:
+            return annotation(value)
+        if annotation in (list[str], list[Path]) and isinstance(value, tuple | list):
+            item = str if annotation == list[str] else Path
+            if all(type(v) is str for v in value):
+                return [item(v) for v in value]
+        return build_runtime_param(param.type_descriptor)._coerce_value(value, param, ctx)
+
+
+def _plain(param: object) -> None:
+    if isinstance(param, _TyperParameter) and param._runtime_param is None:
+        descriptor = param.type_descriptor
+        param._runtime_param = _PlainParam(descriptor.parameter_info, descriptor.annotation)
+
+
+class _FileCommand(QuickCommand):
+    def __init__(self, name: str | None, **attrs: Any) -> None:
+        TyperCommand.__init__(self, name, **attrs)
+        for param in self.params:
+            _plain(param)
+
+    def get_help_option(self, ctx: Context) -> TyperOption | None:
+        option = TyperCommand.get_help_option(self, ctx)
+        _plain(option)
+        return option
+
+
+class _FileGroup(TyperGroup):
+    def get_help_option(self, ctx: Context) -> TyperOption | None:
+        option = super().get_help_option(ctx)
+        _plain(option)
+        return option
+
+
 file_app = typer.Typer(
     name="file",
+    cls=_FileGroup,
     help="Encrypt and decrypt files in the age format (age1pq1 post-quantum, age1, passphrase, "
     "key-service recipients).",
     no_args_is_help=True,
@@ -293,7 +350,7 @@ def decrypt_stream(
     progress.finish()
 
 
-@file_app.command("encrypt")
+@file_app.command("encrypt", cls=_FileCommand)
 def encrypt(
     input: InputArg = None,
     recipient: Annotated[
@@ -333,7 +390,7 @@ def encrypt(
         encrypt_stream(src, dst, targets, armor=armor, total=total)
 
 
-@file_app.command("decrypt")
+@file_app.command("decrypt", cls=_FileCommand)
 def decrypt(
     input: InputArg = None,
     identity: Annotated[

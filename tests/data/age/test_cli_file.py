@@ -183,3 +183,20 @@ def test_age_decrypts_what_qrc_file_wrote_with_a_key_list(tmp_path: Path) -> Non
     sealed = ok(qrc("file", "encrypt", "-R", tmp_path / "p256.pub", "-r", recipient, stdin=b"x"))
     assert ok(run([AGE or "age", "-d", "-i", age_id], stdin=sealed)) == b"x"
     assert ok(qrc("file", "decrypt", "-i", tmp_path / "p256", stdin=sealed)) == b"x"
+
+
+def test_file_commands_start_without_pydantic_or_the_service(
+    tmp_path: Path, pq: tuple[Path, str]
+) -> None:
+    identity, recipient = pq
+    sealed = tmp_path / "x.age"
+    ok(qrc("file", "encrypt", "-r", recipient, "-r", recipient, "-a", "-o", sealed, stdin=b"x"))
+    for args in (
+        ("file", "encrypt", "-r", recipient, "-a", "-o", tmp_path / "y.age", sealed),
+        ("file", "decrypt", "-i", identity, "-o", tmp_path / "out", sealed),
+    ):
+        result = run([*_python_qrc()[:1], "-X", "importtime", "-m", "qrc", *args])
+        ok(result)
+        loaded = {line.split("|")[-1].strip() for line in result.stderr.decode().splitlines()}
+        assert "qrc.data.age" in loaded  # it did run
+        assert not {"pydantic", "sqlalchemy", "qrc.keys", "qrc.transit", "rich"} & loaded
