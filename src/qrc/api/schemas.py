@@ -366,3 +366,70 @@ class SecurityEventPage(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, str] = {}
+
+
+# --------------------------------------------------------------------------- data index
+Sha256Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+IndexIdentifier = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class IndexObjectIn(Strict):
+    identifier: IndexIdentifier
+    key: KeyRef
+    key_version: Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
+    data_type: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,39}$")]
+    location: Annotated[str | None, Field(min_length=1, max_length=1000)] = None
+    integrity_hash: Sha256Digest | None = None
+    data_class: Annotated[str | None, Field(min_length=1, max_length=100)] = None
+
+
+class IndexRegisterIn(Strict):
+    objects: Annotated[list[IndexObjectIn], Field(min_length=1, max_length=1000)]
+
+
+class IndexRegistered(BaseModel):
+    registered: int
+
+
+class IndexObjectOut(BaseModel):
+    identifier: str
+    data_type: str | None = None
+    location: str | None = None
+    key_id: str
+    key_version: int
+    algorithm: str
+    integrity_hash: str | None = None
+    data_class: str | None = None
+    created_at: datetime
+    rewrapped_at: datetime | None = None
+    seq: int
+
+
+class IndexPage(BaseModel):
+    objects: list[IndexObjectOut]
+    next_after: int | None = None
+
+
+class RewrappedObjectIn(Strict):
+    identifier: IndexIdentifier
+    key_version: Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
+    integrity_hash: Sha256Digest | None = None
+
+
+class IndexRewrappedIn(Strict):
+    key: KeyRef
+    objects: Annotated[list[RewrappedObjectIn], Field(min_length=1, max_length=1000)]
+
+
+class IndexRewrapped(BaseModel):
+    rewrapped: int
+
+
+class ShredReportOut(BaseModel):
+    key_id: str
+    key_name: str
+    status: str
+    shredded: bool
+    destroyed_at: datetime | None = None
+    objects: list[IndexObjectOut]
+    next_after: int | None = None
