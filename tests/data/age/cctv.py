@@ -1,12 +1,15 @@
-"""The C2SP CCTV age test kit, read in place from ``../shared/vectors/cctv/age/testdata``."""
+"""The C2SP CCTV age test kit, read in place from ``../shared/vectors/cctv/age/testdata``
+(or ``$QRC_VECTORS_DIR/cctv/age/testdata``, as :mod:`tests.vectors` finds the vectors)."""
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-TESTDATA = Path(__file__).resolve().parents[4] / "shared" / "vectors" / "cctv" / "age" / "testdata"
+_VECTORS = Path(__file__).resolve().parents[4] / "shared" / "vectors"
+TESTDATA = Path(os.environ.get("QRC_VECTORS_DIR", _VECTORS)) / "cctv" / "age" / "testdata"
 
 
 @dataclass(frozen=True)
