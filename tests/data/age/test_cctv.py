@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -36,8 +38,35 @@ FAILURES: dict[str, type[DecryptionError]] = {
 }
 
 
+class _Trickle(io.RawIOBase):
+    """A slow pipe: the first reads return a few bytes each (a short ``peek``)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self._data, self._at, self._reads = data, 0, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        self._reads += 1
+        size = 5 if self._reads < 10 else len(buffer)
+        chunk = self._data[self._at : self._at + min(size, len(buffer))]
+        memoryview(buffer)[: len(chunk)] = chunk
+        self._at += len(chunk)
+        return len(chunk)
+
+
+SOURCES: dict[str, Callable[[bytes], Any]] = {
+    "bytes": io.BytesIO,  # no peek: read ahead
+    "file": lambda data: io.BufferedReader(io.BytesIO(data)),  # peek, read in place
+    "pipe": lambda data: io.BufferedReader(_Trickle(data), 64),  # short peeks
+}
+
+
+@pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("name", names())
-def test_vector(name: str) -> None:
+def test_vector(name: str, source: str) -> None:
     vector = load(TESTDATA / name)
     identities: list[Identity] = [parse_identity(i) for i in vector.identities]
     identities += [ScryptIdentity(p.encode()) for p in vector.passphrases]
@@ -46,7 +75,7 @@ def test_vector(name: str) -> None:
     released = hashlib.sha256()
     outcome = "success"
     try:
-        for chunk in decrypt(io.BytesIO(vector.data), identities).chunks():
+        for chunk in decrypt(SOURCES[source](vector.data), identities).chunks():
             released.update(chunk)
     except DecryptionError as exc:
         assert str(exc) == "decryption failed"  # opaque: the type alone says more

@@ -120,6 +120,15 @@ _MAGIC = b"age-encryption.org/"
 
 def _detect(src: BinaryIO) -> BinaryIO:
     """A buffered reader of the binary age file in ``src``, de-armored if need be."""
+    peek = getattr(src, "peek", None)
+    if peek is not None and hasattr(src, "readline"):
+        # A buffered reader (a file, stdin): look without consuming, and read it directly.
+        start = bytes(peek(len(_MAGIC))[: len(_MAGIC)])
+        if not start or start.startswith(_MAGIC):
+            return src
+        if not _MAGIC.startswith(start):  # not a prefix of a binary file: armor
+            return io.BufferedReader(ArmorReader(src), _BUFFER)
+        # A short peek of a slow pipe: read ahead instead.
     start = b""
     while len(start) < len(_MAGIC):
         more = src.read(len(_MAGIC) - len(start))

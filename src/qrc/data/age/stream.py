@@ -42,18 +42,16 @@ def _chunk_nonce(counter: int, final: bool) -> bytes:
 
 def _read_full(src: BinaryIO, view: memoryview) -> int:
     """Fill ``view`` from ``src`` unless the input ends first; the number of bytes read."""
-    filled = 0
     readinto = getattr(src, "readinto", None)
-    while filled < len(view):
-        if readinto is not None:
-            n = readinto(view[filled:])
-        else:
-            data = src.read(len(view) - filled)
-            n = len(data)
-            view[filled : filled + n] = data
-        if not n:
-            break
-        filled += n
+    if readinto is not None:
+        filled = readinto(view) or 0
+        while filled < len(view) and (n := readinto(view[filled:])):
+            filled += n
+        return int(filled)
+    filled = 0
+    while filled < len(view) and (data := src.read(len(view) - filled)):
+        view[filled : filled + len(data)] = data
+        filled += len(data)
     return filled
 
 
