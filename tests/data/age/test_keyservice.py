@@ -180,3 +180,21 @@ def test_plugin_reports_a_bad_token(tmp_path: Path, server: tuple[str, dict[str,
     bad = {**env, "QRC_TOKEN": "qrc_not_a_token"}
     failed = run([AGE or "age", "-d", "-i", identity], stdin=sealed, env=bad)
     assert failed.returncode != 0 and failed.stdout == b""
+
+
+def test_unreachable_service_is_named_in_one_line(tmp_path: Path, service: KeyService) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    service.keys.create_key(name="k", purpose="encryption", actor="ops")
+    recipient = encode_recipient(recipient_from_service(service, "k"))
+    identity = tmp_path / "identity.txt"
+    identity.write_text(encode_identity(ServiceLocator(f"http://127.0.0.1:{port}")) + "\n")
+    sealed = ok(qrc("file", "encrypt", "-r", recipient, stdin=b"x"))
+    env = {"QRC_TOKEN": "qrc_whatever"}
+    result = qrc("file", "decrypt", "-i", identity, "-o", tmp_path / "out", stdin=sealed, env=env)
+    line = one_line_failure(result)
+    assert "cannot reach the key service" in line and str(port) in line
+    assert not (tmp_path / "out").exists()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,7 @@ CONTEXT_PREFIX = "age-encryption.org/v1/qrc-key:"
 _NO_KEY_ID = "-"
 _VERSION = re.compile(r"[1-9][0-9]{0,9}|0")
 _API = "/api/v1/security/qrc"
+_ATTEMPTS, _BACKOFF = 3, 0.25  # seconds, doubling
 
 # (key ID, envelope, bound context) -> the file key; DecryptionError when it does not open.
 Opener = Callable[[str, bytes, str], bytes]
@@ -211,10 +213,20 @@ def remote_opener(client: PQClient) -> Opener:
             "ciphertext": base64.b64encode(envelope).decode(),
             "context": context,
         }
-        try:
-            response = client.post(f"{_API}/decrypt", body)
-        except TransportError as exc:
-            raise ServiceRefused(f"cannot reach the key service: {exc}") from None
+        response = None
+        for attempt in range(_ATTEMPTS):
+            # Opening is safe to repeat (no state changes but the audit event): retry a
+            # connection that failed, with backoff, then say what failed.
+            try:
+                response = client.post(f"{_API}/decrypt", body)
+                break
+            except TransportError as exc:
+                if attempt + 1 == _ATTEMPTS:
+                    raise ServiceRefused(
+                        f"cannot reach the key service at {client.base_url}: {exc}"
+                    ) from None
+                time.sleep(_BACKOFF * 2**attempt)
+        assert response is not None
         if response.status == 200:
             return base64.b64decode(response.json()["plaintext"])
         if response.status == 400 and _problem_type(response).endswith("decryption-failed"):
