@@ -14,7 +14,6 @@ Python cannot wipe ``bytes``: "dropped" means no reference is kept here
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -28,6 +27,8 @@ from qrc.keys.cache import CacheStats
 from qrc.keys.observers import KeyUse, SecurityNotice
 
 __all__ = ["CacheLimits", "CachedKey", "DataKeyCache"]
+
+_FOREVER: Final = float("inf")
 
 # Operations after which a key's cached DEKs may no longer be used as they are.
 _INVALIDATING: Final = frozenset(
@@ -71,13 +72,11 @@ class CachedKey:
     messages: int = 0
     bytes: int = 0
 
+    def __post_init__(self) -> None:
+        self.key_id_raw = self.key_id.encode("ascii")
+
     def __repr__(self) -> str:  # never the DEK
         return f"CachedKey(key_id={self.key_id!r}, key_version={self.key_version})"
-
-
-def wrapped_digest(wrapped: bytes) -> bytes:
-    """The decryption cache's key for a wrapped DEK."""
-    return hashlib.sha256(wrapped).digest()
 
 
 class DataKeyCache:
@@ -133,34 +132,51 @@ class DataKeyCache:
         entry.messages, entry.bytes = 1, size
         with self._lock:
             self._encrypting[ref] = entry
-            self._decrypting[wrapped_digest(entry.wrapped)] = entry  # read-your-writes
+            self._decrypting[entry.wrapped] = entry  # read-your-writes
             self._bound()
 
     # ------------------------------------------------------------------ decryption
-    def for_decryption(self, wrapped: bytes) -> CachedKey | None:
-        """The cached DEK of ``wrapped``, if any and not expired."""
+    def for_decryption(self, wrapped: bytes) -> tuple[CachedKey | None, bool]:
+        """The cached DEK of ``wrapped`` (if any and not expired), and whether its key's
+        state is due for a check (then not again for ``check_interval``): one lock, as
+        this runs for every value read."""
         if not self.enabled:
-            return None
-        digest = wrapped_digest(wrapped)
+            return None, False
+        now = self._clock()
+        # The common case without the lock (a dict lookup is atomic): fresh, and its key
+        # checked recently. Hits found here do not move in the LRU order (the oldest DEK
+        # goes first), and the counters may miss a hit under heavy concurrency.
+        entry = self._decrypting.get(wrapped)
+        if (
+            entry is not None
+            and now - entry.made_at < self.limits.max_age
+            and now - self._checked.get(entry.key_id, -_FOREVER) < self.limits.check_interval
+        ):
+            self.hits += 1
+            return entry, False
         with self._lock:
-            entry = self._decrypting.get(digest)
-            if entry is not None and self._clock() - entry.made_at >= self.limits.max_age:
-                del self._decrypting[digest]
+            entry = self._decrypting.get(wrapped)
+            if entry is not None and now - entry.made_at >= self.limits.max_age:
+                del self._decrypting[wrapped]
                 self.evictions += 1
                 entry = None
             if entry is None:
                 self.misses += 1
-                return None
-            self._decrypting.move_to_end(digest)
+                return None, False
+            self._decrypting.move_to_end(wrapped)
             self.hits += 1
-            return entry
+            last = self._checked.get(entry.key_id)
+            due = last is None or now - last >= self.limits.check_interval
+            if due:
+                self._checked[entry.key_id] = now
+            return entry, due
 
     def keep_for_decryption(self, entry: CachedKey) -> None:
         """Keep a DEK just unwrapped."""
         if not self.enabled:
             return
         with self._lock:
-            self._decrypting[wrapped_digest(entry.wrapped)] = entry
+            self._decrypting[entry.wrapped] = entry
             self._bound()
 
     # ------------------------------------------------------------------ dropping

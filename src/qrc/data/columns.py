@@ -105,6 +105,9 @@ class EncryptedText(TypeDecorator[str]):
         self.bind_primary_key = bind_primary_key
         self.allow_plaintext = allow_plaintext
         self.table, self.column, self.primary_key = table, column, primary_key
+        self._context = b""
+        if table is not None and column is not None:
+            self._context = column_context(table, column) + (b"\x00" if bind_primary_key else b"")
 
     # ------------------------------------------------------------------ plumbing
     def _sdk(self) -> DataEncryptor:
@@ -183,15 +186,14 @@ class EncryptedText(TypeDecorator[str]):
     def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        table, column = self._where()
-        pk = None
+        if self.table is None:
+            self._where()
+        context = self._context
         if self.bind_primary_key:
             pk, _, value = value.rpartition(_PK_SEPARATOR)
-        if not value.startswith(TEXT_PREFIX):
-            if self.allow_plaintext:
-                return value
-            raise DecryptionError
-        context = column_context(table, column, pk)
+            context += pk.encode()
+        if self.allow_plaintext and not value.startswith(TEXT_PREFIX):
+            return value
         plaintext = self._sdk().decrypt(from_text(value), context=context)
         try:
             return plaintext.decode()

@@ -7,7 +7,6 @@ Only bytes here: no key service, no cache. :mod:`qrc.data.sdk` gets the DEK and 
 
 from __future__ import annotations
 
-import base64
 import binascii
 import os
 import struct
@@ -29,10 +28,12 @@ __all__ = [
     "DataHeader",
     "from_text",
     "looks_encrypted",
+    "open_body",
     "open_value",
     "parse",
     "replace_wrapped",
     "seal_value",
+    "split",
     "to_text",
 ]
 
@@ -48,7 +49,10 @@ DEK_SIZE: Final = 32
 _NONCE: Final = 12
 _TAG: Final = 16
 _U32 = struct.Struct(">I")
+_PREFIX_LENGTH: Final = len(TEXT_PREFIX)
+
 _U16 = struct.Struct(">H")
+_VERSION_AND_LENGTH = struct.Struct(">IH")
 
 
 @dataclass(frozen=True)
@@ -61,10 +65,13 @@ class DataHeader:
     body: bytes
 
 
+_AAD_PREFIX: Final = MAGIC + bytes([SUITE_AES_256_GCM])
+
+
 def _aad(context: bytes) -> bytes:
     if len(context) > MAX_CONTEXT_SIZE:
         raise ValueError(f"a context holds at most {MAX_CONTEXT_SIZE} bytes")
-    return MAGIC + bytes([SUITE_AES_256_GCM]) + _U32.pack(len(context)) + context
+    return _AAD_PREFIX + _U32.pack(len(context)) + context
 
 
 def _header(key_id: str, key_version: int, wrapped_key: bytes) -> bytes:
@@ -104,26 +111,42 @@ def seal_value(
     return header + nonce + cipher.encrypt(nonce, plaintext, _aad(context))
 
 
-def parse(data: bytes) -> DataHeader:
-    """The header fields of a data envelope; ``DecryptionError`` if it does not parse."""
-    view = memoryview(data)
-    size = len(view)
-    if size < 6 or bytes(view[:4]) != MAGIC or view[4] != SUITE_AES_256_GCM:
+def split(data: bytes) -> tuple[bytes, int, bytes, int]:
+    """(raw key ID, key version, wrapped DEK, offset of the nonce) of a data envelope;
+    ``DecryptionError`` if it does not parse. Plain slicing: this runs for every value read.
+    """
+    size = len(data)
+    if size < 6 or data[:4] != MAGIC or data[4] != SUITE_AES_256_GCM:
         raise DecryptionError
-    n = view[5]
+    n = data[5]
     at = 6 + n
     if n == 0 or size < at + 6:
         raise DecryptionError
-    try:
-        key_id = bytes(view[6:at]).decode("ascii")
-    except UnicodeDecodeError:
-        raise DecryptionError from None
-    (version,) = _U32.unpack_from(view, at)
-    (m,) = _U16.unpack_from(view, at + 4)
+    raw_id = data[6:at]
+    if not raw_id.isascii():
+        raise DecryptionError
+    version, m = _VERSION_AND_LENGTH.unpack_from(data, at)
     at += 6
     if version == 0 or not 1 <= m <= MAX_WRAPPED_SIZE or size < at + m + _NONCE + _TAG:
         raise DecryptionError
-    return DataHeader(key_id, version, bytes(view[at : at + m]), bytes(view[at + m :]))
+    return raw_id, version, data[at : at + m], at + m
+
+
+def parse(data: bytes) -> DataHeader:
+    """The header fields of a data envelope; ``DecryptionError`` if it does not parse."""
+    raw_id, version, wrapped, body = split(data)
+    return DataHeader(raw_id.decode("ascii"), version, wrapped, data[body:])
+
+
+def open_body(cipher: AESGCM, data: bytes, body: int, context: bytes) -> bytes:
+    """The plaintext of the nonce, ciphertext and tag at ``data[body:]``."""
+    if len(context) > MAX_CONTEXT_SIZE:
+        raise ValueError(f"a context holds at most {MAX_CONTEXT_SIZE} bytes")
+    aad = _AAD_PREFIX + len(context).to_bytes(4, "big") + context
+    try:
+        return cipher.decrypt(data[body : body + _NONCE], data[body + _NONCE :], aad)
+    except InvalidTag:
+        raise DecryptionError from None
 
 
 def open_value(cipher: AESGCM, header: DataHeader, *, context: bytes) -> bytes:
@@ -141,21 +164,17 @@ def replace_wrapped(data: bytes, key_id: str, key_version: int, wrapped_key: byt
 
 
 def to_text(data: bytes) -> str:
-    """The text form: ``qrcd1:`` and unpadded base64url."""
-    return TEXT_PREFIX + base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    """The text form: ``qrcd1:`` and standard base64 with padding."""
+    return TEXT_PREFIX + binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def from_text(text: str) -> bytes:
     """The envelope bytes of a text form; ``DecryptionError`` if it is not one."""
-    if not text.startswith(TEXT_PREFIX):
-        raise DecryptionError
-    encoded = text[len(TEXT_PREFIX) :]
-    if len(encoded) > 2 * MAX_VALUE_SIZE:
+    if not text.startswith(TEXT_PREFIX) or len(text) > 2 * MAX_VALUE_SIZE:
         raise DecryptionError
     try:
-        raw = encoded.encode("ascii")
-        return base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4))
-    except (UnicodeEncodeError, binascii.Error, ValueError):
+        return binascii.a2b_base64(text[_PREFIX_LENGTH:], strict_mode=True)
+    except (binascii.Error, ValueError):  # ValueError: not ASCII
         raise DecryptionError from None
 
 
