@@ -239,7 +239,11 @@ class DataKeyCache:
 
     def key_used(self, use: KeyUse) -> None:
         """Observer of the service (library mode): a change to a key drops its DEKs at once."""
-        if use.key_id is not None and use.result == "success" and use.operation in _INVALIDATING:
+        if use.key_id is None or use.result != "success" or use.operation not in _INVALIDATING:
+            return
+        if use.operation == "rotate":
+            self.drop_encryption(use.key_id)  # new values under the new version; old ones read
+        else:
             self.drop_key(use.key_id)
 
     def security_event(self, notice: SecurityNotice) -> None:
