@@ -152,3 +152,19 @@ def test_unchanged_rows_are_not_encrypted_again(engine: Engine) -> None:
         conn.execute(update(Customer.__table__).where(Customer.id == 1).values(note="y"))
     with Session(engine) as session:
         assert session.get(Customer, 1).note == "y"
+
+
+def test_unreachable_key_service_writes_nothing(engine: Engine) -> None:
+    from qrc.data.cache import CacheLimits
+    from qrc.data.keysource import KeyServiceUnavailable, RemoteKeySource
+    from qrc.transit.client import PQClient
+
+    source = RemoteKeySource(
+        PQClient("http://127.0.0.1:9", token="qrc_x", timeout=2), retries=1, sleep=lambda _: None
+    )
+    use_encryptor(DataEncryptor(source, cache=CacheLimits()))
+    with Session(engine) as session:
+        session.add(Customer(id=1, email="a@x.org", note="n"))
+        with pytest.raises(KeyServiceUnavailable, match="unreachable after 2 attempts"):
+            session.commit()
+    assert _raw(engine, "email") == {}

@@ -116,3 +116,35 @@ def test_backup_and_restore_keep_the_index(service: KeyService, tmp_path: Path) 
     assert after == before
     assert after[1].rewrapped_at is not None and after[1].location == "sql:customers/email/o2"
     restored.close()
+
+
+def test_migration_makes_identifiers_unique_without_losing_rows(db: Database) -> None:
+    """An index written before 0003 may repeat an identifier: the upgrade keeps every row."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from qrc.keys.store.migrations import alembic_config
+
+    command.downgrade(alembic_config(db.engine), "0002")
+    with db.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO qrc_keys (id, name, algorithm, purpose, status, primary_version, "
+                "min_decryption_version, labels, created_at, updated_at) VALUES ('k_1', 'n', "
+                "'AES-256-GCM', 'encryption', 'active', 1, 1, '{}', :t, :t)"
+            ),
+            {"t": "2026-01-01 00:00:00"},
+        )
+        for ref in ("a", "a", "b", "a"):
+            conn.execute(
+                text(
+                    "INSERT INTO qrc_encrypted_data_index (key_id, key_version, algorithm, "
+                    "data_ref, created_at) VALUES ('k_1', 1, 'AES-256-GCM', :r, :t)"
+                ),
+                {"r": ref, "t": "2026-01-01 00:00:00"},
+            )
+    db.upgrade()
+    with db.engine.connect() as conn:
+        refs = conn.execute(text("SELECT id, data_ref FROM qrc_encrypted_data_index ORDER BY id"))
+        rows = [tuple(row) for row in refs]
+    assert [ref for _, ref in rows] == ["a", f"a#{rows[1][0]}", "b", f"a#{rows[3][0]}"]
