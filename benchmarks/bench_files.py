@@ -81,10 +81,9 @@ def raw_decrypt(src: Path, dst: Path, key: bytes) -> None:
 def qrc_encrypt(src: Path, dst: Path, identity: HybridIdentity) -> None:
     buffer = bytearray(1 << 20)
     view = memoryview(buffer)
-    with src.open("rb") as fin, dst.open("wb") as fout:
-        with encrypt(fout, [identity.recipient()]) as writer:
-            while n := fin.readinto(buffer):
-                writer.write(view[:n])
+    with src.open("rb") as fin, dst.open("wb") as fout, encrypt(fout, [identity.recipient()]) as w:
+        while n := fin.readinto(buffer):
+            w.write(view[:n])
 
 
 def qrc_decrypt(src: Path, dst: Path, identity: HybridIdentity) -> None:
@@ -127,7 +126,7 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--large", action="store_true", help="1 GiB (the memory target's size)")
     parser.add_argument("--runs", type=int, default=3)
-    shm = Path("/dev/shm")  # noqa: S108 - tmpfs: measure the CPU, not the disk
+    shm = Path("/dev/shm")
     parser.add_argument("--dir", type=Path, default=shm if shm.is_dir() else None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -138,10 +137,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(dir=args.dir) as work_dir:
         work = Path(work_dir)
         plain = work / "plain"
-        with plain.open("wb") as out:
+        with plain.open("wb") as handle:
             for _ in range(size // (16 << 20)):
-                out.write(os.urandom(16 << 20))
-            out.write(os.urandom(size % (16 << 20)))
+                handle.write(os.urandom(16 << 20))
+            handle.write(os.urandom(size % (16 << 20)))
         key = os.urandom(32)
         identity = HybridIdentity.generate()
         age_identity = X25519Identity.generate()
@@ -156,7 +155,7 @@ def main() -> int:
             "qrc decrypt": lambda: timed(lambda: qrc_decrypt(qrc_ct, out, identity)),
         }
         recipient = str(identity.recipient())
-        cli = {
+        cli: dict[str, list[str | Path]] = {
             "qrc file encrypt": [*_qrc(), "file", "encrypt", "-r", recipient, "-o", qrc_ct, plain],
             "qrc file decrypt": [*_qrc(), "file", "decrypt", "-i", pq_file, "-o", out, qrc_ct],
         }
@@ -169,6 +168,10 @@ def main() -> int:
                 if run:
                     results.setdefault(name, []).append(seconds)
             for name, argv in cli.items():
+                # Each tool writes a new file, as in use: the previous output is removed
+                # first (qrc file writes a temporary file and renames it, which would
+                # otherwise need fresh pages while the old file still holds its own).
+                Path(argv[argv.index("-o") + 1]).unlink(missing_ok=True)
                 seconds, peak = child([str(a) for a in argv])
                 if run:
                     results.setdefault(name, []).append(seconds)
