@@ -1,0 +1,195 @@
+"""``qrc tunnel``: wrap any TCP service in post-quantum mutual TLS (stunnel-like).
+
+``qrc tunnel server`` accepts TLS on ``--listen`` and forwards to ``--forward``;
+``qrc tunnel client`` accepts plain TCP on ``--listen`` (keep it on loopback) and connects
+to the server end at ``--connect``. Both present ``--cert``/``--key`` and trust ``--ca``
+only; the key exchange is ``X25519MLKEM768`` only. ``qrc tunnel issue`` makes a peer
+certificate from a CA directory. The tunnel prints ``READY HOST PORT`` once it listens,
+logs every refused peer, and stops cleanly on SIGTERM, printing its counters as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qrc.cli.io import fail
+
+__all__ = ["tunnel_app"]
+
+tunnel_app = typer.Typer(
+    help="Wrap any TCP service in post-quantum mutual TLS (X25519MLKEM768, ML-DSA).",
+    no_args_is_help=True,
+)
+
+Listen = Annotated[str, typer.Option("--listen", help="HOST:PORT to listen on (port 0: any).")]
+Cert = Annotated[Path, typer.Option("--cert", help="This end's certificate (PEM chain).")]
+KeyFile = Annotated[Path, typer.Option("--key", help="This end's private key (PKCS#8 PEM).")]
+Ca = Annotated[Path, typer.Option("--ca", help="The only CA whose peers are accepted.")]
+MaxConn = Annotated[int, typer.Option("--max-connections", min=1, help="Open connections.")]
+Idle = Annotated[float, typer.Option("--idle-timeout", min=0.1, help="Seconds without data.")]
+Drain = Annotated[
+    float, typer.Option("--drain-timeout", min=0.0, help="Seconds to let connections finish.")
+]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log every connection.")]
+
+
+def _run(
+    role: str,
+    listen: str,
+    target: str,
+    cert: Path,
+    key: Path,
+    ca: Path,
+    *,
+    server_name: str | None,
+    max_connections: int,
+    idle_timeout: float,
+    drain_timeout: float,
+    verbose: bool,
+) -> None:
+    from qrc.transit import tunnel  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    try:
+        listen_at, target_at = tunnel.parse_address(listen), tunnel.parse_address(target)
+        make = tunnel.server_context if role == "server" else tunnel.client_context
+        context = make(cert, key, ca)
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    if role == "client" and not _loopback(listen_at[0]):
+        print(
+            f"warning: the client end listens in plain TCP on {listen_at[0]}; "
+            "anyone who reaches it uses your certificate",
+            file=sys.stderr,
+        )
+    config = tunnel.TunnelConfig(
+        role="server" if role == "server" else "client",
+        listen=listen_at,
+        target=target_at,
+        context=context,
+        server_name=server_name,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
+        drain_timeout=drain_timeout,
+    )
+    end = tunnel.Tunnel(config)
+
+    def ready(address: tuple[str, int]) -> None:
+        print(f"READY {address[0]} {address[1]}", flush=True)
+
+    try:
+        asyncio.run(end.run(ready))
+    except OSError as exc:
+        fail(f"cannot listen on {listen}: {exc}")
+    print(json.dumps(end.stats.as_dict()), file=sys.stderr, flush=True)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@tunnel_app.command("server")
+def server(
+    listen: Listen,
+    forward: Annotated[str, typer.Option("--forward", help="HOST:PORT of the service.")],
+    cert: Cert,
+    key: KeyFile,
+    ca: Ca,
+    max_connections: MaxConn = 1000,
+    idle_timeout: Idle = 300.0,
+    drain_timeout: Drain = 10.0,
+    verbose: Verbose = False,
+) -> None:
+    """Accept PQ mutual TLS on --listen; forward each connection to --forward."""
+    _run(
+        "server",
+        listen,
+        forward,
+        cert,
+        key,
+        ca,
+        server_name=None,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
+        drain_timeout=drain_timeout,
+        verbose=verbose,
+    )
+
+
+@tunnel_app.command("client")
+def client(
+    listen: Listen,
+    connect: Annotated[str, typer.Option("--connect", help="HOST:PORT of the server end.")],
+    cert: Cert,
+    key: KeyFile,
+    ca: Ca,
+    server_name: Annotated[
+        str | None,
+        typer.Option("--server-name", help="Name the server certificate must carry."),
+    ] = None,
+    max_connections: MaxConn = 1000,
+    idle_timeout: Idle = 300.0,
+    drain_timeout: Drain = 10.0,
+    verbose: Verbose = False,
+) -> None:
+    """Accept plain TCP on --listen; carry each connection to --connect over PQ mutual TLS."""
+    _run(
+        "client",
+        listen,
+        connect,
+        cert,
+        key,
+        ca,
+        server_name=server_name,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
+        drain_timeout=drain_timeout,
+        verbose=verbose,
+    )
+
+
+@tunnel_app.command("issue")
+def issue(
+    ca_dir: Annotated[Path, typer.Option("--ca-dir", help="CA directory (ca.pem, ca.key).")],
+    name: Annotated[str, typer.Option("--name", help="Common name of the tunnel end.")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for NAME.pem / NAME.key.")],
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="DNS name or IP it serves (repeat).")
+    ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=397, help="Validity.")] = 30,
+) -> None:
+    """Issue a tunnel-end certificate (TLS client and server) from a CA directory."""
+    import datetime  # noqa: PLC0415
+
+    from qrc.crypto.errors import CryptoError  # noqa: PLC0415
+    from qrc.transit.tunnel_certs import issue_peer_certificate, write_peer_files  # noqa: PLC0415
+
+    try:
+        issued = issue_peer_certificate(
+            ca_dir, name, host or (), validity=datetime.timedelta(days=days)
+        )
+    except (ValueError, OSError, CryptoError) as exc:
+        fail(str(exc))
+    cert, key = write_peer_files(issued, out, name)
+    print(f"{cert}\n{key}")
+
+
+if __name__ == "__main__":
+    tunnel_app()

@@ -1,0 +1,393 @@
+"""A post-quantum mutual-TLS tunnel for any TCP service (like stunnel or ghostunnel).
+
+Two ends, one asyncio loop each::
+
+    app --TCP--> [client end] ==TLS 1.3, X25519MLKEM768, mutual==> [server end] --TCP--> service
+
+The **server end** accepts TLS, requires a client certificate from the CA and verifies it,
+then connects to the forwarded address. The **client end** accepts plain TCP on a local
+address, connects to the server end, presents its certificate and verifies the server's
+(chain and host name). Only ``X25519MLKEM768`` is offered and accepted: a classical-only
+peer fails the handshake.
+
+TLS runs on pyOpenSSL memory BIOs driven by asyncio streams, so that one thread serves
+every connection and an ``SSL`` object is never used by two threads at once (OpenSSL does
+not allow concurrent reads and writes on one). Per connection:
+
+- **Half-close**: EOF from one side is passed on (``close_notify`` on the TLS side, a TCP
+  ``FIN`` on the plain side) and the other direction stays open until it ends too.
+  TCP EOF on the TLS side *without* ``close_notify`` is a truncation: the connection is
+  aborted rather than passed on as a clean end of data.
+- **Backpressure**: a direction reads its next chunk only after the previous one was
+  handed to the kernel (``drain``).
+- **Idle timeout**: no byte either way for ``idle_timeout`` seconds closes the connection.
+- **Connection limit**: beyond ``max_connections`` a new connection is closed at once and
+  counted.
+
+Every refused peer (no certificate, untrusted or expired certificate, wrong host name,
+classical-only key exchange, handshake timeout) is logged, counted in
+:attr:`TunnelStats.refused` by reason, and passed to ``on_refused`` (the key service's
+security events through :func:`qrc.transit.tunnel_events.security_event_recorder`).
+``SIGTERM``/``SIGINT`` stop accepting, give open connections ``drain_timeout`` seconds to
+finish, then close what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from OpenSSL import SSL
+
+from qrc.transit import tls
+from qrc.transit.tunnel_io import TLSStream, Truncated, flush_tls
+
+__all__ = [
+    "GROUP",
+    "RefusedHook",
+    "Tunnel",
+    "TunnelConfig",
+    "TunnelStats",
+    "client_context",
+    "parse_address",
+    "server_context",
+]
+
+GROUP: Final = "X25519MLKEM768"
+_CHUNK: Final = 256 * 1024
+_log = logging.getLogger(__name__)
+
+RefusedHook = Callable[[str, str, str], None]
+"""Called as ``hook(peer, reason, detail)`` for each refused peer."""
+
+# X.509 verification errors (OpenSSL's X509_V_ERR_*) -> reason recorded.
+_VERIFY_REASONS: Final = {
+    9: "certificate_not_yet_valid",
+    10: "certificate_expired",
+    18: "untrusted_certificate",  # self-signed leaf
+    19: "untrusted_certificate",  # self-signed in chain
+    20: "untrusted_certificate",  # unable to get local issuer
+    21: "untrusted_certificate",
+    23: "certificate_revoked",
+    26: "certificate_wrong_purpose",
+    62: "wrong_host_name",
+}
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT`` -> ``(host, port)``."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _load_identity(
+    ctx: SSL.Context, cert: str | os.PathLike[str], key: str | os.PathLike[str]
+) -> None:
+    try:
+        ctx.use_certificate_chain_file(os.fspath(cert))
+        ctx.use_privatekey_file(os.fspath(key))
+        ctx.check_privatekey()
+    except SSL.Error as exc:
+        raise tls.TLSConfigError(f"cannot use {cert} / {key}: {exc}") from None
+
+
+def server_context(
+    cert: str | os.PathLike[str], key: str | os.PathLike[str], ca: str | os.PathLike[str]
+) -> SSL.Context:
+    """The server end's context: TLS 1.3, ``X25519MLKEM768`` only, a client certificate
+    from ``ca`` required."""
+    ctx = tls.server_context(cert, key, groups=(GROUP,))
+    try:
+        ctx.load_verify_locations(os.fspath(ca))
+    except SSL.Error as exc:
+        raise tls.TLSConfigError(f"cannot load CA certificates from {ca}: {exc}") from None
+    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _keep_verdict)
+    # No resumption: every connection proves possession of its certificate's key again.
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    ctx.set_options(SSL.OP_NO_TICKET)
+    return ctx
+
+
+def client_context(
+    cert: str | os.PathLike[str], key: str | os.PathLike[str], ca: str | os.PathLike[str]
+) -> SSL.Context:
+    """The client end's context: ``X25519MLKEM768`` only, presents ``cert``, trusts ``ca``."""
+    ctx = tls.client_context(ca, groups=(GROUP,))
+    _load_identity(ctx, cert, key)
+    return ctx
+
+
+def _keep_verdict(conn: SSL.Connection, _cert: Any, errno: int, _depth: int, ok: int) -> bool:
+    if not ok and conn.get_app_data() is None:
+        conn.set_app_data(errno)  # the first failure says why
+    return bool(ok)
+
+
+@dataclass
+class TunnelStats:
+    """Counters of one tunnel end (read them from the loop's thread or after it stopped)."""
+
+    accepted: int = 0
+    active: int = 0
+    completed: int = 0
+    over_limit: int = 0
+    idle_closed: int = 0
+    truncated: int = 0
+    errors: int = 0
+    bytes_to_tls: int = 0
+    bytes_from_tls: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "refused"}
+        out["refused"] = dict(self.refused)
+        return out
+
+
+@dataclass(frozen=True)
+class TunnelConfig:
+    """One tunnel end. ``role="server"``: TLS in on ``listen``, plain out to ``target``;
+    ``role="client"``: plain in on ``listen``, TLS out to ``target`` (whose certificate must
+    name ``server_name``, by default the target's host)."""
+
+    role: Literal["server", "client"]
+    listen: tuple[str, int]
+    target: tuple[str, int]
+    context: SSL.Context
+    server_name: str | None = None
+    max_connections: int = 1000
+    idle_timeout: float = 300.0
+    handshake_timeout: float = 10.0
+    connect_timeout: float = 10.0
+    drain_timeout: float = 10.0
+
+
+class Tunnel:
+    """One tunnel end on the running asyncio loop: :meth:`start`, then :meth:`stop`
+    (or :meth:`run` to do both around a signal)."""
+
+    def __init__(self, config: TunnelConfig, *, on_refused: RefusedHook | None = None) -> None:
+        self.config = config
+        self.stats = TunnelStats()
+        self._on_refused = on_refused
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._address: tuple[str, int] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound listening address (after :meth:`start`)."""
+        if self._address is None:
+            raise RuntimeError("the tunnel has not started")
+        return self._address
+
+    async def start(self) -> None:
+        host, port = self.config.listen
+        self._server = await asyncio.start_server(
+            self._accept, host, port, limit=_CHUNK, backlog=1024
+        )
+        bound = self._server.sockets[0].getsockname()
+        self._address = (str(bound[0]), int(bound[1]))
+
+    async def stop(self) -> None:
+        """Stop accepting; wait up to ``drain_timeout`` for open connections, close the rest."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=self.config.drain_timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def run(self, on_ready: Callable[[tuple[str, int]], None] | None = None) -> None:
+        """Serve until SIGTERM or SIGINT, then stop cleanly."""
+        loop = asyncio.get_running_loop()
+        stopping = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await self.start()
+        if on_ready is not None:
+            on_ready(self.address)
+        await stopping.wait()
+        _log.info("tunnel stopping: %d connection(s) open", self.stats.active)
+        await self.stop()
+
+    # ------------------------------------------------------------------ connections
+    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.stats.active >= self.config.max_connections:
+            self.stats.over_limit += 1
+            _log.warning("tunnel at its limit of %d connections", self.config.max_connections)
+            writer.transport.abort()
+            return
+        self.stats.accepted += 1
+        self.stats.active += 1
+        task = asyncio.ensure_future(self._connection(reader, writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = _peer_name(writer)
+        other: asyncio.StreamWriter | None = None
+        try:
+            if self.config.role == "server":
+                stream = await self._tls_accept(reader, writer, peer)
+                if stream is None:
+                    return
+                plain_r, other = await self._connect_plain()
+                await self._pump(stream, plain_r, other)
+            else:
+                tls_r, tls_w = await self._connect_plain()
+                other = tls_w
+                stream = await self._tls_connect(tls_r, tls_w)
+                if stream is None:
+                    return
+                await self._pump(stream, reader, writer)
+            self.stats.completed += 1
+        except Truncated:
+            self.stats.truncated += 1
+            _log.warning("tunnel: %s ended TLS without close_notify; connection aborted", peer)
+        except (OSError, TimeoutError, SSL.Error) as exc:
+            self.stats.errors += 1
+            _log.info("tunnel: connection from %s ended: %r", peer, exc)
+        finally:
+            self.stats.active -= 1
+            for w in (writer, other):
+                if w is not None:
+                    w.transport.abort()
+
+    async def _connect_plain(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.wait_for(
+            asyncio.open_connection(*self.config.target, limit=_CHUNK), self.config.connect_timeout
+        )
+
+    async def _tls_accept(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> TLSStream | None:
+        conn = SSL.Connection(self.config.context, None)
+        conn.set_accept_state()
+        return await self._handshake(TLSStream(conn, reader, writer), peer)
+
+    async def _tls_connect(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> TLSStream | None:
+        name = self.config.server_name or self.config.target[0]
+        conn = tls.client_connection(self.config.context, None, name)
+        return await self._handshake(TLSStream(conn, reader, writer), _peer_name(writer))
+
+    async def _handshake(self, stream: TLSStream, peer: str) -> TLSStream | None:
+        try:
+            await asyncio.wait_for(stream.handshake(), self.config.handshake_timeout)
+        except TimeoutError:
+            self._refuse(peer, "handshake_timeout", "")
+            return None
+        except (SSL.Error, OSError, Truncated) as exc:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(flush_tls(stream), 1.0)  # the alert, if any
+            self._refuse(peer, _reason(stream.conn, exc), _detail(exc))
+            return None
+        group = tls.negotiated_group(stream.conn)
+        if group != GROUP:  # belt and braces: the context allows nothing else
+            self._refuse(peer, "classical_key_exchange", str(group))
+            return None
+        cert = stream.conn.get_peer_certificate(as_cryptography=True)
+        subject = cert.subject.rfc4514_string() if cert is not None else "?"
+        _log.info("tunnel: %s authenticated as %s over %s", peer, subject, group)
+        return stream
+
+    def _refuse(self, peer: str, reason: str, detail: str) -> None:
+        self.stats.refused[reason] += 1
+        _log.warning("tunnel (%s end): refused %s: %s %s", self.config.role, peer, reason, detail)
+        if self._on_refused is not None:
+            # The hook may block (a database write): off the loop's thread.
+            hook = self._on_refused
+            future = asyncio.get_running_loop().run_in_executor(None, hook, peer, reason, detail)
+            future.add_done_callback(_log_hook_failure)
+
+    async def _pump(
+        self, stream: TLSStream, plain_r: asyncio.StreamReader, plain_w: asyncio.StreamWriter
+    ) -> None:
+        last = [time.monotonic()]
+
+        async def to_tls() -> None:
+            while data := await plain_r.read(_CHUNK):
+                last[0] = time.monotonic()
+                await stream.send(data)
+                self.stats.bytes_to_tls += len(data)
+            await stream.close_write()
+
+        async def from_tls() -> None:
+            while data := await stream.recv():
+                last[0] = time.monotonic()
+                plain_w.write(data)
+                await plain_w.drain()
+                self.stats.bytes_from_tls += len(data)
+            if plain_w.can_write_eof():
+                plain_w.write_eof()
+
+        tasks = [asyncio.ensure_future(to_tls()), asyncio.ensure_future(from_tls())]
+        idle = self.config.idle_timeout
+        try:
+            pending = set(tasks)
+            while pending:
+                wait = max(0.05, last[0] + idle - time.monotonic())
+                done, pending = await asyncio.wait(
+                    pending, timeout=wait, return_when=asyncio.FIRST_EXCEPTION
+                )
+                for task in done:
+                    task.result()  # a failed direction ends the connection
+                if pending and time.monotonic() - last[0] >= idle:
+                    self.stats.idle_closed += 1
+                    _log.info("tunnel: connection idle for %.0f s, closed", idle)
+                    return
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _log_hook_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        _log.error("tunnel: recording a refused peer failed: %r", future.exception())
+
+
+def _peer_name(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    if not peer:
+        return "?"
+    return f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
+
+
+def _reason(conn: SSL.Connection, exc: BaseException) -> str:
+    errno = conn.get_app_data()
+    if isinstance(errno, int) and errno:
+        return _VERIFY_REASONS.get(errno, f"certificate_error_{errno}")
+    text = _detail(exc).lower()
+    if "peer did not return a certificate" in text or "certificate required" in text:
+        return "no_certificate"
+    if "no suitable key share" in text or "no shared group" in text or "handshake failure" in text:
+        return "no_common_group"
+    if "unknown ca" in text or "certificate verify failed" in text:
+        return "untrusted_certificate"
+    if "certificate expired" in text:
+        return "certificate_expired"
+    if isinstance(exc, Truncated | OSError):
+        return "connection_closed_in_handshake"
+    return "handshake_failed"
+
+
+def _detail(exc: BaseException) -> str:
+    if isinstance(exc, SSL.Error) and exc.args and isinstance(exc.args[0], list):
+        return "; ".join(str(part[-1]) for part in exc.args[0] if part)
+    return repr(exc)

@@ -1,0 +1,133 @@
+"""``qrc tunnel`` as a user runs it: both ends as real subprocesses (``python -m
+qrc.cli.tunnel``), psql and redis-cli through them, a peer certificate issued on the command
+line, and a clean stop on SIGTERM with a connection still open."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.transit.test_tunnel import Pki, pki  # noqa: F401  (the module's PKI fixture)
+
+
+class TunnelProcess:
+    """One tunnel end in a subprocess; ``port`` is known once it printed READY."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "qrc.cli.tunnel", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # blocks until READY or exit
+        if not line.startswith("READY "):
+            self.proc.kill()
+            raise AssertionError(f"tunnel did not start: {line!r} {self.proc.stderr.read()!r}")  # type: ignore[union-attr]
+        self.port = int(line.split()[2])
+
+    def terminate(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        _out, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, err
+
+
+def _ends(pki: Pki, target: str, *extra: str) -> tuple[TunnelProcess, TunnelProcess]:  # noqa: F811
+    server = TunnelProcess(
+        "server", "--listen", "127.0.0.1:0", "--forward", target,
+        "--cert", str(pki.server[0]), "--key", str(pki.server[1]), "--ca", str(pki.ca), *extra,
+    )  # fmt: skip
+    client = TunnelProcess(
+        "client", "--listen", "127.0.0.1:0", "--connect", f"127.0.0.1:{server.port}",
+        "--cert", str(pki.client[0]), "--key", str(pki.client[1]), "--ca", str(pki.ca),
+    )  # fmt: skip
+    return server, client
+
+
+def test_psql_and_redis_cli_through_subprocess_ends_then_sigterm(pki: Pki) -> None:  # noqa: F811
+    pg_server, pg_client = _ends(pki, "127.0.0.1:5432")
+    redis_server, redis_client = _ends(pki, "127.0.0.1:6379", "--drain-timeout", "0.5")
+    try:
+        psql = subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", str(pg_client.port), "-U", "postgres", "-d",
+             "test", "-tAc", "SELECT count(*) FROM generate_series(1, 100000)"],
+            check=False, capture_output=True, text=True, timeout=30,
+            env={**os.environ, "PGSSLMODE": "disable"},
+        )  # fmt: skip
+        assert psql.returncode == 0, psql.stderr
+        assert psql.stdout.strip() == "100000"
+        cli = subprocess.run(
+            ["redis-cli", "-h", "127.0.0.1", "-p", str(redis_client.port), "PING"],
+            check=False, capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert cli.stdout.strip() == "PONG", cli.stderr
+        # A connection left open when SIGTERM comes: the end waits, then closes it.
+        idle = socket.create_connection(("127.0.0.1", redis_client.port), timeout=30)
+        idle.sendall(b"PING\r\n")
+        assert idle.recv(100) == b"+PONG\r\n"
+        code, err = redis_server.terminate()
+        assert code == 0, err
+        stats = json.loads(err.strip().splitlines()[-1])
+        assert stats["accepted"] == 2
+        assert stats["active"] == 0
+        assert stats["refused"] == {}
+        assert idle.recv(1) == b""  # closed for us, not left hanging
+        idle.close()
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", redis_server.port), timeout=5).close()
+    finally:
+        for end in (redis_client, pg_client, pg_server, redis_server):
+            if end.proc.poll() is None:
+                code, err = end.terminate()
+                assert code == 0, err
+
+
+def test_issue_on_the_command_line_and_refuse_an_unknown_peer(
+    pki: Pki,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    issued = subprocess.run(
+        [sys.executable, "-m", "qrc.cli.tunnel", "issue", "--ca-dir", str(pki.ca.parent),
+         "--name", "batch-job", "--out", str(tmp_path)],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert issued.returncode == 0, issued.stderr
+    assert (tmp_path / "batch-job.key").stat().st_mode & 0o077 == 0
+    server, _client = _ends(pki, "127.0.0.1:6379")
+    _client.terminate()
+    good = TunnelProcess(
+        "client", "--listen", "127.0.0.1:0", "--connect", f"127.0.0.1:{server.port}",
+        "--cert", str(tmp_path / "batch-job.pem"), "--key", str(tmp_path / "batch-job.key"),
+        "--ca", str(pki.ca),
+    )  # fmt: skip
+    bad = TunnelProcess(
+        "client", "--listen", "127.0.0.1:0", "--connect", f"127.0.0.1:{server.port}",
+        "--cert", str(pki.foreign[0]), "--key", str(pki.foreign[1]), "--ca", str(pki.ca),
+    )  # fmt: skip
+    replies: list[bytes] = []
+    for end in (good, bad):
+        with socket.create_connection(("127.0.0.1", end.port), timeout=30) as s:
+            s.sendall(b"PING\r\n")
+            s.shutdown(socket.SHUT_WR)
+            reply = bytearray()
+            try:
+                while data := s.recv(4096):
+                    reply += data
+            except ConnectionResetError:
+                pass
+            replies.append(bytes(reply))
+    assert replies == [b"+PONG\r\n", b""]
+    for end in (good, bad):
+        end.terminate()
+    code, err = server.terminate()
+    assert code == 0, err
+    assert "untrusted_certificate" in err  # logged when refused
+    assert json.loads(err.strip().splitlines()[-1])["refused"] == {"untrusted_certificate": 1}
