@@ -198,3 +198,51 @@ def test_unreachable_service_is_named_in_one_line(tmp_path: Path, service: KeySe
     line = one_line_failure(result)
     assert "cannot reach the key service" in line and str(port) in line
     assert not (tmp_path / "out").exists()
+
+
+def _speak(machine: str, lines: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run the plugin's state machine on ``lines`` (as the age client would send them)."""
+    result = run(
+        [sys.executable, "-m", "qrc.data.age.plugin", f"--age-plugin={machine}"],
+        stdin=lines.encode(),
+        env=env,
+    )
+    return result.returncode, result.stdout.decode()
+
+
+def test_plugin_state_machines_follow_the_spec(service: KeyService) -> None:
+    env = {"QRC_TOKEN": "qrc_unused"}
+    service.keys.create_key(name="k", purpose="encryption", actor="ops")
+    recipient = encode_recipient(recipient_from_service(service, "k"))
+    file_key = "AAAAAAAAAAAAAAAAAAAAAA"  # 16 zero bytes, base64
+    # recipient-v1: grease is ignored; labels are sent when asked; one stanza per file key.
+    code, out = _speak(
+        "recipient-v1",
+        f"-> add-recipient {recipient}\n\n-> grease-x a b\nZm9v\n-> extension-labels\n\n"
+        f"-> wrap-file-key\n{file_key}\n-> done\n\n-> ok\n\n-> ok\n\n",
+        env,
+    )
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0] == "-> labels postquantum"
+    assert lines[2].startswith("-> recipient-stanza 0 qrc-key ")
+    assert lines[-2:] == ["-> done", ""]
+    # recipient-v1 with a recipient that is not one: an error for that index, no stanza.
+    code, out = _speak(
+        "recipient-v1",
+        f"-> add-recipient age1qrc1qqqqqqqq\n\n-> wrap-file-key\n{file_key}\n-> done\n\n-> ok\n\n",
+        env,
+    )
+    assert out.startswith("-> error recipient 0\n") and "recipient-stanza" not in out
+    # identity-v1: a malformed qrc-key stanza is reported as such; others are ignored.
+    identity = encode_identity(ServiceLocator("http://127.0.0.1:9"))
+    code, out = _speak(
+        "identity-v1",
+        f"-> add-identity {identity}\n\n-> recipient-stanza 0 X25519 abc\nZm9v\n"
+        "-> recipient-stanza 0 qrc-key onlyone\nZm9v\n-> recipient-stanza 0 qrc-key x 1\nZm9v\n"
+        "-> done\n\n-> ok\n\n",
+        env,
+    )
+    assert code == 0 and out.startswith("-> error stanza 0 1\n"), out
+    # An unknown state machine: refuse to start.
+    assert _speak("recipient-v9", "", env)[0] == 1

@@ -41,6 +41,7 @@ __all__ = [
     "PrivateKeyIdentity",
     "ServiceIdentity",
     "ServiceRefused",
+    "addressed",
     "bound_context",
     "library_opener",
     "recipient_from_client",
@@ -94,7 +95,7 @@ class KeyRecipient:
         return [Stanza(STANZA_TYPE, (self.key_id or _NO_KEY_ID, str(self.version)), envelope)]
 
 
-def _addressed(stanza: Stanza) -> tuple[str, int]:
+def addressed(stanza: Stanza) -> tuple[str, int]:
     """The key ID and version of a well-formed ``qrc-key`` stanza, checked against its body.
 
     Raises:
@@ -132,7 +133,7 @@ class PrivateKeyIdentity:
         for stanza in stanzas:
             if stanza.type != STANZA_TYPE:
                 continue
-            _addressed(stanza)
+            addressed(stanza)
             try:
                 file_key = open_sealed(
                     self._private, stanza.body, context=bound_context(self._context).encode()
@@ -157,8 +158,8 @@ class ServiceIdentity:
         return "ServiceIdentity()"
 
     def unwrap(self, stanzas: Sequence[Stanza]) -> bytes | None:
-        addressed = [(s, _addressed(s)) for s in stanzas if s.type == STANZA_TYPE]
-        for stanza, (key_id, _version) in addressed:
+        ours = [(s, addressed(s)) for s in stanzas if s.type == STANZA_TYPE]
+        for stanza, (key_id, _version) in ours:
             if not key_id:
                 continue  # an offline key's stanza: the service holds no such key
             try:

@@ -23,7 +23,13 @@ from typing import BinaryIO
 from qrc.crypto.errors import CryptoError
 from qrc.data.age.errors import HeaderFailure
 from qrc.data.age.header import MAX_LINE, Stanza, read_stanza, write_stanza
-from qrc.data.age.keyservice import KeyRecipient, ServiceIdentity, recipient_from_client
+from qrc.data.age.keyservice import (
+    STANZA_TYPE,
+    KeyRecipient,
+    ServiceIdentity,
+    addressed,
+    recipient_from_client,
+)
 from qrc.data.age.plugin_keys import (
     ServiceLocator,
     client_for,
@@ -117,6 +123,17 @@ def _recipient_v1(channel: _Channel) -> None:
     channel.send(["done"])
 
 
+def _malformed(stanzas: Sequence[Stanza]) -> int:
+    """The index of the first malformed ``qrc-key`` stanza (0 if none is)."""
+    for position, stanza in enumerate(stanzas):
+        if stanza.type == STANZA_TYPE:
+            try:
+                addressed(stanza)
+            except HeaderFailure:
+                return position
+    return 0
+
+
 def _identity_v1(channel: _Channel) -> None:
     identities: list[ServiceIdentity] = []
     errors: list[tuple[list[str], str]] = []
@@ -146,9 +163,9 @@ def _identity_v1(channel: _Channel) -> None:
             try:
                 file_key = identity.unwrap(stanzas)
             except HeaderFailure:
-                position = next(i for i, s in enumerate(stanzas) if s.type == "qrc-key")
                 channel.request(
-                    ["error", "stanza", str(index), str(position)], b"malformed qrc-key stanza"
+                    ["error", "stanza", str(index), str(_malformed(stanzas))],
+                    b"malformed qrc-key stanza",
                 )
                 break
             except CryptoError as exc:
