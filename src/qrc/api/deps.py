@@ -23,6 +23,7 @@ from qrc.api.problems import Problem
 from qrc.api.ratelimit import RateLimiter
 from qrc.keys.access.tokens import TOKEN_PREFIX, Client, Role
 from qrc.keys.service import KeyService
+from qrc.transit.listener import HandshakeCounters
 
 __all__ = [
     "ALL_ROLES",
@@ -100,6 +101,8 @@ class AppState:
     # Failed authentications per source address (see ApiSettings.auth_failure_*).
     failure_limiter: RateLimiter | None = None
     known_tokens: KnownTokens = field(default_factory=KnownTokens)
+    # TLS handshakes by group, signature and certificate (set when the service serves TLS).
+    tls_counters: HandshakeCounters | None = None
 
     def __post_init__(self) -> None:
         if self.limiter is None:

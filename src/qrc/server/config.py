@@ -86,6 +86,19 @@ class Settings(BaseSettings):
     ca_passphrase: SecretStr | None = Field(
         None, description="Passphrase protecting the private CA's key file."
     )
+    tls_mode: Literal["pq-only", "hybrid-preferred"] | None = Field(
+        None,
+        description="TLS key-exchange policy of the listener; default: the stored policy's.",
+    )
+    tls_certificates: Literal["ml-dsa", "dual", "ecdsa"] = Field(
+        "dual", description="Server certificates: ML-DSA-65, ECDSA P-256, or both (dual)."
+    )
+    tls_cert_days: float = Field(
+        90.0, gt=0, description="Lifetime of server certificates; renewed with a third left."
+    )
+    tls_check_seconds: float = Field(
+        30.0, gt=0, description="Seconds between checks of certificate expiry and TLS mode."
+    )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted.")
     rate_limit: float = Field(
         500.0, ge=0, description="Requests per second per token (0: no limit)."
@@ -129,7 +142,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("custody", mode="before")
+    @field_validator("custody", "tls_mode", "tls_certificates", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

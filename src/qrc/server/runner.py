@@ -4,7 +4,8 @@
 2. open the key service (store migrated, root KEK opened);
 3. power-on self-tests (a failing algorithm is disallowed for good in this process);
 4. bootstrap admin token on a new data directory; a checkpoint of the audit chain;
-5. the private CA and server certificate (unless plain HTTP);
+5. the private CA and server certificates, ML-DSA and ECDSA (unless plain HTTP), and the
+   thread that renews them and follows the stored TLS mode while serving;
 6. the scheduler and checkpoint threads, first-start benchmarks, handshake telemetry;
 7. serve until SIGTERM/SIGINT, then stop the jobs and close the store.
 """
@@ -24,7 +25,7 @@ from qrc.server.config import Settings
 from qrc.server.jobs import Checkpointer, Scheduler, measure_benchmarks
 from qrc.server.selftests import run_selftests
 from qrc.server.telemetry import HandshakeTelemetry
-from qrc.transit.ca import default_server_names, ensure_server_tls
+from qrc.server.tlsmaint import start_listener_tls
 from qrc.transit.server import serve
 
 __all__ = ["ServeOptions", "run"]
@@ -51,22 +52,23 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     service = open_service(settings.service_config())
     try:
-        tls_mode = options.tls_mode or str(service.current_policy()["tls_mode"])
+        follow_policy = options.tls_mode is None and settings.tls_mode is None
+        tls_mode = (
+            options.tls_mode or settings.tls_mode or str(service.current_policy()["tls_mode"])
+        )
         state = AppState(service, settings.api_settings(tls_mode))
         failed = run_selftests(service.policy)
         state.ready_checks["selftests"] = "ok" if not failed else "failed: " + ", ".join(failed)
         token_path = bootstrap_admin_token(service, data_dir)
         service.audit.checkpoint(actor="serve")
-        ca_passphrase = settings.ca_passphrase
-        tls = (
-            None
-            if options.plain
-            else ensure_server_tls(
-                data_dir,
-                default_server_names(options.host),
-                ca_passphrase=ca_passphrase.get_secret_value().encode() if ca_passphrase else None,
+        telemetry = HandshakeTelemetry(service, state.metrics)
+        state.tls_counters = telemetry.counters
+        serving = None
+        if not options.plain:
+            serving = start_listener_tls(
+                settings, service, options.host, tls_mode, follow_policy, telemetry
             )
-        )
+        tls = serving.files if serving is not None else None
         app = create_app(state)
         scheduler = Scheduler(service, options.scheduler_interval)
         scheduler.start()
@@ -78,17 +80,25 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
             threading.Thread(
                 target=measure_benchmarks, args=(service,), daemon=True, name="qrc-bench"
             ).start()
-        telemetry = HandshakeTelemetry(service, state.metrics)
+
+        certificates = {
+            "dual": "ECDSA and ML-DSA-65 certificates",
+            "ml-dsa": "ML-DSA-65 certificate",
+            "ecdsa": "ECDSA certificate",
+        }[settings.tls_certificates]
 
         def ready(addresses: list[tuple[str, int]]) -> None:
             for bound_host, bound_port in addresses:
                 scheme = "http" if options.plain else "https"
-                detail = (
-                    "" if options.plain else " (TLS 1.3, X25519MLKEM768, ML-DSA-65 certificate)"
-                )
-                say(f"qrc: serving on {scheme}://{bound_host}:{bound_port}{detail}")
+                detail = "" if options.plain else f" (TLS 1.3, {tls_mode}, {certificates})"
+                say(f"qrc: serving on {scheme}://{bound_host}:{bound_port}/docs{detail}")
             if tls is not None:
                 say(f"qrc: clients trust {tls.ca}")
+                if tls.ecdsa_ca is not None and settings.tls_certificates != "ml-dsa":
+                    say(
+                        f"qrc: browsers trust {tls.ecdsa_ca} once (docs/transport.md), e.g. "
+                        f"certutil -A -d sql:$HOME/.pki/nssdb -t C,, -n qrc -i {tls.ecdsa_ca}"
+                    )
             say(f"qrc: admin token in {token_path}")
             say(f"qrc: API docs at /docs; self-tests: {state.ready_checks['selftests']}")
 
@@ -97,10 +107,7 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
                 app,
                 options.host,
                 options.port,
-                tls,
-                mode=tls_mode,  # type: ignore[arg-type]
-                on_handshake=telemetry.handshake,
-                on_handshake_failure=telemetry.failure,
+                listener=serving.listener if serving is not None else None,
                 # The API answers over-limit bodies itself (a problem document); the transport
                 # only stops the absurd ones.
                 options=replace(
@@ -110,6 +117,8 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
                 on_ready=ready,
             )
         finally:
+            if serving is not None:
+                serving.maintainer.stop()
             checkpointer.stop()
             scheduler.stop()
     finally:

@@ -17,12 +17,14 @@ import subprocess  # nosec B404 - starts our own workers (sys.executable -m qrc)
 import sys
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from types import FrameType
 
 from qrc.keys.factory import open_service
 from qrc.server.bootstrap import bootstrap_admin_token
 from qrc.server.config import Settings
-from qrc.transit.ca import default_server_names, ensure_server_tls
+from qrc.transit.ca import default_server_names
+from qrc.transit.pki import ensure_listener_tls
 
 __all__ = ["prepare", "supervise", "worker_argv", "worker_count"]
 
@@ -55,10 +57,14 @@ def prepare(settings: Settings, *, host: str, plain: bool) -> None:
         service.close()
     if not plain:
         passphrase = settings.ca_passphrase
-        ensure_server_tls(
+        validity = timedelta(days=settings.tls_cert_days)
+        ensure_listener_tls(
             settings.data_dir,
             default_server_names(host),
+            certificates=settings.tls_certificates,
             ca_passphrase=passphrase.get_secret_value().encode() if passphrase else None,
+            validity=validity,
+            renew_before=validity / 3,
         )
 
 

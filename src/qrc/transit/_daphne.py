@@ -28,6 +28,7 @@ from twisted.web import http as _http
 from zope.interface import implementer  # type: ignore[import-untyped]
 
 from qrc.transit import tls as pqtls
+from qrc.transit.listener import ListenerTLS
 from qrc.transit.threads import hold_worker_threads
 
 if TYPE_CHECKING:
@@ -57,11 +58,16 @@ twisted_logger: Any = _logger
 class _ConnectionCreator:
     """Hands Twisted a connection on our own pyOpenSSL context (groups, hooks, ML-DSA)."""
 
-    def __init__(self, context: SSL.Context) -> None:
+    def __init__(self, context: SSL.Context | ListenerTLS) -> None:
         self._context = context
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
-        return SSL.Connection(self._context, None)
+        context = self._context
+        if isinstance(context, ListenerTLS):
+            # The listener's current context: renewed certificates and a changed TLS mode
+            # apply to new handshakes; open connections keep theirs.
+            return SSL.Connection(context.context, None)
+        return SSL.Connection(context, None)
 
 
 def _problem_bytes(status: int, reason: str, detail: str) -> bytes:
@@ -371,7 +377,7 @@ class Runner(Server):  # type: ignore[misc]
         *,
         host: str,
         port: int,
-        context: SSL.Context | None,
+        context: SSL.Context | ListenerTLS | None,
         options: ServerOptions,
         on_ready: ReadyHook | None,
         access_log: TextIO | None,

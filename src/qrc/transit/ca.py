@@ -68,6 +68,11 @@ class TLSFiles:
     cert: Path
     key: Path
     ca: Path
+    ecdsa_cert: Path | None = None
+    """The ECDSA server certificate held beside the ML-DSA one (:mod:`qrc.transit.pki`)."""
+    ecdsa_key: Path | None = None
+    ecdsa_ca: Path | None = None
+    """The ECDSA root alone (what a browser's trust store imports)."""
 
     @classmethod
     def in_directory(cls, directory: str | os.PathLike[str]) -> TLSFiles:
@@ -368,6 +373,7 @@ def ensure_server_tls(
     *,
     ca_passphrase: bytes | None = None,
     renew_before: datetime.timedelta = RENEW_BEFORE,
+    validity: datetime.timedelta = SERVER_VALIDITY,
 ) -> TLSFiles:
     """Create the CA in ``data_dir/tls`` if missing; (re)issue the server certificate if it is
     missing, unreadable, expiring, for other names, or not from this CA. Returns the files."""
@@ -385,7 +391,7 @@ def ensure_server_tls(
     if reason is not None:
         if ca is None:
             ca = CertificateAuthority.load(tls_dir, passphrase=ca_passphrase)
-        issued = ca.issue_server_certificate(names)
+        issued = ca.issue_server_certificate(names, validity=validity)
         _write_file(files.key, issued.private_key_pem, 0o600)
         _write_file(files.cert, issued.certificate_pem, 0o644)
     return files

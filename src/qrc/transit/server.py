@@ -27,11 +27,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from qrc.transit import tls as pqtls
 from qrc.transit.asgi import ASGIApp, ReadyHook, ServerOptions
 from qrc.transit.ca import TLSFiles
+from qrc.transit.listener import ListenerTLS
+
+if TYPE_CHECKING:
+    from OpenSSL import SSL
 
 __all__ = ["ASGIApp", "ServerOptions", "serve"]
 
@@ -60,6 +64,7 @@ def serve(
     options: ServerOptions | None = None,
     access_log: TextIO | None = None,
     allow_plain_on_network: bool = False,
+    listener: ListenerTLS | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM/SIGINT, then shut down gracefully and return.
 
@@ -69,11 +74,15 @@ def serve(
     started and the port accepts connections. Must run in the main thread (signals), once
     per process (Twisted's reactor cannot be restarted). Raises OSError if the port cannot
     be bound and RuntimeError if the application's lifespan startup fails.
+
+    ``listener`` (instead of ``tls``): a :class:`~qrc.transit.listener.ListenerTLS` whose
+    current context each new connection uses (both certificate families, handshake records,
+    certificates and TLS mode replaced while serving).
     """
-    if tls is None and not _is_loopback(host) and not allow_plain_on_network:
+    if tls is None and listener is None and not _is_loopback(host) and not allow_plain_on_network:
         raise ValueError(f"plain HTTP is served on loopback only, not on {host!r}")
-    context = None
-    if tls is not None:
+    context: SSL.Context | ListenerTLS | None = listener
+    if listener is None and tls is not None:
         context = pqtls.server_context(
             tls.cert,
             tls.key,

@@ -41,7 +41,10 @@ def ready(request: Request) -> Response:
 
 @router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
 def metrics(client: Annotated[Client, require(*Role)], request: Request) -> PlainTextResponse:
-    """Requests, latencies, crypto operations by algorithm, errors, TLS handshakes by group."""
-    return PlainTextResponse(
-        state_of(request).metrics.render(), media_type="text/plain; version=0.0.4"
-    )
+    """Requests, latencies, crypto operations by algorithm, errors, TLS handshakes (by group;
+    by group, signature scheme and certificate; refused ones by alert)."""
+    state = state_of(request)
+    text = state.metrics.render()
+    if state.tls_counters is not None:
+        text += state.tls_counters.render()
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

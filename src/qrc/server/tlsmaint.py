@@ -1,0 +1,153 @@
+"""Keep a running listener's TLS current: renew certificates before they expire and follow
+the stored policy's TLS mode, without a restart and without dropping a connection.
+
+Every ``interval`` seconds :class:`TLSMaintainer` re-runs
+:func:`qrc.transit.pki.ensure_listener_tls` (which reissues what is missing, expiring or for
+other names) and, if the certificate files differ from those the listener loaded (renewed
+here, or by another worker of the same data directory), rebuilds the listener's context.
+New handshakes use the new context; open connections keep theirs until they close.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from qrc.keys.service import KeyService
+from qrc.server.config import Settings
+from qrc.server.telemetry import HandshakeTelemetry
+from qrc.transit.ca import TLSFiles, default_server_names
+from qrc.transit.listener import ListenerTLS
+from qrc.transit.pki import ensure_listener_tls
+from qrc.transit.tls import MODES, Mode
+
+__all__ = ["ServingTLS", "TLSMaintainer", "start_listener_tls", "tls_snapshot"]
+
+logger = logging.getLogger(__name__)
+
+
+def tls_snapshot(files: TLSFiles) -> tuple[bytes, ...]:
+    """The bytes of the certificate and key files, to tell whether they changed."""
+    paths = [files.cert, files.key, files.ecdsa_cert, files.ecdsa_key]
+    return tuple(p.read_bytes() if p is not None and p.exists() else b"" for p in paths)
+
+
+class TLSMaintainer:
+    """A daemon thread that renews certificates and applies TLS mode changes."""
+
+    def __init__(
+        self,
+        listener: ListenerTLS,
+        service: KeyService,
+        *,
+        data_dir: Path,
+        names: Sequence[str],
+        ca_passphrase: bytes | None,
+        validity: datetime.timedelta,
+        interval: float,
+        follow_policy: bool,
+    ) -> None:
+        self.listener, self.service = listener, service
+        self.data_dir, self.names = data_dir, list(names)
+        self.ca_passphrase, self.validity = ca_passphrase, validity
+        self.interval, self.follow_policy = interval, follow_policy
+        self.loaded = tls_snapshot(listener.files)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="qrc-tls")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:
+                logger.exception("TLS maintenance failed; the current certificates stay")
+
+    def check(self) -> None:
+        """One pass: the TLS mode, then the certificates."""
+        mode: Mode | None = None
+        if self.follow_policy:
+            stored = str(self.service.current_policy().get("tls_mode") or "pq-only")
+            if stored in MODES and stored != self.listener.mode:
+                mode = stored  # type: ignore[assignment]
+        files = ensure_listener_tls(
+            self.data_dir,
+            self.names,
+            certificates=self.listener.certificates,
+            ca_passphrase=self.ca_passphrase,
+            validity=self.validity,
+            renew_before=self.validity / 3,
+        )
+        snapshot = tls_snapshot(files)
+        renewed = snapshot != self.loaded
+        if mode is None and not renewed:
+            return
+        self.listener.reload(files=files, mode=mode)
+        self.loaded = snapshot
+        if mode is not None:
+            logger.info("TLS mode is now %s (new connections)", mode)
+        if renewed:
+            logger.info("TLS certificates renewed (new connections)")
+
+
+@dataclass(frozen=True)
+class ServingTLS:
+    """A listener's TLS as the runner starts it."""
+
+    files: TLSFiles
+    listener: ListenerTLS
+    maintainer: TLSMaintainer
+
+
+def start_listener_tls(
+    settings: Settings,
+    service: KeyService,
+    host: str,
+    mode: str,
+    follow_policy: bool,
+    telemetry: HandshakeTelemetry,
+) -> ServingTLS:
+    """Certificates made or renewed, the listener's context, and its maintenance thread."""
+    secret = settings.ca_passphrase
+    ca_passphrase = secret.get_secret_value().encode() if secret else None
+    names = default_server_names(host)
+    validity = datetime.timedelta(days=settings.tls_cert_days)
+    files = ensure_listener_tls(
+        settings.data_dir,
+        names,
+        certificates=settings.tls_certificates,
+        ca_passphrase=ca_passphrase,
+        validity=validity,
+        renew_before=validity / 3,
+    )
+    if mode not in MODES:
+        raise ValueError(f"unknown TLS mode {mode!r}")
+    listener = ListenerTLS(
+        files,
+        mode=mode,  # type: ignore[arg-type]
+        certificates=settings.tls_certificates,
+        on_record=telemetry.record,
+        on_failure=telemetry.failure,
+    )
+    maintainer = TLSMaintainer(
+        listener,
+        service,
+        data_dir=settings.data_dir,
+        names=names,
+        ca_passphrase=ca_passphrase,
+        validity=validity,
+        interval=settings.tls_check_seconds,
+        follow_policy=follow_policy,
+    )
+    maintainer.start()
+    return ServingTLS(files, listener, maintainer)
