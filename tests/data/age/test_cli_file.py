@@ -200,3 +200,38 @@ def test_file_commands_start_without_pydantic_or_the_service(
         loaded = {line.split("|")[-1].strip() for line in result.stderr.decode().splitlines()}
         assert "qrc.data.age" in loaded  # it did run
         assert not {"pydantic", "sqlalchemy", "qrc.keys", "qrc.transit", "rich"} & loaded
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path: Path, pq: tuple[Path, str]) -> None:
+    import pty
+
+    _identity, recipient = pq
+    plain = tmp_path / "plain"
+    plain.write_bytes(os.urandom(3 << 20))
+    argv = [
+        *_python_qrc(),
+        "file",
+        "encrypt",
+        "-r",
+        recipient,
+        "-o",
+        str(tmp_path / "x"),
+        str(plain),
+    ]
+    pid, fd = pty.fork()
+    if pid == 0:  # stdin, stdout and stderr on the terminal
+        os.execv(argv[0], argv)
+    seen = b""
+    try:
+        while chunk := os.read(fd, 4096):
+            seen += chunk
+    except OSError:  # the child closed the terminal
+        pass
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, seen
+    assert b"[###" in seen and b"MiB" in seen
+    # Not a terminal: nothing on stderr.
+    result = qrc("file", "encrypt", "-r", recipient, "-o", tmp_path / "y", plain)
+    assert ok(result) == b"" and result.stderr == b""
