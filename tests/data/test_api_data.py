@@ -207,3 +207,30 @@ def test_base64_of_a_data_key_never_in_the_index(api: Api) -> None:
     _call(api, "POST", "/data/index", "admin", key).raise_for_status()
     text = api.get("/data/index", params={"key": key}).text
     assert secret not in text and base64.b64decode(secret).hex() not in text
+
+
+def test_remote_rewrap_job_then_old_versions_retired(server: ApiProcess, redis_client: Any) -> None:
+    from qrc.data.rewrap import RedisTarget, redis_location, rewrap_key
+
+    p, name = redis_client.qrc_prefix, "remote-rewrap"
+    admin = _remote(server)
+    _create(admin, name, "AES-256-GCM")
+    writer = _remote(server, "crypto_user")
+    wrapped = EncryptedRedis(redis_client, writer, name, register=True, identifier_prefix="rr/")
+    for i in range(5):
+        wrapped.set(f"{p}{i}", b"v%d" % i)
+    admin.source.call("rotate", "POST", f"/keys/{name}/rotate", None)  # type: ignore[attr-defined]
+    report = rewrap_key(writer, name, {"redis": RedisTarget(redis_client)})
+    assert report.rewrapped == 5 and report.dek_rewraps == 1  # one DEK, one service call
+    assert writer.index.under(name, below_version=2) == []  # type: ignore[union-attr]
+    record = admin.index.get("rr/" + redis_location(f"{p}0"))  # type: ignore[union-attr]
+    assert record.key_version == 2 and record.rewrapped_at is not None
+    admin.source.call(  # type: ignore[attr-defined]
+        "retire", "POST", f"/keys/{name}/min-decryption-version", {"version": 2}
+    )
+    reader = EncryptedRedis(redis_client, _remote(server, "crypto_user", max_entries=0), name)
+    assert [reader.get(f"{p}{i}") for i in range(5)] == [b"v%d" % i for i in range(5)]
+    with pytest.raises(KeyNotFound, match="no indexed object"):
+        admin.index.get("rr/nothing")  # type: ignore[union-attr]
+    for sdk in (admin, writer):
+        sdk.close()

@@ -268,6 +268,9 @@ def test_shred_report_and_index_list(data_dir: Path, people: Engine, pg_url: str
         sdk.close()
     listed = run(data_dir, "index", "list", "--key", "pii", "--limit", "10")
     assert len(listed["objects"]) == 10 and listed["objects"][0]["data_type"] == "sql-column"
+    shown = run(data_dir, "index", "show", listed["objects"][3]["identifier"])
+    assert shown == listed["objects"][3]
+    assert "no indexed object" in run(data_dir, "index", "show", "nothing/here", code=2)
     before = run(data_dir, "shred-report", "--key", "pii")
     assert not before["shredded"] and len(before["objects"]) == ROWS
     with _service(data_dir) as service:

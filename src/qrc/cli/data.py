@@ -271,6 +271,17 @@ def index_list(
     )
 
 
+@index_app.command("show")
+def index_show(ctx: typer.Context, identifier: str, as_json: Json = False) -> None:
+    """One indexed object, by identifier."""
+    with _encryptor(ctx) as sdk:
+        index = sdk.index
+        assert index is not None
+        record = index.get(identifier)
+    data = record.as_dict()
+    _emit(data, as_json, [f"{name:15} {value}" for name, value in data.items()])
+
+
 @data_app.command("shred-report")
 def shred_report(ctx: typer.Context, key: Key, as_json: Json = False) -> None:
     """What destroying a key made unrecoverable (every object indexed under it)."""

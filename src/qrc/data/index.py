@@ -25,6 +25,8 @@ class IndexClient(Protocol):
 
     def register(self, entries: Sequence[IndexEntry]) -> int: ...
 
+    def get(self, identifier: str) -> IndexRecord: ...
+
     def under(
         self, key: str, *, below_version: int | None = None, after: int = 0, limit: int = 100
     ) -> list[IndexRecord]: ...
@@ -42,6 +44,9 @@ class LocalIndex:
 
     def register(self, entries: Sequence[IndexEntry]) -> int:
         return self.service.data.register(entries, actor=self.actor)
+
+    def get(self, identifier: str) -> IndexRecord:
+        return self.service.data.get(identifier)
 
     def under(
         self, key: str, *, below_version: int | None = None, after: int = 0, limit: int = 100
@@ -95,6 +100,10 @@ class RemoteIndex:
         }
         answer = self.source.call("index register", "POST", "/data/index", body)
         return int(answer["registered"])
+
+    def get(self, identifier: str) -> IndexRecord:
+        query = urlencode({"identifier": identifier})
+        return _record(self.source.call("index show", "GET", "/data/index/object?" + query))
 
     def under(
         self, key: str, *, below_version: int | None = None, after: int = 0, limit: int = 100
