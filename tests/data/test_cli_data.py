@@ -156,6 +156,7 @@ def _read_all(engine: Engine, sdk: DataEncryptor) -> list[str]:
         use_encryptor(None)
 
 
+@pytest.mark.slow
 def test_encrypt_column_killed_and_resumed(data_dir: Path, people: Engine, pg_url: str) -> None:
     args = ["--url", pg_url, "--table", "people", "--column", "email", "--key", "pii"]
     dry = run(data_dir, "encrypt-column", *args, "--dry-run")
@@ -200,6 +201,7 @@ def test_encrypt_column_refuses_fake_markers_and_bad_tables(
         encrypt_column(pg_url, "people", "other", "pii", None, dry_run=True)
 
 
+@pytest.mark.slow
 def test_rewrap_killed_at_random_points_then_everything_reads(
     data_dir: Path, people: Engine, pg_url: str, redis_client: Any
 ) -> None:
@@ -259,6 +261,7 @@ def _rewrapped_rows(engine: Engine) -> int:
     return sum(1 for v in values if parse(from_text(v)).key_version == 2)
 
 
+@pytest.mark.slow
 def test_shred_report_and_index_list(data_dir: Path, people: Engine, pg_url: str) -> None:
     run(data_dir, "encrypt-column", "--url", pg_url, "--table", "people", "--column", "email",
         "--key", "pii", "--index", "--bind-primary-key")  # fmt: skip
