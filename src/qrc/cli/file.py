@@ -43,7 +43,7 @@ __all__ = [
     "read_up_to",
 ]
 
-PASSPHRASE_ENV = "QRC_AGE_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
+PASSPHRASE_ENV = "QRC_AGE_PASSPHRASE"  # noqa: S105  # nosec B105 - a variable name
 _BLOCK = 1 << 20
 
 

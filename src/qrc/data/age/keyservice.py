@@ -204,9 +204,24 @@ def _problem_type(response: Any) -> str:
         return ""
 
 
+def _post_with_retries(client: PQClient, path: str, body: dict[str, str]) -> Any:
+    """POST, retrying a failed connection with backoff (opening is safe to repeat: it
+    changes no state but the audit trail); then say which service could not be reached."""
+    from qrc.transit.client import TransportError  # noqa: PLC0415
+
+    for attempt in range(_ATTEMPTS - 1):
+        try:
+            return client.post(path, body)
+        except TransportError:
+            time.sleep(_BACKOFF * 2**attempt)
+    try:
+        return client.post(path, body)
+    except TransportError as exc:
+        raise ServiceRefused(f"cannot reach the key service at {client.base_url}: {exc}") from None
+
+
 def remote_opener(client: PQClient) -> Opener:
     """Open stanzas through the service's HTTPS API (``POST /decrypt``) over PQ TLS."""
-    from qrc.transit.client import TransportError  # noqa: PLC0415
 
     def opener(key_id: str, envelope: bytes, context: str) -> bytes:
         body = {
@@ -214,20 +229,7 @@ def remote_opener(client: PQClient) -> Opener:
             "ciphertext": base64.b64encode(envelope).decode(),
             "context": context,
         }
-        response = None
-        for attempt in range(_ATTEMPTS):
-            # Opening is safe to repeat (no state changes but the audit event): retry a
-            # connection that failed, with backoff, then say what failed.
-            try:
-                response = client.post(f"{_API}/decrypt", body)
-                break
-            except TransportError as exc:
-                if attempt + 1 == _ATTEMPTS:
-                    raise ServiceRefused(
-                        f"cannot reach the key service at {client.base_url}: {exc}"
-                    ) from None
-                time.sleep(_BACKOFF * 2**attempt)
-        assert response is not None
+        response = _post_with_retries(client, f"{_API}/decrypt", body)
         if response.status == 200:
             return base64.b64decode(response.json()["plaintext"])
         if response.status == 400 and _problem_type(response).endswith("decryption-failed"):
