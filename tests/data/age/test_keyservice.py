@@ -78,6 +78,9 @@ def test_library_mode_binds_key_version_and_context(service: KeyService) -> None
     service.keys.revoke("backups", "key_compromise", actor="ops")
     with pytest.raises(ServiceRefused, match=r"compromised|revoked|not allowed"):
         decrypt_bytes(sealed, [ServiceIdentity(opener, context="tenant=7")])
+    # ...and it is no longer offered as a recipient.
+    with pytest.raises(ValueError, match="only an active key"):
+        recipient_from_service(service, "backups")
 
 
 def test_key_id_and_version_in_the_stanza_must_match_the_sealed_key(service: KeyService) -> None:

@@ -239,12 +239,20 @@ def remote_opener(client: PQClient) -> Opener:
     return opener
 
 
+def _encryptable(ref: str, status: str) -> None:
+    # The recipient string works offline for as long as it is kept: refuse to make one for
+    # a key that would refuse to encrypt, rather than produce files it will not open.
+    if status != "active":
+        raise ValueError(f"key {ref!r} is {status}: only an active key can be a recipient")
+
+
 def recipient_from_service(service: KeyService, ref: str, context: str = "") -> KeyRecipient:
     """A recipient for the primary version of a managed key (library mode)."""
     from qrc.crypto.keyfile import load_public_pem  # noqa: PLC0415
     from qrc.crypto.registry import Kind  # noqa: PLC0415
 
     info = service.keys.get_key(ref)
+    _encryptable(ref, info.status)
     public = load_public_pem(service.crypto.public_key_pem(info.id).encode(), kind=Kind.KEM)
     if not isinstance(public, KemPublicKey):
         raise ValueError(f"key {ref!r} is not a KEM key")
@@ -260,6 +268,7 @@ def recipient_from_client(client: PQClient, ref: str, context: str = "") -> KeyR
     if response.status != 200:
         raise ServiceRefused(f"the key service refused: {_problem(response)}")
     info = response.json()
+    _encryptable(ref, str(info.get("status")))
     pem = info.get("public_key")
     if not pem:
         raise ValueError(f"key {ref!r} has no public key (a symmetric key cannot be a recipient)")
