@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qrc import __version__
@@ -19,6 +28,7 @@ from qrc.api.routes import audit, crypto, data, keys, policy, system, tokens
 __all__ = ["API_PREFIX", "create_app"]
 
 API_PREFIX = "/api/v1/security/qrc"
+DOCS_ASSETS = "/docs-assets"
 
 
 # C0 controls (NUL included), DEL, C1 controls (U+0085 NEL included), line separators.
@@ -136,9 +146,7 @@ class RequestMetrics:
             await self.app(scope, receive, send_and_note)
         finally:
             path = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.observe_request(
-                scope["method"], path, status, time.perf_counter() - start
-            )
+            self.metrics.observe_request(scope["method"], path, status, time.perf_counter() - start)
             if status >= 400:
                 self.metrics.error(str(status))
 
@@ -149,9 +157,11 @@ def create_app(state: AppState) -> FastAPI:
         title="qrc",
         version=__version__,
         summary="Post-quantum key service: keys, encryption, signatures, audit.",
-        docs_url="/docs",
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
+    _serve_docs_offline(app)
     app.state.qrc = state
     state.service.observers.add(state.metrics)
     state.metrics.caches = state.service.cache_stats
@@ -165,6 +175,46 @@ def create_app(state: AppState) -> FastAPI:
     app.add_middleware(InputGate)
     _document_problems(app)
     return app
+
+
+def _docs_assets() -> Path:
+    """Swagger UI and ReDoc files as the ``fastapi-offline`` package ships them."""
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("fastapi-offline (Swagger UI and ReDoc files) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
+def _serve_docs_offline(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` from the package's own files: no CDN, no web
+    fonts, so both work on a machine without internet (and leak nothing to third parties)."""
+    assets = _docs_assets()
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="qrc API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="qrc API",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 def _document_problems(app: FastAPI) -> None:
