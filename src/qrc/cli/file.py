@@ -259,6 +259,18 @@ def _plugins(text: str) -> KeyRecipient | ServiceIdentity | None:
     return resolve(text)
 
 
+def _read_key_file(path: Path) -> bytes:
+    """A recipients or identity file, refused beyond 1 MiB (``-i /dev/zero`` is a mistake)."""
+    from qrc.crypto.errors import KeyFormatError  # noqa: PLC0415
+    from qrc.data.age.keys import MAX_KEY_FILE  # noqa: PLC0415
+
+    with path.open("rb") as handle:
+        data = handle.read(MAX_KEY_FILE + 1)
+    if len(data) > MAX_KEY_FILE:
+        raise KeyFormatError(f"{path}: too large for a key file")
+    return data
+
+
 def _pem_recipient(data: bytes, context: str) -> Recipient:
     from qrc.crypto.base import KemPublicKey  # noqa: PLC0415
     from qrc.crypto.keyfile import load_public_pem  # noqa: PLC0415
@@ -277,7 +289,7 @@ def _recipients(recipients: Sequence[str], files: Sequence[Path], context: str) 
 
     found: list[Recipient] = [parse_recipient(r, _plugins) for r in recipients]
     for path in files:
-        data = path.read_bytes()
+        data = _read_key_file(path)
         try:
             if data.lstrip().startswith(b"-----BEGIN PUBLIC KEY-----"):
                 found.append(_pem_recipient(data, context))
@@ -294,7 +306,7 @@ def _identities(files: Sequence[Path], context: str) -> list[Identity]:
 
     found: list[Identity] = []
     for path in files:
-        data = path.read_bytes()
+        data = _read_key_file(path)
         try:
             if data.lstrip().startswith(b"-----BEGIN"):
                 found.append(_pem_identity(data, context))

@@ -111,6 +111,7 @@ def test_bad_keys_and_usage_give_one_line(tmp_path: Path, pq: tuple[Path, str]) 
     assert "line 1" in one_line_failure(qrc("file", "decrypt", "-i", garbage, stdin=b"x"))
     assert "malformed" in one_line_failure(qrc("file", "encrypt", "-r", "age1nope", stdin=b"x"))
     assert "no recipients" in one_line_failure(qrc("file", "encrypt", stdin=b"x"))
+    assert "too large" in one_line_failure(qrc("file", "decrypt", "-i", "/dev/zero", stdin=b"x"))
     missing = one_line_failure(qrc("file", "decrypt", "-i", tmp_path / "absent", stdin=b"x"))
     assert "absent" in missing
     # Another identity: no match, the same opaque line.
