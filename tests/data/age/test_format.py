@@ -230,3 +230,12 @@ def test_reader_releases_only_authenticated_chunks() -> None:
         for chunk in decrypt(io.BytesIO(forged), [X25519]).chunks():
             released.update(chunk)
     assert released.digest() == hashlib.sha256(data[:CHUNK_SIZE]).digest()
+
+
+def test_an_exception_inside_the_writer_leaves_an_incomplete_file() -> None:
+    out = io.BytesIO()
+    with pytest.raises(RuntimeError), encrypt(out, [X25519.recipient()]) as writer:
+        writer.write(os.urandom(3 * CHUNK_SIZE + 5))
+        raise RuntimeError("the source failed half-way")
+    with pytest.raises(PayloadFailure):
+        decrypt_bytes(out.getvalue(), [X25519])

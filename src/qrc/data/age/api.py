@@ -60,8 +60,9 @@ def check_labels(recipients: Sequence[Recipient]) -> None:
 class AgeWriter(io.RawIOBase):
     """Plaintext in, an age file out to ``dst``; ``close()`` finishes the file.
 
-    Closing does not close ``dst``. Leaving the ``with`` block on an exception still
-    closes: callers writing to disk remove the partial output themselves.
+    Closing does not close ``dst``. Leaving the ``with`` block on an exception aborts
+    instead: no final chunk is written, so the partial output fails to decrypt (callers
+    writing to disk should still remove it).
     """
 
     def __init__(self, dst: BinaryIO, recipients: Sequence[Recipient], armor: bool) -> None:
@@ -88,6 +89,20 @@ class AgeWriter(io.RawIOBase):
                     self._armor.close()
             finally:
                 super().close()
+
+    def abort(self) -> None:
+        """Stop without the final chunk: what was written cannot decrypt as a whole file."""
+        if not self.closed:
+            self._payload.abort()
+            super().close()
+
+    def __exit__(self, exc_type: object, exc: object, traceback: object) -> None:
+        # Leaving the block on an exception must not finish the file: closing would seal
+        # the last chunk and make a truncated plaintext look complete.
+        if exc_type is not None:
+            self.abort()
+        else:
+            self.close()
 
 
 class _Prefixed(io.RawIOBase):

@@ -113,6 +113,11 @@ class PayloadWriter(io.RawIOBase):
             finally:
                 super().close()
 
+    def abort(self) -> None:
+        """Close without sealing the final chunk (the payload stays incomplete)."""
+        if not self.closed:
+            super().close()
+
 
 class PayloadReader(io.RawIOBase):
     """Reads and checks the payload from ``src`` (positioned after the header).
