@@ -200,6 +200,31 @@ class EncryptedText(TypeDecorator[str]):
         except UnicodeDecodeError:
             raise DecryptionError from None
 
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any]:
+        # The same as process_result_value, without TypeDecorator's layers: every value read
+        # goes through here (the PostgreSQL drivers hand Text over as str, unprocessed).
+        inner = self.impl_instance.result_processor(dialect, coltype)
+        if inner is not None:
+            return super().result_processor(dialect, coltype)  # type: ignore[return-value]
+        if self.table is None or self.allow_plaintext:
+            return lambda value: self.process_result_value(value, dialect)
+        sdk, base, bound = self._sdk, self._context, self.bind_primary_key
+
+        def process(value: str | None) -> str | None:
+            if value is None:
+                return None
+            context = base
+            if bound:
+                pk, _, value = value.rpartition(_PK_SEPARATOR)
+                context = base + pk.encode()
+            plaintext = sdk().decrypt(from_text(value), context=context)
+            try:
+                return plaintext.decode()
+            except UnicodeDecodeError:
+                raise DecryptionError from None
+
+        return process
+
 
 @event.listens_for(Column, "after_parent_attach")
 def _attached(column: Column[Any], table: object) -> None:
