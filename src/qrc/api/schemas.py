@@ -433,3 +433,43 @@ class ShredReportOut(BaseModel):
     destroyed_at: datetime | None = None
     objects: list[IndexObjectOut]
     next_after: int | None = None
+
+
+# --------------------------------------------------------------------------- agent relay
+AgentId = Annotated[str, Field(min_length=1, max_length=200, description="Agent ID")]
+RelayMessageId = Annotated[str, Field(pattern=r"^m_[0-9a-f]{32}$")]
+
+
+class RelaySendIn(Strict):
+    message: Base64Bytes  # an agent message v1 (docs/formats.md); the relay cannot open it
+
+
+class RelayQueued(BaseModel):
+    id: str
+    recipient: str
+    size: int
+    queued_at: datetime
+    expires_at: datetime
+
+
+class RelayMessageOut(BaseModel):
+    id: str
+    message: str  # base64
+    size: int
+    queued_at: datetime
+    expires_at: datetime
+    seq: int
+
+
+class RelayPage(BaseModel):
+    messages: list[RelayMessageOut]
+    next_after: int | None = None
+
+
+class RelayAckIn(Strict):
+    recipient: AgentId
+    ids: Annotated[list[RelayMessageId], Field(min_length=1, max_length=1000)]
+
+
+class RelayAcked(BaseModel):
+    acknowledged: int
