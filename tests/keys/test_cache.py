@@ -55,6 +55,6 @@ def test_the_service_reports_every_cache(service: KeyService) -> None:
     for _ in range(3):
         service.crypto.encrypt("k", b"x", actor="t")
     stats = {s.name: s for s in service.cache_stats()}
-    assert set(stats) == {"private_keys", "public_keys", "tokens"}
+    assert set(stats) == {"private_keys", "public_keys", "key_snapshots", "tokens"}
     assert stats["public_keys"].hits >= 2 and stats["public_keys"].size >= 1
     assert all(s.size <= s.max_size for s in stats.values())

@@ -138,3 +138,23 @@ def tmp_service(tmp_path: Any) -> KeyService:
     from tests.api.conftest import build_service
 
     return build_service(tmp_path / "svc")
+
+
+def test_a_stale_snapshot_never_lets_a_revoked_key_be_used(service: KeyService) -> None:
+    """Another node revokes the key (here: the row changed behind this process's back, as
+    another process would): the snapshot this process holds still says active, but the
+    commit-time check reads the key as committed and refuses."""
+    service.keys.create_key(name="k", purpose="encryption", actor="t")
+    service.crypto.encrypt("k", b"warm", actor="app")  # the snapshot is now cached
+    with service.db.engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE qrc_keys SET status = 'deactivated' WHERE name = 'k'")
+    with pytest.raises(OperationNotPermitted):
+        service.crypto.encrypt("k", b"secret", actor="app")
+    assert [e.result for e in _events(service, "key.encrypt")] == ["success", "denied"]
+
+
+def test_a_change_in_this_process_is_seen_by_the_next_use(service: KeyService) -> None:
+    service.keys.create_key(name="k", purpose="encryption", actor="t")
+    assert service.crypto.encrypt("k", b"x", actor="app").key_version == 1
+    service.keys.rotate("k", actor="admin")
+    assert service.crypto.encrypt("k", b"x", actor="app").key_version == 2

@@ -27,6 +27,7 @@ from qrc.crypto.keyfile import public_key_to_pem
 from qrc.crypto.registry import Kind, get_info
 from qrc.keys.audit.events import EventType, Severity, record_event
 from qrc.keys.audit.log import AuditLog
+from qrc.keys.cache import BoundedCache, CacheStats
 from qrc.keys.custody.base import CustodyHealth, CustodyUnavailable, HealthState
 from qrc.keys.errors import Conflict, KeyNotFound, KeyStateError, OperationNotPermitted
 from qrc.keys.material import KeyMaterial
@@ -64,6 +65,13 @@ RESERVED_NAME_PREFIX = "qrc-"
 RESERVED_LABEL_PREFIX = "qrc."
 RESERVED_CONTEXT_PREFIX = b"qrc-"
 _OUTAGE_REPORT_SECONDS = 60.0
+# Uses of a key (qrc.keys.operations) read it through a snapshot at most this old. That is
+# safe because each use checks the key again, as committed, when its audit event commits
+# (qrc.keys.usage): a stale snapshot can never let a revoked, suspended or retired key be
+# used; it can only pick a primary version that another node rotated less than this ago.
+# Changes made in this process drop the snapshot when they commit.
+KEY_SNAPSHOT_SECONDS = 1.0
+_MAX_SNAPSHOTS = 4096
 
 # Built once: every key operation runs this lookup, and SQLAlchemy caches the compiled form
 # on the statement object.
@@ -164,6 +172,9 @@ class ServiceContext:
         self.clock = clock
         self.node = node
         self._last_outage_report = -float("inf")
+        self._snapshots: BoundedCache[str, Key] = BoundedCache(
+            "key_snapshots", _MAX_SNAPSHOTS, ttl=KEY_SNAPSHOT_SECONDS
+        )
 
     # ------------------------------------------------------------------ lookups
     def find(self, session: Session, ref: str, *, lock: bool = False) -> Key:
@@ -179,6 +190,28 @@ class ServiceContext:
         if key is None:
             raise KeyNotFound(f"no key with ID or name {ref!r}")
         return key
+
+    def find_for_use(self, session: Session, ref: str) -> Key:
+        """A key for a crypto operation: a snapshot up to :data:`KEY_SNAPSHOT_SECONDS` old.
+
+        The object is shared between threads: read it, never change it.
+        """
+        key = self._snapshots.get(ref)
+        if key is not None:
+            self.policy.refresh(session)  # read at most every few seconds
+            return key
+        key = self.find(session, ref)
+        session.expunge(key)  # detached: it outlives this session, unchanged
+        self._snapshots.put(ref, key)
+        return key
+
+    def forget_snapshot(self, key: Key) -> None:
+        """Drop the snapshots of ``key`` (it changed)."""
+        self._snapshots.discard(lambda ref: ref in (key.id, key.name))
+
+    def snapshot_stats(self) -> CacheStats:
+        """How the key snapshots do."""
+        return self._snapshots.stats()
 
     def info(self, key: Key, session: Session) -> KeyInfo:
         """The public view of ``key``."""
@@ -234,6 +267,8 @@ class ServiceContext:
             details=details,
         )
         if key is not None:
+            # Any change to a key is recorded here: later uses in this process see it.
+            after_commit(session, functools.partial(self.forget_snapshot, key))
             use = KeyUse(
                 operation=event_type.removeprefix("key."),
                 result=result,

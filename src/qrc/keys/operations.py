@@ -125,7 +125,7 @@ class KeyOperations:
         key still allows encryption. Only then is the ciphertext returned.
         """
         with self.ctx.db.read_session() as session:
-            key = self.ctx.find(session, ref)
+            key = self.ctx.find_for_use(session, ref)
             self._usable(key, Operation.ENCRYPT)
             sealed = self._seal(session, key, plaintext, context)
         self._record_use(
@@ -197,7 +197,7 @@ class KeyOperations:
             self._record_decryption_failure(ref, actor)
             raise
         with self.ctx.db.read_session() as session:
-            key = self.ctx.find(session, ref or header.key_id)
+            key = self.ctx.find_for_use(session, ref or header.key_id)
             self._usable(key, Operation.DECRYPT, recovery=recovery)
             plaintext = None
             if header.key_id == key.id and header.algorithm == key.algorithm:
@@ -275,7 +275,7 @@ class KeyOperations:
             self._record_decryption_failure(ref, actor)
             raise
         with self.ctx.db.read_session() as session:
-            key = self.ctx.find(session, ref)
+            key = self.ctx.find_for_use(session, ref)
             self._usable(key, Operation.DECRYPT)
             self._usable(key, Operation.ENCRYPT)
             plaintext = None
@@ -300,7 +300,7 @@ class KeyOperations:
         """A fresh 256-bit data key, wrapped under the managed key (envelope encryption)."""
         data_key = secrets.token_bytes(32)
         with self.ctx.db.read_session() as session:
-            key = self.ctx.find(session, ref)
+            key = self.ctx.find_for_use(session, ref)
             self._usable(key, Operation.ENCRYPT)
             sealed = self._seal(session, key, data_key, context)
         self._record_use(
@@ -327,7 +327,7 @@ class KeyOperations:
                 f"signature contexts starting with {RESERVED_CONTEXT_PREFIX!r} are reserved"
             )
         with self.ctx.db.read_session() as session:
-            key = self.ctx.find(session, ref)
+            key = self.ctx.find_for_use(session, ref)
             self._usable(key, Operation.SIGN)
             version = key.primary_version
             material = expect(self.ctx.material.private(session, key, version), SigningKey)
@@ -357,7 +357,7 @@ class KeyOperations:
         that a bad signature costs a bounded amount of work however often the key rotated.
         """
         with self.ctx.db.read_session() as session:
-            key = self.ctx.find(session, ref)
+            key = self.ctx.find_for_use(session, ref)
             self._usable(key, Operation.VERIFY, recovery=recovery)
             lowest = key.min_decryption_version
             if key_version is not None:

@@ -184,7 +184,11 @@ class KeyService:
 
     def cache_stats(self) -> list[CacheStats]:
         """Size, hits, misses and evictions of every cache of the service."""
-        return [*self.ctx.material.cache_stats(), self.tokens.cache_stats()]
+        return [
+            *self.ctx.material.cache_stats(),
+            self.ctx.snapshot_stats(),
+            self.tokens.cache_stats(),
+        ]
 
     def close(self) -> None:
         """Close the store's connections and the custody sessions."""
