@@ -12,6 +12,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from qrc.crypto.errors import DecryptionError
 from qrc.data.columns import BlindIndex, EncryptedText, use_encryptor
 from qrc.data.sdk import DataEncryptor
+from qrc.keys.service import KeyService
 
 
 class Base(DeclarativeBase):
@@ -168,3 +169,52 @@ def test_unreachable_key_service_writes_nothing(engine: Engine) -> None:
         with pytest.raises(KeyServiceUnavailable, match="unreachable after 2 attempts"):
             session.commit()
     assert _raw(engine, "email") == {}
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    iban: Mapped[str] = mapped_column(EncryptedText("sym", bind_primary_key=True, register=True))
+
+
+def test_registered_rows_are_rewrapped_in_place(
+    engine: Engine, sdk: DataEncryptor, service: KeyService
+) -> None:
+    from qrc.data.rewrap import SqlTarget, rewrap_key
+
+    with Session(engine) as session:
+        session.add_all([Account(id=f"acc-{i}", iban=f"DE{i:020d}") for i in range(6)])
+        session.commit()
+        account = session.get(Account, "acc-2")
+        assert account is not None
+        account.iban = "FR00000000000000000002"
+        session.commit()
+    records = service.data.under("sym")
+    assert sorted(r.location for r in records) == [f"sql:accounts/iban/acc-{i}" for i in range(6)]
+    before = {r.location: r.integrity_hash for r in records}
+    service.keys.rotate("sym", actor="test")
+    report = rewrap_key(sdk, "sym", {"sql": SqlTarget(engine)})
+    assert report.rewrapped == 6 and report.missing == 0
+    after = service.data.under("sym")
+    assert all(r.key_version == 2 for r in after)
+    assert all(before[r.location] != r.integrity_hash for r in after)
+    service.keys.set_min_decryption_version("sym", 2, actor="test")
+    fresh = DataEncryptor.local(service)
+    use_encryptor(fresh)
+    with Session(engine) as session:
+        ibans = {row[0]: row[1] for row in session.execute(select(Account.id, Account.iban))}
+    assert ibans == {f"acc-{i}": ("FR00000000000000000002" if i == 2 else f"DE{i:020d}")
+                     for i in range(6)}  # fmt: skip
+    fresh.close()
+
+
+def test_registration_failure_commits_nothing(engine: Engine, sdk: DataEncryptor) -> None:
+    use_encryptor(DataEncryptor(sdk.source))  # no index to register in
+    with Session(engine) as session:
+        session.add(Account(id="acc-x", iban="DE1"))
+        with pytest.raises(RuntimeError, match="needs a DataEncryptor with an index"):
+            session.commit()
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT count(*) FROM accounts")) == 0
+    with pytest.raises(ValueError, match="needs bind_primary_key"):
+        EncryptedText("sym", register=True)

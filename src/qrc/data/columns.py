@@ -30,8 +30,8 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import Text, event, inspect, literal, type_coerce
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Mapper
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.orm import Mapper, Session
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.expression import ColumnElement, cast
 from sqlalchemy.sql.schema import Column, Table
@@ -39,13 +39,16 @@ from sqlalchemy.types import TypeDecorator
 
 from qrc.crypto.errors import DecryptionError
 from qrc.data.format import TEXT_PREFIX, from_text, parse, to_text
-from qrc.data.sdk import DataEncryptor
+from qrc.data.index import IndexEntry
+from qrc.data.sdk import DataEncryptor, integrity_hash
 
 __all__ = [
     "BlindIndex",
     "EncryptedText",
     "Sealed",
     "column_context",
+    "sql_identifier",
+    "sql_location",
     "use_encryptor",
 ]
 
@@ -83,6 +86,9 @@ class EncryptedText(TypeDecorator[str]):
         bind_primary_key: bind the row's (single-column) primary key as well.
         allow_plaintext: read values without the ``qrcd1:`` marker as they are (only while
             ``qrc data encrypt-column`` converts an existing column).
+        register: register each value the ORM writes in the encrypted-data index (location
+            ``sql:TABLE/COLUMN/PK``), in the flush, so that rewrap reaches it; needs
+            ``bind_primary_key``. One key-service call per flush.
     """
 
     impl = Text
@@ -95,6 +101,7 @@ class EncryptedText(TypeDecorator[str]):
         encryptor: DataEncryptor | Callable[[], DataEncryptor] | None = None,
         bind_primary_key: bool = False,
         allow_plaintext: bool = False,
+        register: bool = False,
         table: str | None = None,
         column: str | None = None,
         primary_key: str | None = None,
@@ -104,6 +111,9 @@ class EncryptedText(TypeDecorator[str]):
         self.encryptor = encryptor
         self.bind_primary_key = bind_primary_key
         self.allow_plaintext = allow_plaintext
+        if register and not bind_primary_key:
+            raise ValueError("register=True needs bind_primary_key=True (the row is the location)")
+        self.register = register
         self.table, self.column, self.primary_key = table, column, primary_key
         self._context = b""
         if table is not None and column is not None:
@@ -141,6 +151,7 @@ class EncryptedText(TypeDecorator[str]):
             encryptor=self.encryptor,
             bind_primary_key=self.bind_primary_key,
             allow_plaintext=self.allow_plaintext,
+            register=self.register,
             table=table.fullname,
             column=column.name,
             primary_key=pk,
@@ -235,6 +246,7 @@ def _attached(column: Column[Any], table: object) -> None:
 
 # --------------------------------------------------------------------------- ORM writes
 _STASH = "qrc.data.plaintext"
+_PENDING = "qrc.data.index"
 
 
 def _bound_columns(mapper: Mapper[Any]) -> list[tuple[str, EncryptedText]]:
@@ -247,7 +259,30 @@ def _bound_columns(mapper: Mapper[Any]) -> list[tuple[str, EncryptedText]]:
     return found
 
 
-def _seal_row(mapper: Mapper[Any], target: Any) -> None:
+def sql_location(table: str, column: str, pk: object) -> str:
+    """Where the index finds a column value: ``sql:TABLE/COLUMN/PK``."""
+    return f"sql:{table}/{column}/{pk}"
+
+
+def sql_identifier(database: str, table: str, column: str, pk: object) -> str:
+    """The index identifier of a column value: ``DATABASE/TABLE/COLUMN/PK``."""
+    return f"{database}/{table}/{column}/{pk}"
+
+
+def _index_entry(kind: EncryptedText, database: str, pk: object, sealed: str) -> IndexEntry:
+    data = from_text(sealed)
+    table, column = kind._where()
+    return IndexEntry(
+        sql_identifier(database, table, column, pk),
+        kind.key,
+        parse(data).key_version,
+        "sql-column",
+        location=sql_location(table, column, pk),
+        integrity_hash=integrity_hash(data),
+    )
+
+
+def _seal_row(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
     columns = _bound_columns(mapper)
     if not columns:
         return
@@ -265,7 +300,12 @@ def _seal_row(mapper: Mapper[Any], target: Any) -> None:
                 f"{kind.table}.{kind.column} binds the primary key: set it before the insert"
             )
         stash[name] = value
-        setattr(target, name, kind.seal(value, identity[0]))
+        sealed = kind.seal(value, identity[0])
+        setattr(target, name, sealed)
+        if kind.register and state.session is not None:
+            database = connection.engine.url.database or "db"
+            pending = state.session.info.setdefault(_PENDING, [])
+            pending.append((kind._sdk(), _index_entry(kind, database, identity[0], sealed)))
 
 
 def _restore_row(mapper: Mapper[Any], target: Any) -> None:
@@ -275,13 +315,34 @@ def _restore_row(mapper: Mapper[Any], target: Any) -> None:
 
 
 @event.listens_for(Mapper, "before_insert")
-def _before_insert(mapper: Mapper[Any], _connection: Any, target: Any) -> None:
-    _seal_row(mapper, target)
+def _before_insert(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+    _seal_row(mapper, connection, target)
 
 
 @event.listens_for(Mapper, "before_update")
-def _before_update(mapper: Mapper[Any], _connection: Any, target: Any) -> None:
-    _seal_row(mapper, target)
+def _before_update(mapper: Mapper[Any], connection: Connection, target: Any) -> None:
+    _seal_row(mapper, connection, target)
+
+
+@event.listens_for(Session, "after_flush")
+def _register(session: Session, _context: Any) -> None:
+    """Register what the flush wrote, inside the transaction: if the index cannot be told,
+    the flush fails and nothing is committed unindexed (a rolled-back row may stay indexed:
+    rewrap reports it as missing)."""
+    pending: list[tuple[DataEncryptor, IndexEntry]] = session.info.pop(_PENDING, [])
+    by_sdk: dict[int, tuple[DataEncryptor, list[IndexEntry]]] = {}
+    for sdk, entry in pending:
+        by_sdk.setdefault(id(sdk), (sdk, []))[1].append(entry)
+    for sdk, entries in by_sdk.values():
+        if sdk.index is None:
+            raise RuntimeError("register=True needs a DataEncryptor with an index")
+        for start in range(0, len(entries), 1000):
+            sdk.index.register(entries[start : start + 1000])
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 @event.listens_for(Mapper, "after_insert")

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import MetaData, Table, and_, create_engine, func, not_, select, update
 from sqlalchemy.engine import Engine, make_url
 
-from qrc.data.columns import EncryptedText
+from qrc.data.columns import EncryptedText, sql_identifier, sql_location
 from qrc.data.format import TEXT_PREFIX, from_text, looks_encrypted, parse
 from qrc.data.index import IndexEntry
 from qrc.data.sdk import DataEncryptor, integrity_hash
@@ -50,16 +50,6 @@ class ColumnReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def sql_location(table: str, column: str, pk: object) -> str:
-    """Where the index finds a column value: ``sql:TABLE/COLUMN/PK``."""
-    return f"sql:{table}/{column}/{pk}"
-
-
-def sql_identifier(database: str, table: str, column: str, pk: object) -> str:
-    """The index identifier of a column value: ``DATABASE/TABLE/COLUMN/PK``."""
-    return f"{database}/{table}/{column}/{pk}"
 
 
 def _reflect(engine: Engine, name: str) -> Table:
