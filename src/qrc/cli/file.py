@@ -227,7 +227,10 @@ def _passphrase(confirm: bool) -> bytes:
     value = os.environ.get(PASSPHRASE_ENV)
     if value:
         return value.encode()
-    if not sys.stdin.isatty() and not os.path.exists("/dev/tty"):
+    # getpass falls back to reading stdin without a terminal, and stdin is the data here.
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
         fail(f"no terminal to ask for a passphrase: set {PASSPHRASE_ENV}")
     import getpass  # noqa: PLC0415
 

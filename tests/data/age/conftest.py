@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +53,31 @@ def one_line_failure(result: subprocess.CompletedProcess[bytes]) -> str:
     assert len(lines) == 1, lines
     assert "Traceback" not in lines[0]
     return lines[0]
+
+
+def on_a_terminal(argv: list[str], answers: list[bytes]) -> int:
+    """Run ``argv`` on a pseudo-terminal, typing ``answers`` at its prompts (age reads
+    passphrases from the terminal only); its exit status."""
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: age, with the pty as its controlling terminal
+        os.execvp(argv[0], argv)
+    pending, deadline = list(answers), time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                data = os.read(fd, 1024)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            if pending and b":" in data:
+                os.write(fd, pending.pop(0) + b"\n")
+        else:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)

@@ -10,7 +10,15 @@ import pytest
 
 from qrc.data.age.header import read_header
 from tests.data.age.cctv import TESTDATA, load
-from tests.data.age.conftest import AGE, needs_age, ok, one_line_failure, qrc, run
+from tests.data.age.conftest import (
+    AGE,
+    needs_age,
+    ok,
+    on_a_terminal,
+    one_line_failure,
+    qrc,
+    run,
+)
 
 CHUNK = 64 << 10
 
@@ -49,7 +57,18 @@ def test_passphrase_from_the_environment(tmp_path: Path) -> None:
         stdin=sealed,
         env={"QRC_AGE_PASSPHRASE": ""},
     )
-    assert no_tty.returncode == 2 and b"QRC_AGE_PASSPHRASE" in no_tty.stderr
+    assert one_line_failure(no_tty) == (
+        "qrc: error: no terminal to ask for a passphrase: set QRC_AGE_PASSPHRASE"
+    )
+    # On a terminal, the passphrase is typed at the prompt (twice to encrypt).
+    plain, typed, back = tmp_path / "plain", tmp_path / "typed.age", tmp_path / "back"
+    plain.write_bytes(b"typed")
+    encrypt_argv = [*_python_qrc(), "file", "encrypt", "-p", "--work-factor", "10"]
+    assert on_a_terminal([*encrypt_argv, "-o", str(typed), str(plain)], [b"pw"] * 2) == 0
+    decrypt_argv = [*_python_qrc(), "file", "decrypt", "-o", str(back), str(typed)]
+    assert on_a_terminal(decrypt_argv, [b"pw"]) == 0
+    assert back.read_bytes() == b"typed"
+    assert on_a_terminal([*encrypt_argv, str(plain)], [b"pw", b"other"]) == 2  # mismatch
 
 
 def _python_qrc() -> list[str]:

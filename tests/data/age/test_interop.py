@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
-import pty
-import select
-import signal
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.data.age.conftest import AGE, AGE_KEYGEN, needs_age, ok, one_line_failure, qrc, run
+from tests.data.age.conftest import (
+    AGE,
+    AGE_KEYGEN,
+    needs_age,
+    ok,
+    on_a_terminal,
+    one_line_failure,
+    qrc,
+    run,
+)
 
 pytestmark = needs_age
 
@@ -92,47 +97,19 @@ def test_several_recipients_and_recipient_files(tmp_path: Path, keys: tuple[Path
     assert ok(qrc("file", "decrypt", "-i", other, stdin=sealed)) == b"team"
 
 
-def _on_a_terminal(argv: list[str], answers: list[bytes]) -> int:
-    """Run ``argv`` on a pseudo-terminal, typing ``answers`` at its prompts (age reads
-    passphrases from the terminal only); its exit status."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: age, with the pty as its controlling terminal
-        os.execvp(argv[0], argv)
-    pending, deadline = list(answers), time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.5)
-            if not ready:
-                continue
-            try:
-                data = os.read(fd, 1024)
-            except OSError:  # the child closed the terminal
-                break
-            if not data:
-                break
-            if pending and b":" in data:
-                os.write(fd, pending.pop(0) + b"\n")
-        else:
-            os.kill(pid, signal.SIGKILL)
-    finally:
-        os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
-
-
 def test_passphrase_files_both_ways(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.write_bytes(os.urandom((64 << 10) + 3))
     age = AGE or "age"
     # age -p (typed on a terminal) -> qrc file decrypt (QRC_AGE_PASSPHRASE)
     theirs = tmp_path / "theirs.age"
-    assert _on_a_terminal([age, "-p", "-o", str(theirs), str(plain)], [b"hunter22"] * 2) == 0
+    assert on_a_terminal([age, "-p", "-o", str(theirs), str(plain)], [b"hunter22"] * 2) == 0
     env = {"QRC_AGE_PASSPHRASE": "hunter22"}
     assert ok(qrc("file", "decrypt", theirs, env=env)) == plain.read_bytes()
     # qrc file encrypt -p -> age -d (typed on a terminal)
     ours, out = tmp_path / "ours.age", tmp_path / "out"
     ok(qrc("file", "encrypt", "-p", "--work-factor", "12", "-a", "-o", ours, plain, env=env))
-    assert _on_a_terminal([age, "-d", "-o", str(out), str(ours)], [b"hunter22"]) == 0
+    assert on_a_terminal([age, "-d", "-o", str(out), str(ours)], [b"hunter22"]) == 0
     assert out.read_bytes() == plain.read_bytes()
     # and a wrong passphrase fails in age too
-    assert _on_a_terminal([age, "-d", "-o", str(tmp_path / "x"), str(ours)], [b"wrong"]) != 0
+    assert on_a_terminal([age, "-d", "-o", str(tmp_path / "x"), str(ours)], [b"wrong"]) != 0
