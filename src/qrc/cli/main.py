@@ -536,6 +536,8 @@ def _print_bench_tables(
 _COMMANDS.update(
     (
         ("file", "qrc.cli.file:file_app"),
+        ("data", "qrc.cli.data:data_app"),
+        ("tunnel", "qrc.cli.tunnel:tunnel_app"),
         ("serve", "qrc.cli.serve:serve"),
         ("admin", "qrc.cli.admin:admin_app"),
         ("keys", "qrc.cli.remote:keys_app"),
