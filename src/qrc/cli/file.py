@@ -320,6 +320,25 @@ def _identities(files: Sequence[Path], context: str) -> list[Identity]:
     return found
 
 
+def _service_url() -> str:
+    return os.environ.get("QRC_URL", "https://127.0.0.1:8443")
+
+
+def _managed_recipient(name: str, context: str) -> Recipient:
+    """The primary version of a managed key, fetched from the service (PQ TLS)."""
+    from qrc.data.age.keyservice import recipient_from_client  # noqa: PLC0415
+    from qrc.data.age.plugin_keys import client_for  # noqa: PLC0415
+
+    return recipient_from_client(client_for(_service_url()), name, context)
+
+
+def _service_identity(context: str) -> Identity:
+    from qrc.data.age.keyservice import ServiceIdentity, remote_opener  # noqa: PLC0415
+    from qrc.data.age.plugin_keys import client_for  # noqa: PLC0415
+
+    return ServiceIdentity(remote_opener(client_for(_service_url())), context=context)
+
+
 def _pem_identity(data: bytes, context: str) -> Identity:
     from qrc.crypto.base import KemPrivateKey  # noqa: PLC0415
     from qrc.crypto.keyfile import load_private_pem  # noqa: PLC0415
@@ -381,6 +400,12 @@ def encrypt(
         typer.Option("-p", "--passphrase", help=f"Encrypt with a passphrase ({PASSPHRASE_ENV})."),
     ] = False,
     armor: Annotated[bool, typer.Option("-a", "--armor", help="ASCII armor (PEM) output.")] = False,
+    key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--key", help="A managed key of the service at QRC_URL (its primary version)."
+        ),
+    ] = None,
     output: OutputOpt = None,
     context: ContextOpt = "",
     work_factor: Annotated[
@@ -392,13 +417,14 @@ def encrypt(
     from qrc.data.age import ScryptRecipient  # noqa: PLC0415
 
     if passphrase:
-        if recipient or recipients_file:
-            fail("-p cannot be combined with -r/-R: a passphrase must be the only recipient")
+        if recipient or recipients_file or key:
+            fail("-p cannot be combined with -r/-R/--key: a passphrase must be the only recipient")
         targets: list[Recipient] = [ScryptRecipient(_passphrase(confirm=True), work_factor)]
     else:
         targets = _recipients(recipient or [], recipients_file or [], context)
+        targets += [_managed_recipient(name, context) for name in key or []]
         if not targets:
-            fail("no recipients: give -r, -R or -p")
+            fail("no recipients: give -r, -R, --key or -p")
     if output is None and not armor and sys.stdout.isatty():
         fail("refusing to write binary ciphertext to a terminal: use -o FILE or -a")
     with _input(input) as (src, total), atomic_output(output, private=False) as dst:
@@ -412,11 +438,17 @@ def decrypt(
         list[Path] | None,
         typer.Option("-i", "--identity", help="Identity file (age keys, AGE-PLUGIN-QRC-1, PEM)."),
     ] = None,
+    service: Annotated[
+        bool,
+        typer.Option("--service", help="Ask the key service at QRC_URL to open qrc-key stanzas."),
+    ] = False,
     output: OutputOpt = None,
     context: ContextOpt = "",
 ) -> None:
     """Decrypt INPUT (or stdin), binary or armored; passphrase files need no -i."""
     identities: list[Identity] = _identities(identity or [], context)
+    if service:
+        identities.append(_service_identity(context))
     if not identities:
         identities = [_PassphraseOnDemand()]
     with _input(input) as (src, total), atomic_output(output, private=True) as dst:

@@ -249,3 +249,23 @@ def test_plugin_state_machines_follow_the_spec(service: KeyService) -> None:
     assert code == 0 and out.startswith("-> error stanza 0 1\n"), out
     # An unknown state machine: refuse to start.
     assert _speak("recipient-v9", "", env)[0] == 1
+
+
+def test_qrc_file_uses_managed_keys_directly(
+    tmp_path: Path, server: tuple[str, dict[str, str]]
+) -> None:
+    _url, env = server
+    _create_key("direct", env)
+    plain = os.urandom(100_000)
+    sealed = ok(qrc("file", "encrypt", "--key", "direct", "-c", "tenant=3", stdin=plain, env=env))
+    assert b"\n-> qrc-key " in sealed
+    out = tmp_path / "out"
+    ok(qrc("file", "decrypt", "--service", "-c", "tenant=3", "-o", out, stdin=sealed, env=env))
+    assert out.read_bytes() == plain
+    wrong = qrc("file", "decrypt", "--service", "-c", "tenant=4", stdin=sealed, env=env)
+    assert one_line_failure(wrong) == "qrc: error: decryption failed"
+    missing = qrc("file", "encrypt", "--key", "no-such-key", stdin=b"x", env=env)
+    assert "refused" in one_line_failure(missing)
+    down = {**env, "QRC_URL": "https://127.0.0.1:9"}
+    line = one_line_failure(qrc("file", "encrypt", "--key", "direct", stdin=b"x", env=down))
+    assert "cannot reach the key service" in line

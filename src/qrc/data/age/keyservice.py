@@ -263,8 +263,12 @@ def recipient_from_client(client: PQClient, ref: str, context: str = "") -> KeyR
     """A recipient for the primary version of a managed key, fetched over the API."""
     from qrc.crypto.keyfile import load_public_pem  # noqa: PLC0415
     from qrc.crypto.registry import Kind  # noqa: PLC0415
+    from qrc.transit.client import TransportError  # noqa: PLC0415
 
-    response = client.get(f"{_API}/keys/{ref}")
+    try:
+        response = client.get(f"{_API}/keys/{ref}")
+    except TransportError as exc:
+        raise ServiceRefused(f"cannot reach the key service at {client.base_url}: {exc}") from None
     if response.status != 200:
         raise ServiceRefused(f"the key service refused: {_problem(response)}")
     info = response.json()
