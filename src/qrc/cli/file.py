@@ -114,9 +114,7 @@ OutputOpt = Annotated[
 ]
 ContextOpt = Annotated[
     str,
-    typer.Option(
-        "-c", "--context", help="Context bound by qrc key recipients/identities (PEM key files)."
-    ),
+    typer.Option("-c", "--context", help="Context bound by key-service (--key) and PEM-key files."),
 ]
 
 
