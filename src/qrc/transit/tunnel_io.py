@@ -15,7 +15,12 @@ from OpenSSL import SSL
 
 __all__ = ["TLSStream", "Truncated", "flush_tls"]
 
-_READ: Final = 256 * 1024
+_READ: Final = 256 * 1024  # from TCP
+# One TLS record carries at most 16 KiB of plaintext, and SSL_read returns one record; a
+# larger buffer would only make each call allocate more (pyOpenSSL allocates per call, and
+# above glibc's mmap threshold that is a mmap/munmap pair every time).
+_RECORD: Final = 16 * 1024
+_BIO_CHUNK: Final = 64 * 1024
 
 
 class Truncated(Exception):
@@ -44,7 +49,7 @@ class TLSStream:
         chunks = []
         while True:
             try:
-                chunks.append(self.conn.bio_read(_READ))
+                chunks.append(self.conn.bio_read(_BIO_CHUNK))
             except SSL.WantReadError:
                 return b"".join(chunks)
 
@@ -81,7 +86,7 @@ class TLSStream:
             size = 0
             try:
                 while size < _READ:
-                    chunk = self.conn.recv(_READ)
+                    chunk = self.conn.recv(_RECORD)
                     chunks.append(chunk)
                     size += len(chunk)
             except SSL.WantReadError:
@@ -97,13 +102,16 @@ class TLSStream:
             await self._feed()
 
     async def send(self, data: bytes) -> None:
-        """Encrypt ``data`` and hand it to TCP, waiting while the kernel buffer is full."""
+        """Encrypt ``data`` and hand it to TCP, waiting while the kernel buffer is full.
+
+        pyOpenSSL turns on partial writes, so one ``send`` seals one record (16 KiB): all of
+        ``data`` (at most one plain read, 256 KiB) is sealed first and written in one go,
+        rather than one socket write per record.
+        """
         view = memoryview(data)
         while view:
-            sent = self.conn.send(view[: 16384 * 16])
-            view = view[sent:]
-            # Flush per batch: the outgoing BIO would otherwise hold all of ``data`` at once.
-            await self.flush()
+            view = view[self.conn.send(view) :]
+        await self.flush()
 
     async def close_write(self) -> None:
         """Send ``close_notify``: no more data this way; reading goes on (TLS 1.3 half-close)."""
