@@ -23,6 +23,7 @@ import typer
 from qrc.cli.io import fail
 
 if TYPE_CHECKING:
+    from qrc.data.index import IndexClient
     from qrc.data.sdk import DataEncryptor
 
 __all__ = ["data_app"]
@@ -234,6 +235,12 @@ def rewrap(
 
 
 # --------------------------------------------------------------------------- index
+def _index(sdk: DataEncryptor) -> IndexClient:
+    if sdk.index is None:  # both modes give one; a None here is a bug
+        fail("this key service has no encrypted-data index")
+    return sdk.index
+
+
 def _record_line(record: Any) -> str:
     return (
         f"{record.seq:>6}  {record.identifier}  v{record.key_version}  "
@@ -252,8 +259,7 @@ def index_list(
     """Objects registered under a key (oldest first)."""
     records: list[Any] = []
     with _encryptor(ctx) as sdk:
-        index = sdk.index
-        assert index is not None
+        index = _index(sdk)
         after = 0
         while len(records) < limit:
             page = index.under(
@@ -275,8 +281,7 @@ def index_list(
 def index_show(ctx: typer.Context, identifier: str, as_json: Json = False) -> None:
     """One indexed object, by identifier."""
     with _encryptor(ctx) as sdk:
-        index = sdk.index
-        assert index is not None
+        index = _index(sdk)
         record = index.get(identifier)
     data = record.as_dict()
     _emit(data, as_json, [f"{name:15} {value}" for name, value in data.items()])
@@ -286,8 +291,7 @@ def index_show(ctx: typer.Context, identifier: str, as_json: Json = False) -> No
 def shred_report(ctx: typer.Context, key: Key, as_json: Json = False) -> None:
     """What destroying a key made unrecoverable (every object indexed under it)."""
     with _encryptor(ctx) as sdk:
-        index = sdk.index
-        assert index is not None
+        index = _index(sdk)
         report = index.shred_report(key)
         objects = list(report.objects)
         while report.next_after is not None:
