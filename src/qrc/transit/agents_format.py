@@ -63,32 +63,37 @@ def _len8(value: bytes) -> bytes:
 
 
 class _Reader:
-    __slots__ = ("at", "data")
+    __slots__ = ("at", "data", "end")
 
     def __init__(self, data: bytes | memoryview) -> None:
-        self.data, self.at = memoryview(data), 0
+        self.data, self.at, self.end = bytes(data), 0, len(data)
 
     def take(self, size: int) -> bytes:
-        if size < 0 or self.at + size > len(self.data):
+        at = self.at
+        if at + size > self.end:
             raise MalformedMessage("truncated")
-        out = bytes(self.data[self.at : self.at + size])
-        self.at += size
-        return out
+        self.at = at + size
+        return self.data[at : at + size]
 
     def len8(self) -> bytes:
-        return self.take(self.take(1)[0])
+        if self.at >= self.end:
+            raise MalformedMessage("truncated")
+        size = self.data[self.at]
+        self.at += 1
+        return self.take(size)
 
     def text(self) -> str:
         raw = self.len8()
         try:
             text = raw.decode("utf-8")
-            check_agent_id(text)
-        except ValueError:
+        except UnicodeDecodeError:
             raise MalformedMessage("bad agent ID") from None
+        if not raw or _CONTROL.search(text):
+            raise MalformedMessage("bad agent ID")
         return text
 
     def rest(self) -> bytes:
-        return self.take(len(self.data) - self.at)
+        return self.take(self.end - self.at)
 
 
 def encode_header(recipient: str) -> bytes:
@@ -100,7 +105,7 @@ def parse_header(message: bytes | memoryview) -> tuple[str, int]:
     """``(recipient, header length)`` of a message; checks the suite and the sizes."""
     if len(message) > MAX_MESSAGE:
         raise MalformedMessage("too large")
-    reader = _Reader(message)
+    reader = _Reader(message[:263])  # magic, a len8 ID and the suite fit in 263 bytes
     if reader.take(len(HEADER_MAGIC)) != HEADER_MAGIC:
         raise MalformedMessage("not an agent message v1")
     recipient = reader.text()
@@ -177,7 +182,7 @@ def parse_inner(data: bytes) -> Inner:
     if size > MAX_BODY:
         raise MalformedMessage("body too large")
     body = reader.take(size)
-    signed = bytes(reader.data[: reader.at])
+    signed = reader.data[: reader.at]
     (sig_size,) = struct.unpack(">H", reader.take(2))
     signature = reader.take(sig_size)
     if reader.rest():
