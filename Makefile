@@ -28,7 +28,7 @@ lint: $(STAMP)
 
 # Debian packages the tests use: SoftHSM2 (the PKCS#11 token of the HSM-custody tests) and
 # age (the independent implementation the age-format tests check against).
-SYSTEM_PACKAGES := /usr/lib/softhsm/libsofthsm2.so:softhsm2 /usr/bin/age:age
+SYSTEM_PACKAGES := /usr/lib/softhsm/libsofthsm2.so:softhsm2 /usr/bin/age:age /usr/bin/chromium:chromium /usr/bin/certutil:libnss3-tools
 system-deps:
 	@for pair in $(SYSTEM_PACKAGES); do \
 	  file=$${pair%%:*}; package=$${pair##*:}; \

@@ -185,6 +185,19 @@ def _docs_assets() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "static"
 
 
+# The pages load only from this server: ReDoc's "powered by" logo, for one, is on a CDN.
+_DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; worker-src 'self' blob:; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
+
+
+def _self_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["Content-Security-Policy"] = _DOCS_CSP
+    return page
+
+
 def _serve_docs_offline(app: FastAPI) -> None:
     """``/docs`` (Swagger UI) and ``/redoc`` from the package's own files: no CDN, no web
     fonts, so both work on a machine without internet (and leak nothing to third parties)."""
@@ -193,13 +206,15 @@ def _serve_docs_offline(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="qrc API",
-            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
-            oauth2_redirect_url="/docs/oauth2-redirect",
+        return _self_only(
+            get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title="qrc API",
+                swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+                oauth2_redirect_url="/docs/oauth2-redirect",
+            )
         )
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
@@ -208,12 +223,14 @@ def _serve_docs_offline(app: FastAPI) -> None:
 
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url="/openapi.json",
-            title="qrc API",
-            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
-            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
-            with_google_fonts=False,
+        return _self_only(
+            get_redoc_html(
+                openapi_url="/openapi.json",
+                title="qrc API",
+                redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+                with_google_fonts=False,
+            )
         )
 
 
