@@ -49,8 +49,8 @@ def parse_recipient(text: str, plugins: PluginResolver | None = None) -> Recipie
         return X25519Recipient.parse(text)
     if plugins is not None:
         found = plugins(text)
-        if found is not None and hasattr(found, "wrap"):
-            return found  # type: ignore[return-value]
+        if isinstance(found, Recipient):
+            return found
     if lower.startswith("ssh-"):
         raise KeyFormatError("SSH keys are not supported as age recipients")
     raise KeyFormatError(f"unknown age recipient {text[:24]!r}")
@@ -70,8 +70,8 @@ def parse_identity(text: str, plugins: PluginResolver | None = None) -> Identity
         return X25519Identity.parse(text)
     if plugins is not None:
         found = plugins(text)
-        if found is not None and hasattr(found, "unwrap"):
-            return found  # type: ignore[return-value]
+        if isinstance(found, Identity):
+            return found
     raise KeyFormatError("unknown age identity (expected AGE-SECRET-KEY-... lines)")
 
 

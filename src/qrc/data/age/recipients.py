@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric import x25519
@@ -46,6 +46,7 @@ _ZERO_NONCE = bytes(12)
 POSTQUANTUM = "postquantum"
 
 
+@runtime_checkable
 class Recipient(Protocol):
     """Wraps file keys (``Recipient.Wrap`` in age)."""
 
@@ -59,6 +60,7 @@ class Recipient(Protocol):
         ...
 
 
+@runtime_checkable
 class Identity(Protocol):
     """Unwraps file keys (``Identity.Unwrap`` in age)."""
 
