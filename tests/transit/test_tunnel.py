@@ -426,3 +426,18 @@ def test_refusals_become_security_events_of_the_key_service(
         loop.run(server.stop())
     finally:
         service.close()
+
+
+def test_a_server_only_certificate_is_refused_as_a_client_certificate(
+    loop: LoopThread, pki: Pki, tmp_path: Path
+) -> None:
+    issued = CertificateAuthority.load(pki.ca.parent).issue_server_certificate(["127.0.0.1"])
+    cert, key = write_peer_files(issued, tmp_path, "server-only")  # serverAuth only
+    refused: list[tuple[str, str, str]] = []
+    ends = start_ends(loop, pki, REDIS, client_identity=(cert, key), refused=refused)
+    try:
+        assert _attempt(ends.port) == b""
+        wait_for(lambda: bool(refused), "the refusal hook ran")
+        assert ends.server.stats.refused == {"certificate_wrong_purpose": 1}
+    finally:
+        stop_ends(loop, ends)
