@@ -82,8 +82,7 @@ class _service:
 
 
 def _command(data_dir: Path, *args: str) -> list[str]:
-    code = "from qrc.cli.data import data_app; data_app(prog_name='qrc data')"
-    return [sys.executable, "-c", code, "--data-dir", str(data_dir), *args]
+    return [sys.executable, "-m", "qrc", "data", "--data-dir", str(data_dir), *args]
 
 
 def _env() -> dict[str, str]:

@@ -69,8 +69,8 @@ def _options(
 
 
 def _where(ctx: typer.Context) -> _Where:
-    found = ctx.find_root().obj
-    return found if isinstance(found, _Where) else _Where(None, None, None, Path(".qrc"))
+    found = ctx.find_object(_Where)  # set by the group's callback, however deep it sits
+    return found if found is not None else _Where(None, None, None, Path(".qrc"))
 
 
 @contextmanager
