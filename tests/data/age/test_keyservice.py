@@ -121,13 +121,26 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         "QRC_URL": url,
         "QRC_TOKEN": process.tokens["admin"],
         "QRC_CA_FILE": str(data_dir / "tls" / "ca.pem"),
-        # The plugin is found on PATH, next to this interpreter.
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        # age finds the plugin on PATH: the installed console script next to this
+        # interpreter, or (an environment installed before it existed) a stand-in.
+        "PATH": f"{_plugin_dir(data_dir)}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     try:
         yield url, env
     finally:
         process.stop()
+
+
+def _plugin_dir(work: Path) -> Path:
+    installed = Path(sys.executable).parent
+    if (installed / "age-plugin-qrc").exists():
+        return installed
+    stand_in = work / "bin"
+    stand_in.mkdir(exist_ok=True)
+    script = stand_in / "age-plugin-qrc"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m qrc.data.age.plugin "$@"\n')
+    script.chmod(0o755)
+    return stand_in
 
 
 def _plugin(*args: str, env: dict[str, str]) -> str:
