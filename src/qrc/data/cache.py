@@ -23,6 +23,7 @@ from typing import Final
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from qrc.data.format import header_bytes
 from qrc.keys.cache import CacheStats
 from qrc.keys.observers import KeyUse, SecurityNotice
 
@@ -74,6 +75,8 @@ class CachedKey:
 
     def __post_init__(self) -> None:
         self.key_id_raw = self.key_id.encode("ascii")
+        # What every value under this DEK starts with (built once, not per value).
+        self.header = header_bytes(self.key_id, self.key_version, self.wrapped)
 
     def __repr__(self) -> str:  # never the DEK
         return f"CachedKey(key_id={self.key_id!r}, key_version={self.key_version})"

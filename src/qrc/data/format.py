@@ -27,11 +27,13 @@ __all__ = [
     "WRAP_CONTEXT",
     "DataHeader",
     "from_text",
+    "header_bytes",
     "looks_encrypted",
     "open_body",
     "open_value",
     "parse",
     "replace_wrapped",
+    "seal_after_header",
     "seal_value",
     "split",
     "to_text",
@@ -104,10 +106,20 @@ def seal_value(
     wrapped_key: bytes,
 ) -> bytes:
     """The data envelope of ``plaintext`` under the DEK behind ``cipher``."""
+    header = header_bytes(key_id, key_version, wrapped_key)
+    return seal_after_header(cipher, header, plaintext, context)
+
+
+def header_bytes(key_id: str, key_version: int, wrapped_key: bytes) -> bytes:
+    """The header every value under one wrapped DEK shares (the SDK keeps it with the DEK)."""
+    return _header(key_id, key_version, wrapped_key)
+
+
+def seal_after_header(cipher: AESGCM, header: bytes, plaintext: bytes, context: bytes) -> bytes:
+    """``header`` (from :func:`header_bytes`), a fresh nonce, the ciphertext and tag."""
     if len(plaintext) > MAX_VALUE_SIZE:
         raise ValueError("a data envelope holds at most 1 GiB; use the age format for files")
     nonce = os.urandom(_NONCE)
-    header = _header(key_id, key_version, wrapped_key)
     return header + nonce + cipher.encrypt(nonce, plaintext, _aad(context))
 
 

@@ -32,7 +32,7 @@ from qrc.data.format import (
     open_body,
     parse,
     replace_wrapped,
-    seal_value,
+    seal_after_header,
     split,
 )
 from qrc.data.index import IndexClient, LocalIndex, RemoteIndex
@@ -128,14 +128,7 @@ class DataEncryptor:
             )
             self.cache.keep_for_encryption(key, entry, size)
             self.cache.due_for_check(made.key_id)  # just asked the service: fresh
-        return seal_value(
-            entry.cipher,
-            plaintext,
-            context=context,
-            key_id=entry.key_id,
-            key_version=entry.key_version,
-            wrapped_key=entry.wrapped,
-        )
+        return seal_after_header(entry.cipher, entry.header, plaintext, context)
 
     def _now(self) -> float:
         return self.cache._clock()
