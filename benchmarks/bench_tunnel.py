@@ -56,6 +56,11 @@ class End:
             raise SystemExit(f"tunnel end did not start: {line!r}")
         self.port = int(line.split()[2])
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far (Linux ``/proc``)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(30)
@@ -178,12 +183,20 @@ def main() -> None:
         data = _prepare_table(args.rows)
         pg_ends, redis_ends = _tunnel(pki, "127.0.0.1:5432"), _tunnel(pki, "127.0.0.1:6379")
         runs: dict[str, list[dict[str, float]]] = {k: [] for k in ("pg", "pg_t", "rd", "rd_t")}
+        redis_bytes = max(1, (args.mib << 20) // VALUE_SIZE) * VALUE_SIZE
         try:
             for _ in range(args.runs):
                 runs["pg"].append(_pg(5432, data, args.pings))
+                before = sum(e.cpu_seconds() for e in pg_ends)
                 runs["pg_t"].append(_pg(pg_ends[1].port, data, args.pings))
+                cpu = sum(e.cpu_seconds() for e in pg_ends) - before
+                # Both ends together, per GB carried (COPY out and in).
+                runs["pg_t"][-1]["ends_cpu_s_per_gb"] = cpu / (2 * len(data) / 1e9)
                 runs["rd"].append(_redis(6379, args.mib, args.pings))
+                before = sum(e.cpu_seconds() for e in redis_ends)
                 runs["rd_t"].append(_redis(redis_ends[1].port, args.mib, args.pings))
+                cpu = sum(e.cpu_seconds() for e in redis_ends) - before
+                runs["rd_t"][-1]["ends_cpu_s_per_gb"] = cpu / (2 * redis_bytes / 1e9)
         finally:
             for end in (*pg_ends, *redis_ends):
                 end.stop()
@@ -203,7 +216,9 @@ def main() -> None:
     result = {
         "runs": args.runs,
         "copy_bytes": len(data),
-        "redis_bytes_per_run": max(1, (args.mib << 20) // VALUE_SIZE) * VALUE_SIZE,
+        "redis_bytes_per_run": redis_bytes,
+        "cpus": os.cpu_count(),
+        "load_average_1min_at_end": os.getloadavg()[0],
         "direct": {"postgresql": med["pg"], "redis": med["rd"]},
         "tunnel": {"postgresql": med["pg_t"], "redis": med["rd_t"]},
         "ratio": {
@@ -223,7 +238,8 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"tunnel vs direct, median of {args.runs} runs ({len(data) / 1e6:.1f} MB COPY, "
-          f"{result['redis_bytes_per_run'] / 1e6:.0f} MB Redis per run)")  # fmt: skip
+          f"{redis_bytes / 1e6:.0f} MB Redis per run; {os.cpu_count()} CPUs, "
+          f"load {result['load_average_1min_at_end']:.1f})")  # fmt: skip
     for name, value in result["ratio"].items():
         print(f"  throughput ratio {name:<12} {value:5.2f}  (target for bulk copy >= 0.80)")
     for name, value in result["added_ms"].items():

@@ -318,6 +318,11 @@ class Tunnel:
     async def _pump(
         self, stream: TLSStream, plain_r: asyncio.StreamReader, plain_w: asyncio.StreamWriter
     ) -> None:
+        # asyncio's default (64 KiB high, 16 KiB low) would make each 256 KiB chunk wait
+        # until the kernel took nearly all of it before the next one is read: let one chunk
+        # queue behind another instead, so that reading and sending overlap.
+        for transport in (plain_w.transport, stream.writer.transport):
+            transport.set_write_buffer_limits(high=2 * _CHUNK, low=_CHUNK // 2)
         last = [time.monotonic()]
 
         async def to_tls() -> None:
