@@ -148,3 +148,11 @@ def test_migration_makes_identifiers_unique_without_losing_rows(db: Database) ->
         refs = conn.execute(text("SELECT id, data_ref FROM qrc_encrypted_data_index ORDER BY id"))
         rows = [tuple(row) for row in refs]
     assert [ref for _, ref in rows] == ["a", f"a#{rows[1][0]}", "b", f"a#{rows[3][0]}"]
+
+
+def test_an_identifier_twice_in_one_batch_is_one_object(service: KeyService) -> None:
+    service.keys.create_key(name="data", purpose="encryption", actor=ACTOR)
+    service.keys.rotate("data", actor=ACTOR)
+    service.data.register([_entry("same"), _entry("same", version=2)], actor=ACTOR)
+    (record,) = service.data.under("data")
+    assert record.identifier == "same" and record.key_version == 2

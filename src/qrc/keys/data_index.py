@@ -15,10 +15,11 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from qrc.keys.context import ServiceContext
-from qrc.keys.errors import InvalidRequest
+from qrc.keys.errors import Conflict, InvalidRequest
 from qrc.keys.states import KeyState
 from qrc.keys.store.models import EncryptedDataIndex, Key
 
@@ -136,6 +137,14 @@ class DataIndex:
             _check(entry)
         if not entries:
             return 0
+        try:
+            self._register(entries, actor)
+        except IntegrityError:
+            # Another writer registered one of these identifiers at the same moment.
+            raise Conflict("an identifier was registered concurrently: retry") from None
+        return len(entries)
+
+    def _register(self, entries: Sequence[IndexEntry], actor: str) -> None:
         now = self.ctx.clock()
         keys: dict[str, Key] = {}
         with self.ctx.db.session() as session:
@@ -156,7 +165,6 @@ class DataIndex:
                 self.ctx.record(
                     session, "data.register", actor, key=key, details={"objects": count}
                 )
-        return len(entries)
 
     @staticmethod
     def _row(session: Session, identifier: str) -> EncryptedDataIndex | None:
