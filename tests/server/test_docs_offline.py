@@ -19,9 +19,7 @@ EXTERNAL = re.compile(r"""(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}""", re.I)
     ("page", "script"),
     [("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")],
 )
-def test_docs_pages_reference_only_this_server(
-    service: KeyService, page: str, script: str
-) -> None:
+def test_docs_pages_reference_only_this_server(service: KeyService, page: str, script: str) -> None:
     client = TestClient(create_app(AppState(service)))
     answer = client.get(page)
     assert answer.status_code == 200

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from qrc.transit.ca import TLSFiles, ensure_server_tls
+from tests.server.conftest import service  # noqa: F401 - a key service on SQLite
 
 
 @pytest.fixture(scope="session")

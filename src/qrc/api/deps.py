@@ -13,7 +13,9 @@ import ipaddress
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
@@ -103,6 +105,10 @@ class AppState:
     known_tokens: KnownTokens = field(default_factory=KnownTokens)
     # TLS handshakes by group, signature and certificate (set when the service serves TLS).
     tls_counters: HandshakeCounters | None = None
+    # The private CA's public files (CRLs, roots), and who a verified client certificate is:
+    # its serial (hex) -> the API client it stands for (mutual TLS), or None.
+    ca_dir: Path | None = None
+    certificate_client: Callable[[str], Client | None] | None = None
 
     def __post_init__(self) -> None:
         if self.limiter is None:
@@ -140,6 +146,13 @@ def source_of(request: Request) -> str:
     return str(address)
 
 
+def _client_certificate(request: Request) -> str | None:
+    """The serial (hex) of the client certificate verified during the TLS handshake."""
+    extension = request.scope.get("extensions", {}).get("qrc.tls") or {}
+    serial = extension.get("client_serial")
+    return serial if isinstance(serial, str) else None
+
+
 def _refuse_source(wait: float) -> Problem:
     return Problem(
         "rate-limited",
@@ -173,6 +186,12 @@ async def _authenticate(request: Request) -> Client:
             if client is not None:
                 state.known_tokens.add(token)
     else:
+        serial = _client_certificate(request)
+        if serial is not None and state.certificate_client is not None:
+            # Mutual TLS: OpenSSL verified the chain, expiry and CRL during the handshake;
+            # the certificate stands for an API client (its role and key scope).
+            client = await run_in_threadpool(state.certificate_client, serial)
+    if client is None and not (scheme.lower() == "bearer" and token):
         # Same work whether or not a token was sent: no timing hint about what is missing.
         hmac.compare_digest(_DUMMY, _DUMMY)
         wait = failures.wait(source)
@@ -188,7 +207,7 @@ async def _authenticate(request: Request) -> Client:
                 "invalid" if token else "missing",
                 request.url.path,
             )
-        raise Problem("unauthorized", "send Authorization: Bearer <token>")
+        raise Problem("unauthorized", "send Authorization: Bearer <token> or a client certificate")
     wait = state.limiter.take(client.id) if state.limiter is not None else 0.0
     if wait > 0:
         raise Problem(

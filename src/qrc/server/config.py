@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     tls_cert_days: float = Field(
         90.0, gt=0, description="Lifetime of server certificates; renewed with a third left."
     )
+    tls_client_auth: Literal["off", "optional"] = Field(
+        "optional",
+        description="Mutual TLS: ask for client certificates from the private CA (qrc ca init).",
+    )
     tls_check_seconds: float = Field(
         30.0, gt=0, description="Seconds between checks of certificate expiry and TLS mode."
     )
@@ -142,7 +146,7 @@ class Settings(BaseSettings):
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("custody", "tls_mode", "tls_certificates", mode="before")
+    @field_validator("custody", "tls_mode", "tls_certificates", "tls_client_auth", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value

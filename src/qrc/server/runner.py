@@ -23,6 +23,7 @@ from qrc.keys.factory import open_service
 from qrc.server.bootstrap import bootstrap_admin_token
 from qrc.server.config import Settings
 from qrc.server.jobs import Checkpointer, Scheduler, measure_benchmarks
+from qrc.server.mtls import attach_ca
 from qrc.server.selftests import run_selftests
 from qrc.server.telemetry import HandshakeTelemetry
 from qrc.server.tlsmaint import start_listener_tls
@@ -69,6 +70,7 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
                 settings, service, options.host, tls_mode, follow_policy, telemetry
             )
         tls = serving.files if serving is not None else None
+        attach_ca(state, service, data_dir, mutual=serving is not None and serving.mutual)
         app = create_app(state)
         scheduler = Scheduler(service, options.scheduler_interval)
         scheduler.start()

@@ -20,6 +20,7 @@ from pathlib import Path
 from qrc.keys.service import KeyService
 from qrc.server.config import Settings
 from qrc.server.telemetry import HandshakeTelemetry
+from qrc.transit.authority import FAMILIES, PrivateCA, ServiceCAKeys
 from qrc.transit.ca import TLSFiles, default_server_names
 from qrc.transit.listener import ListenerTLS
 from qrc.transit.pki import ensure_listener_tls
@@ -30,9 +31,9 @@ __all__ = ["ServingTLS", "TLSMaintainer", "start_listener_tls", "tls_snapshot"]
 logger = logging.getLogger(__name__)
 
 
-def tls_snapshot(files: TLSFiles) -> tuple[bytes, ...]:
-    """The bytes of the certificate and key files, to tell whether they changed."""
-    paths = [files.cert, files.key, files.ecdsa_cert, files.ecdsa_key]
+def tls_snapshot(files: TLSFiles, client_ca: Sequence[Path] = ()) -> tuple[bytes, ...]:
+    """The bytes of the certificate, key, client CA and CRL files, to tell a change."""
+    paths = [files.cert, files.key, files.ecdsa_cert, files.ecdsa_key, *client_ca]
     return tuple(p.read_bytes() if p is not None and p.exists() else b"" for p in paths)
 
 
@@ -50,12 +51,14 @@ class TLSMaintainer:
         validity: datetime.timedelta,
         interval: float,
         follow_policy: bool,
+        ca: PrivateCA | None = None,
     ) -> None:
         self.listener, self.service = listener, service
         self.data_dir, self.names = data_dir, list(names)
         self.ca_passphrase, self.validity = ca_passphrase, validity
         self.interval, self.follow_policy = interval, follow_policy
-        self.loaded = tls_snapshot(listener.files)
+        self.ca = ca
+        self.loaded = tls_snapshot(listener.files, self._client_files())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="qrc-tls")
 
@@ -88,7 +91,9 @@ class TLSMaintainer:
             validity=self.validity,
             renew_before=self.validity / 3,
         )
-        snapshot = tls_snapshot(files)
+        if self.ca is not None and self.ca.exists() and self.ca.crls_due():
+            self.ca.publish_crls()
+        snapshot = tls_snapshot(files, self._client_files())
         renewed = snapshot != self.loaded
         if mode is None and not renewed:
             return
@@ -97,7 +102,12 @@ class TLSMaintainer:
         if mode is not None:
             logger.info("TLS mode is now %s (new connections)", mode)
         if renewed:
-            logger.info("TLS certificates renewed (new connections)")
+            logger.info("TLS certificates renewed or CRLs updated (new connections)")
+
+    def _client_files(self) -> list[Path]:
+        if self.listener.client_ca is None:
+            return []
+        return [Path(self.listener.client_ca), *(Path(p) for p in self.listener.client_crls)]
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,11 @@ class ServingTLS:
     files: TLSFiles
     listener: ListenerTLS
     maintainer: TLSMaintainer
+
+    @property
+    def mutual(self) -> bool:
+        """Whether the listener asks for client certificates from the private CA."""
+        return self.listener.client_ca is not None
 
 
 def start_listener_tls(
@@ -132,12 +147,16 @@ def start_listener_tls(
     )
     if mode not in MODES:
         raise ValueError(f"unknown TLS mode {mode!r}")
+    ca = PrivateCA(settings.data_dir / "ca", ServiceCAKeys(service.keys, "serve"))
+    mutual = settings.tls_client_auth == "optional" and ca.exists()
     listener = ListenerTLS(
         files,
         mode=mode,  # type: ignore[arg-type]
         certificates=settings.tls_certificates,
         on_record=telemetry.record,
         on_failure=telemetry.failure,
+        client_ca=ca.trust_file if mutual else None,
+        client_crls=[ca.crl_file(family) for family in FAMILIES] if mutual else (),
     )
     maintainer = TLSMaintainer(
         listener,
@@ -148,6 +167,7 @@ def start_listener_tls(
         validity=validity,
         interval=settings.tls_check_seconds,
         follow_policy=follow_policy,
+        ca=ca if mutual else None,
     )
     maintainer.start()
     return ServingTLS(files, listener, maintainer)

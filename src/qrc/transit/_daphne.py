@@ -581,7 +581,11 @@ class Runner(Server):  # type: ignore[misc]
         transport = getattr(channel, "transport", None)
         handle = transport.getHandle() if transport is not None else None
         if isinstance(handle, SSL.Connection):
+            peer = handle.get_peer_certificate(as_cryptography=True)
             scope.setdefault("extensions", {})["qrc.tls"] = {
+                # A client certificate that OpenSSL verified (mutual TLS), else None.
+                "client_serial": None if peer is None else format(peer.serial_number, "x"),
+                "client_subject": None if peer is None else peer.subject.rfc4514_string(),
                 "group": pqtls.negotiated_group(handle),
                 "cipher": handle.get_cipher_name(),
                 "version": handle.get_protocol_version_name(),

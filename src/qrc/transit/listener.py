@@ -23,12 +23,14 @@ import os
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
+from cryptography import x509
 from cryptography.hazmat.bindings.openssl.binding import Binding
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 
 from qrc.transit import tls as pqtls
 from qrc.transit.ca import TLSFiles
@@ -156,12 +158,15 @@ def listener_context(
     on_failure: pqtls.HandshakeFailureHook | None = None,
     client_ca: str | os.PathLike[str] | None = None,
     configure: Callable[[SSL.Context], None] | None = None,
+    client_crls: Sequence[str | os.PathLike[str]] = (),
 ) -> SSL.Context:
     """A TLS 1.3 server context with the certificates ``certificates`` asks for.
 
     ``client_ca``: ask for a client certificate (mutual TLS) and verify it against these
     CA certificates; a client without one still connects (the application decides what an
-    unauthenticated connection may do). ``configure`` may adjust the context last.
+    unauthenticated connection may do), one with an expired, revoked (``client_crls``, PEM
+    CRLs of the issuing CAs) or unknown certificate is refused with the matching alert.
+    ``configure`` may adjust the context last.
     """
     if certificates not in CERTIFICATE_POLICIES:
         raise pqtls.TLSConfigError(f"unknown certificate policy {certificates!r}")
@@ -187,6 +192,12 @@ def listener_context(
         except SSL.Error as exc:
             raise pqtls.TLSConfigError(f"cannot load client CAs from {client_ca}: {exc}") from None
         ctx.set_verify(SSL.VERIFY_PEER)
+        if client_crls:
+            store = ctx.get_cert_store()
+            assert store is not None
+            for path in client_crls:
+                store.add_crl(x509.load_pem_x509_crl(Path(path).read_bytes()))
+            store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
     if on_record is not None or on_failure is not None:
         ctx.set_info_callback(_recorder(on_record, on_failure))
     if configure is not None:
@@ -262,11 +273,13 @@ class ListenerTLS:
         on_failure: pqtls.HandshakeFailureHook | None = None,
         client_ca: str | os.PathLike[str] | None = None,
         configure: Callable[[SSL.Context], None] | None = None,
+        client_crls: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         self._lock = threading.Lock()
+        self.client_ca, self.client_crls = client_ca, tuple(client_crls)
         self._files, self._mode, self._certificates = files, mode, certificates
         self._hooks = (on_record, on_failure)
-        self._client_ca, self._configure = client_ca, configure
+        self._configure = configure
         self.generation = 0
         self.context = self._build()
 
@@ -289,8 +302,9 @@ class ListenerTLS:
             certificates=self._certificates,
             on_record=self._hooks[0],
             on_failure=self._hooks[1],
-            client_ca=self._client_ca,
+            client_ca=self.client_ca,
             configure=self._configure,
+            client_crls=self.client_crls,
         )
 
     def reload(

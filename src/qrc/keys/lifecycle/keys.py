@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from qrc.crypto.base import SigningKey
 from qrc.crypto.errors import UnsupportedAlgorithm
 from qrc.crypto.registry import Kind, get_info
 from qrc.keys.audit.events import EventType, Severity
@@ -26,6 +27,7 @@ from qrc.keys.context import (
     SYSTEM_LABEL,
     KeyInfo,
     ServiceContext,
+    expect,
     guarded,
     new_key_id,
     refuse_reserved,
@@ -107,6 +109,36 @@ class KeyLifecycle:
         """Create one of the service's own keys (reserved: see :func:`refuse_reserved`)."""
         return self._create(NewKey(name, purpose, algorithm, labels={SYSTEM_LABEL: role}), actor)
 
+    def system_signing_key(
+        self, *, name: str, algorithm: str, role: str, actor: str, purpose: str
+    ) -> SigningKey:
+        """The private key of one of the service's own signing keys (created on first use),
+        for the service's own signing (the private CA's certificates and CRLs). Each use is
+        audited (``<role>.key_use`` with ``purpose``); the key must carry ``role``.
+
+        Raises:
+            KeyStateError: the key exists but is not active, or belongs to another role.
+        """
+        with self.ctx.db.read_session() as session:
+            key = session.scalars(select(Key).where(Key.name == name)).first()
+        if key is None:
+            self.create_system_key(
+                name=name, purpose="signing", algorithm=algorithm, role=role, actor=actor
+            )
+        with self.ctx.db.session() as session:
+            key = session.scalars(select(Key).where(Key.name == name)).one()
+            if (key.labels or {}).get(SYSTEM_LABEL) != role or key.algorithm != algorithm:
+                raise KeyStateError(f"key {name!r} is not the service's {role} key ({algorithm})")
+            if key.status != KeyState.ACTIVE or key.destruction_due_at is not None:
+                raise KeyStateError(f"the {role} key {name!r} is not active")
+            private = expect(
+                self.ctx.material.private(session, key, key.primary_version), SigningKey
+            )
+            self.ctx.record(
+                session, f"{role}.key_use", actor, key=key, details={"purpose": purpose[:200]}
+            )
+            return private
+
     def _create(self, spec: NewKey, actor: str) -> KeyInfo:
         name, purpose, algorithm, labels = spec.name, spec.purpose, spec.algorithm, spec.labels
         expires_at, rotation_period, activate = spec.expires_at, spec.rotation_period, spec.activate
@@ -137,7 +169,10 @@ class KeyLifecycle:
         with ctx.db.session() as session:
             ctx.policy.refresh(session)
             wanted = algorithm or ctx.policy.default_algorithm(session, purpose_enum)
-            algorithm_id = self._check_algorithm(wanted, purpose_enum)
+            # The private CA's ECDSA chain is classical by design (for browsers): its reserved
+            # keys are exempt from the policy's "no new deprecated keys" rule.
+            exempt = labels.get(SYSTEM_LABEL) == "ca"
+            algorithm_id = self._check_algorithm(wanted, purpose_enum, policy=not exempt)
             if session.scalar(select(Key.id).where(Key.name == name)) is not None:
                 raise Conflict(f"a key named {name!r} already exists")
             key_id = new_key_id()
@@ -172,14 +207,15 @@ class KeyLifecycle:
             )
             return ctx.info(key, session)
 
-    def _check_algorithm(self, algorithm: str, purpose: Purpose) -> str:
+    def _check_algorithm(self, algorithm: str, purpose: Purpose, *, policy: bool = True) -> str:
         try:
             info = get_info(algorithm)
         except UnsupportedAlgorithm as exc:
             raise InvalidRequest(str(exc)) from None
         if not _fits(purpose, info.kind):
             raise InvalidRequest(f"{info.id} is a {info.kind.value}: unfit for {purpose.value}")
-        self.ctx.policy.check_fit_for_new_keys(info.id)
+        if policy:
+            self.ctx.policy.check_fit_for_new_keys(info.id)
         return info.id
 
     def get_key(self, ref: str) -> KeyInfo:
