@@ -7,6 +7,7 @@ them as subprocesses."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import hashlib
 import os
@@ -441,3 +442,51 @@ def test_a_server_only_certificate_is_refused_as_a_client_certificate(
         assert ends.server.stats.refused == {"certificate_wrong_purpose": 1}
     finally:
         stop_ends(loop, ends)
+
+
+def test_backpressure_a_service_that_stops_reading_stops_the_sender(
+    loop: LoopThread, pki: Pki
+) -> None:
+    """The service reads nothing until told: the sender must block after what the socket
+    buffers and the tunnel's bounded write buffers hold, not after everything; once the
+    service reads, every byte arrives (paused reading resumes)."""
+    total = 128 << 20
+    go = threading.Event()
+    digest: list[str] = []
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def slow_service() -> None:
+        conn, _ = server.accept()
+        with conn:
+            go.wait(60)
+            h, n = hashlib.sha256(), 0
+            while data := conn.recv(1 << 20):
+                h.update(data)
+                n += len(data)
+            digest.append(f"{n}:{h.hexdigest()}")
+
+    threading.Thread(target=slow_service, daemon=True).start()
+    ends = start_ends(loop, pki, server.getsockname()[:2])
+    payload = os.urandom(1 << 20)
+    try:
+        with socket.create_connection(("127.0.0.1", ends.port), timeout=30) as s:
+            s.settimeout(2.0)  # a send that cannot go on for 2 s: the chain is full
+            sent = 0
+            with contextlib.suppress(TimeoutError):
+                while sent < total:
+                    at = sent % len(payload)
+                    sent += s.send(payload[at:])  # exact count, even when cut short
+            assert sent < total  # blocked long before everything was accepted
+            go.set()
+            s.settimeout(60)
+            expected = hashlib.sha256()
+            for _ in range(sent // len(payload)):
+                expected.update(payload)
+            expected.update(payload[: sent % len(payload)])
+            s.shutdown(socket.SHUT_WR)
+            assert s.recv(1) == b""
+        wait_for(lambda: bool(digest), "the service read everything")
+        assert digest == [f"{sent}:{expected.hexdigest()}"]
+    finally:
+        stop_ends(loop, ends)
+        server.close()

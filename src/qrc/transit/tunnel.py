@@ -10,16 +10,16 @@ address, connects to the server end, presents its certificate and verifies the s
 (chain and host name). Only ``X25519MLKEM768`` is offered and accepted: a classical-only
 peer fails the handshake.
 
-TLS runs on pyOpenSSL memory BIOs driven by asyncio streams, so that one thread serves
-every connection and an ``SSL`` object is never used by two threads at once (OpenSSL does
-not allow concurrent reads and writes on one). Per connection:
+TLS runs on pyOpenSSL memory BIOs driven by asyncio protocols (:mod:`qrc.transit.tunnel_io`),
+so that one thread serves every connection and an ``SSL`` object is never used by two
+threads at once (OpenSSL does not allow concurrent reads and writes on one). Per connection:
 
 - **Half-close**: EOF from one side is passed on (``close_notify`` on the TLS side, a TCP
   ``FIN`` on the plain side) and the other direction stays open until it ends too.
   TCP EOF on the TLS side *without* ``close_notify`` is a truncation: the connection is
   aborted rather than passed on as a clean end of data.
-- **Backpressure**: a direction reads its next chunk only after the previous one was
-  handed to the kernel (``drain``).
+- **Backpressure**: when one side's send buffer passes 512 KiB, the other side stops
+  reading until it drains.
 - **Idle timeout**: no byte either way for ``idle_timeout`` seconds closes the connection.
 - **Connection limit**: beyond ``max_connections`` a new connection is closed at once and
   counted.
@@ -48,7 +48,7 @@ from typing import Any, Final, Literal
 from OpenSSL import SSL
 
 from qrc.transit import tls
-from qrc.transit.tunnel_io import TLSStream, Truncated, flush_tls
+from qrc.transit.tunnel_io import Relay, Side, TLSStream, Truncated
 
 __all__ = [
     "GROUP",
@@ -62,7 +62,6 @@ __all__ = [
 ]
 
 GROUP: Final = "X25519MLKEM768"
-_CHUNK: Final = 256 * 1024
 _log = logging.getLogger(__name__)
 
 RefusedHook = Callable[[str, str, str], None]
@@ -193,8 +192,9 @@ class Tunnel:
 
     async def start(self) -> None:
         host, port = self.config.listen
-        self._server = await asyncio.start_server(
-            self._accept, host, port, limit=_CHUNK, backlog=1024
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: Side(self._accept), host, port, backlog=1024
         )
         bound = self._server.sockets[0].getsockname()
         self._address = (str(bound[0]), int(bound[1]))
@@ -225,68 +225,68 @@ class Tunnel:
         await self.stop()
 
     # ------------------------------------------------------------------ connections
-    def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def _accept(self, side: Side) -> None:
         if self.stats.active >= self.config.max_connections:
             self.stats.over_limit += 1
             _log.warning("tunnel at its limit of %d connections", self.config.max_connections)
-            writer.transport.abort()
+            side.abort()
             return
         self.stats.accepted += 1
         self.stats.active += 1
-        task = asyncio.ensure_future(self._connection(reader, writer))
+        task = asyncio.ensure_future(self._connection(side))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = _peer_name(writer)
-        other: asyncio.StreamWriter | None = None
+    async def _connection(self, side: Side) -> None:
+        peer = _peer_name(side)
+        other: Side | None = None
         try:
             if self.config.role == "server":
-                stream = await self._tls_accept(reader, writer, peer)
+                stream = await self._handshake(side, peer)
                 if stream is None:
                     return
-                plain_r, other = await self._connect_plain()
-                await self._pump(stream, plain_r, other)
+                other = await self._connect()
+                plain = other
             else:
-                tls_r, tls_w = await self._connect_plain()
-                other = tls_w
-                stream = await self._tls_connect(tls_r, tls_w)
+                other = await self._connect()
+                stream = await self._handshake(other, _peer_name(other))
                 if stream is None:
                     return
-                await self._pump(stream, reader, writer)
-            self.stats.completed += 1
-        except Truncated:
-            self.stats.truncated += 1
-            _log.warning("tunnel: %s ended TLS without close_notify; connection aborted", peer)
-        except (OSError, TimeoutError, SSL.Error) as exc:
+                plain = side
+            failure = await self._relay(stream, plain)
+            if failure is None:
+                self.stats.completed += 1
+            elif isinstance(failure, Truncated):
+                self.stats.truncated += 1
+                _log.warning("tunnel: %s ended TLS without close_notify; aborted", peer)
+            else:
+                self.stats.errors += 1
+                _log.info("tunnel: connection from %s ended: %r", peer, failure)
+        except (OSError, TimeoutError) as exc:
             self.stats.errors += 1
             _log.info("tunnel: connection from %s ended: %r", peer, exc)
         finally:
             self.stats.active -= 1
-            for w in (writer, other):
-                if w is not None:
-                    w.transport.abort()
+            # A refused handshake ends here: close() still sends the alert, then FIN.
+            for s in (side, other):
+                if s is not None and s.transport is not None and not s.transport.is_closing():
+                    s.transport.close()
 
-    async def _connect_plain(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.wait_for(
-            asyncio.open_connection(*self.config.target, limit=_CHUNK), self.config.connect_timeout
+    async def _connect(self) -> Side:
+        loop = asyncio.get_running_loop()
+        _transport, side = await asyncio.wait_for(
+            loop.create_connection(Side, *self.config.target), self.config.connect_timeout
         )
+        return side
 
-    async def _tls_accept(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
-    ) -> TLSStream | None:
-        conn = SSL.Connection(self.config.context, None)
-        conn.set_accept_state()
-        return await self._handshake(TLSStream(conn, reader, writer), peer)
-
-    async def _tls_connect(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> TLSStream | None:
-        name = self.config.server_name or self.config.target[0]
-        conn = tls.client_connection(self.config.context, None, name)
-        return await self._handshake(TLSStream(conn, reader, writer), _peer_name(writer))
-
-    async def _handshake(self, stream: TLSStream, peer: str) -> TLSStream | None:
+    async def _handshake(self, side: Side, peer: str) -> TLSStream | None:
+        if self.config.role == "server":
+            conn = SSL.Connection(self.config.context, None)
+            conn.set_accept_state()
+        else:
+            name = self.config.server_name or self.config.target[0]
+            conn = tls.client_connection(self.config.context, None, name)
+        stream = TLSStream(conn, side)
         try:
             await asyncio.wait_for(stream.handshake(), self.config.handshake_timeout)
         except TimeoutError:
@@ -294,7 +294,7 @@ class Tunnel:
             return None
         except (SSL.Error, OSError, Truncated) as exc:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(flush_tls(stream), 1.0)  # the alert, if any
+                stream.flush()  # the alert, if any
             self._refuse(peer, _reason(stream.conn, exc), _detail(exc))
             return None
         group = tls.negotiated_group(stream.conn)
@@ -315,51 +315,27 @@ class Tunnel:
             future = asyncio.get_running_loop().run_in_executor(None, hook, peer, reason, detail)
             future.add_done_callback(_log_hook_failure)
 
-    async def _pump(
-        self, stream: TLSStream, plain_r: asyncio.StreamReader, plain_w: asyncio.StreamWriter
-    ) -> None:
-        # asyncio's default (64 KiB high, 16 KiB low) would make each 256 KiB chunk wait
-        # until the kernel took nearly all of it before the next one is read: let one chunk
-        # queue behind another instead, so that reading and sending overlap.
-        for transport in (plain_w.transport, stream.writer.transport):
-            transport.set_write_buffer_limits(high=2 * _CHUNK, low=_CHUNK // 2)
-        last = [time.monotonic()]
-
-        async def to_tls() -> None:
-            while data := await plain_r.read(_CHUNK):
-                last[0] = time.monotonic()
-                await stream.send(data)
-                self.stats.bytes_to_tls += len(data)
-            await stream.close_write()
-
-        async def from_tls() -> None:
-            while data := await stream.recv():
-                last[0] = time.monotonic()
-                plain_w.write(data)
-                await plain_w.drain()
-                self.stats.bytes_from_tls += len(data)
-            if plain_w.can_write_eof():
-                plain_w.write_eof()
-
-        tasks = [asyncio.ensure_future(to_tls()), asyncio.ensure_future(from_tls())]
+    async def _relay(self, stream: TLSStream, plain: Side) -> BaseException | None:
+        """Carry data until the connection ends; closes it after ``idle_timeout`` of silence."""
+        relay = Relay(stream, plain)
+        relay.start()
         idle = self.config.idle_timeout
         try:
-            pending = set(tasks)
-            while pending:
-                wait = max(0.05, last[0] + idle - time.monotonic())
-                done, pending = await asyncio.wait(
-                    pending, timeout=wait, return_when=asyncio.FIRST_EXCEPTION
-                )
-                for task in done:
-                    task.result()  # a failed direction ends the connection
-                if pending and time.monotonic() - last[0] >= idle:
+            while True:
+                wait = max(0.05, relay.last_activity + idle - time.monotonic())
+                done, _ = await asyncio.wait({relay.done}, timeout=wait)
+                if done:
+                    return relay.done.result()
+                if time.monotonic() - relay.last_activity >= idle:
                     self.stats.idle_closed += 1
                     _log.info("tunnel: connection idle for %.0f s, closed", idle)
-                    return
+                    relay.close()
+                    return None
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if not relay.done.done():  # cancelled (shutdown): close both sides
+                relay.close()
+            self.stats.bytes_to_tls += relay.bytes_to_tls
+            self.stats.bytes_from_tls += relay.bytes_from_tls
 
 
 def _log_hook_failure(future: asyncio.Future[None]) -> None:
@@ -367,8 +343,8 @@ def _log_hook_failure(future: asyncio.Future[None]) -> None:
         _log.error("tunnel: recording a refused peer failed: %r", future.exception())
 
 
-def _peer_name(writer: asyncio.StreamWriter) -> str:
-    peer = writer.get_extra_info("peername")
+def _peer_name(side: Side) -> str:
+    peer = side.transport.get_extra_info("peername") if side.transport is not None else None
     if not peer:
         return "?"
     return f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"

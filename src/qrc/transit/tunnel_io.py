@@ -1,122 +1,275 @@
-"""TLS over asyncio streams with pyOpenSSL memory BIOs (the tunnel's transport).
+"""The tunnel's transport: TCP sides as asyncio protocols, TLS on pyOpenSSL memory BIOs.
 
-OpenSSL reads ciphertext from one memory BIO and writes to another; :class:`TLSStream`
-moves bytes between those BIOs and an asyncio TCP stream. Everything runs on the event
-loop's thread, so the ``SSL`` object is never touched by two threads at once, and the two
-directions of a connection (one task each) interleave only at ``await`` points.
+OpenSSL reads ciphertext from one memory BIO and writes to another; this module moves bytes
+between those BIOs and asyncio transports, all on the event loop's thread, so an ``SSL``
+object is never touched by two threads at once.
+
+- :class:`Side` is one TCP connection. During the handshake it buffers what arrives and
+  :meth:`Side.read` waits for it; once the handshake is done, :class:`Relay` makes it call
+  straight into the data path (no stream reader, no task switch per chunk).
+- :class:`TLSStream` runs the handshake over a :class:`Side`.
+- :class:`Relay` carries data both ways between a TLS side and a plain side: half-close
+  (EOF one way keeps the other way open), backpressure (a side whose peer cannot take more
+  stops reading: asyncio's ``pause_writing`` becomes the other transport's
+  ``pause_reading``), truncation (TCP EOF without ``close_notify``) aborts both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import Callable
 from typing import Final
 
 from OpenSSL import SSL
 
-__all__ = ["TLSStream", "Truncated", "flush_tls"]
+__all__ = ["Relay", "Side", "TLSStream", "Truncated"]
 
-_READ: Final = 256 * 1024  # from TCP
-# One TLS record carries at most 16 KiB of plaintext, and SSL_read returns one record; a
-# larger buffer would only make each call allocate more (pyOpenSSL allocates per call, and
-# above glibc's mmap threshold that is a mmap/munmap pair every time).
+# One TLS record carries at most 16 KiB of plaintext, and SSL_read returns one record.
 _RECORD: Final = 16 * 1024
-_BIO_CHUNK: Final = 64 * 1024
+_BIO_CHUNK: Final = 256 * 1024
+# Let one 256 KiB read queue behind another before the reader is paused.
+_HIGH_WATER: Final = 512 * 1024
 
 
 class Truncated(Exception):
     """The peer closed TCP without TLS ``close_notify`` (or in the middle of a handshake)."""
 
 
-async def flush_tls(stream: TLSStream) -> None:
-    """Send whatever OpenSSL has written to its outgoing BIO."""
-    await stream.flush()
+class Side(asyncio.Protocol):
+    """One TCP connection of the tunnel."""
+
+    def __init__(self, on_made: Callable[[Side], None] | None = None) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.peer: Side | None = None  # the side whose reading stops when we cannot write
+        self.eof = False
+        self.closed = False
+        self._buffer = bytearray()
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_made = on_made
+        self.on_data: Callable[[bytes], None] | None = None
+        self.on_eof: Callable[[], None] | None = None
+        self.on_lost: Callable[[Exception | None], None] | None = None
+
+    # ------------------------------------------------------------ asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=_HIGH_WATER, low=_HIGH_WATER // 4)
+        if self._on_made is not None:
+            self._on_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.on_data is not None:
+            self.on_data(data)
+        else:
+            self._buffer += data
+            self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        if self.on_eof is not None:
+            self.on_eof()
+        else:
+            self._wake()
+        return True  # keep the transport open: the other direction may go on
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+        if self.on_lost is not None:
+            self.on_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.resume_reading()
+
+    # ------------------------------------------------------------ handshake phase
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        """What arrived so far, waiting for something; ``b""`` at EOF or close."""
+        while not self._buffer and not self.eof and not self.closed:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+    def take_buffer(self) -> bytes:
+        """Whatever arrived before data forwarding started (once)."""
+        data = bytes(self._buffer)
+        self._buffer.clear()
+        return data
+
+    def write(self, data: bytes) -> None:
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def _pending_out(conn: SSL.Connection) -> bytes:
+    chunks = []
+    while True:
+        try:
+            chunks.append(conn.bio_read(_BIO_CHUNK))
+        except SSL.WantReadError:
+            return b"".join(chunks)
 
 
 class TLSStream:
-    """One TLS connection (``conn`` on memory BIOs) over ``reader``/``writer``."""
+    """A TLS connection (``conn`` on memory BIOs) over a :class:`Side`."""
 
-    __slots__ = ("_eof", "conn", "reader", "writer")
+    __slots__ = ("conn", "side")
 
-    def __init__(
-        self, conn: SSL.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    def __init__(self, conn: SSL.Connection, side: Side) -> None:
         self.conn = conn
-        self.reader = reader
-        self.writer = writer
-        self._eof = False
+        self.side = side
 
-    def _pending_out(self) -> bytes:
-        chunks = []
-        while True:
-            try:
-                chunks.append(self.conn.bio_read(_BIO_CHUNK))
-            except SSL.WantReadError:
-                return b"".join(chunks)
-
-    async def flush(self) -> None:
-        out = self._pending_out()
-        if out:
-            self.writer.write(out)
-            await self.writer.drain()
-
-    async def _feed(self) -> None:
-        """Read ciphertext from TCP into OpenSSL; TCP EOF is :class:`Truncated`."""
-        data = await self.reader.read(_READ)
-        if not data:
-            raise Truncated
-        self.conn.bio_write(data)
+    def flush(self) -> None:
+        """Send whatever OpenSSL has written to its outgoing BIO."""
+        self.side.write(_pending_out(self.conn))
 
     async def handshake(self) -> None:
         while True:
             try:
                 self.conn.do_handshake()
             except SSL.WantReadError:
-                await self.flush()
-                await self._feed()
+                self.flush()
+                data = await self.side.read()
+                if not data:
+                    raise Truncated from None
+                self.conn.bio_write(data)
             else:
-                await self.flush()
+                self.flush()
                 return
 
-    async def recv(self) -> bytes:
-        """The next plaintext (up to 256 KiB; every complete record received so far), or
-        ``b""`` once the peer sent ``close_notify``. Raises :class:`Truncated` on TCP EOF
-        without it."""
-        while True:
-            chunks: list[bytes] = []
-            size = 0
-            try:
-                while size < _READ:
-                    chunk = self.conn.recv(_RECORD)
-                    chunks.append(chunk)
-                    size += len(chunk)
-            except SSL.WantReadError:
-                pass
-            except SSL.ZeroReturnError:
-                self._eof = True
-            if chunks:
-                return b"".join(chunks)
-            if self._eof:
-                return b""
-            # Reading may have produced records to send (a KeyUpdate answer).
-            await self.flush()
-            await self._feed()
 
-    async def send(self, data: bytes) -> None:
-        """Encrypt ``data`` and hand it to TCP, waiting while the kernel buffer is full.
+class Relay:
+    """Carries one connection's data both ways; ``done`` resolves when it has ended.
 
-        pyOpenSSL turns on partial writes, so one ``send`` seals one record (16 KiB): all of
-        ``data`` (at most one plain read, 256 KiB) is sealed first and written in one go,
-        rather than one socket write per record.
-        """
-        view = memoryview(data)
-        while view:
-            view = view[self.conn.send(view) :]
-        await self.flush()
+    ``done`` holds None after a clean end (both directions closed), or the exception that
+    ended it (:class:`Truncated`, ``SSL.Error``, ``ConnectionError``).
+    """
 
-    async def close_write(self) -> None:
-        """Send ``close_notify``: no more data this way; reading goes on (TLS 1.3 half-close)."""
+    def __init__(self, stream: TLSStream, plain: Side) -> None:
+        self.conn, self.tls, self.plain = stream.conn, stream.side, plain
+        self.done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        self.last_activity = time.monotonic()
+        self.bytes_to_tls = 0
+        self.bytes_from_tls = 0
+        self._to_tls_open = True
+        self._from_tls_open = True
+        self.tls.peer, self.plain.peer = plain, self.tls
+
+    def start(self) -> None:
+        """Forward what arrived during the handshake, then everything as it comes."""
+        tls, plain = self.tls, self.plain
+        tls.on_data, tls.on_eof, tls.on_lost = self._tls_data, self._tls_eof, self._lost
+        plain.on_data, plain.on_eof, plain.on_lost = self._plain_data, self._plain_eof, self._lost
+        early_tls, early_plain = tls.take_buffer(), plain.take_buffer()
+        # Records that came with the last handshake message are already inside OpenSSL:
+        # read them out even when nothing new arrived.
+        self._tls_data(early_tls)
+        if early_plain:
+            self._plain_data(early_plain)
+        for side, handler in ((tls, self._tls_eof), (plain, self._plain_eof)):
+            if side.eof and not self.done.done():
+                handler()
+            if side.closed and not self.done.done():
+                self._lost(None)
+
+    def close(self) -> None:
+        """End it now (idle timeout, shutdown): both connections are aborted."""
+        self.tls.abort()
+        self.plain.abort()
+        self._finish(None)
+
+    # ------------------------------------------------------------ plain -> TLS
+    def _plain_data(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        self.bytes_to_tls += len(data)
         try:
-            self.conn.shutdown()
-        except SSL.Error:
+            # pyOpenSSL turns on partial writes: one send() seals one record.
+            view = memoryview(data)
+            while view:
+                view = view[self.conn.send(view) :]
+        except SSL.Error as exc:
+            self._fail(exc)
             return
-        await self.flush()
+        self.tls.write(_pending_out(self.conn))
+
+    def _plain_eof(self) -> None:
+        if not self._to_tls_open:
+            return
+        self._to_tls_open = False
+        with contextlib.suppress(SSL.Error):
+            self.conn.shutdown()  # close_notify; TLS 1.3 lets the other way go on
+        self.tls.write(_pending_out(self.conn))
+        self._maybe_finished()
+
+    # ------------------------------------------------------------ TLS -> plain
+    def _tls_data(self, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        if data:
+            self.conn.bio_write(data)
+        chunks: list[bytes] = []
+        ended = False
+        try:
+            while True:
+                chunks.append(self.conn.recv(_RECORD))
+        except SSL.WantReadError:
+            pass
+        except SSL.ZeroReturnError:
+            ended = True
+        except SSL.Error as exc:
+            self._fail(exc)
+            return
+        if chunks:
+            out = b"".join(chunks)
+            self.bytes_from_tls += len(out)
+            self.plain.write(out)
+        self.tls.write(_pending_out(self.conn))  # e.g. a KeyUpdate answer
+        if ended and self._from_tls_open:
+            self._from_tls_open = False
+            if self.plain.transport is not None and self.plain.transport.can_write_eof():
+                self.plain.transport.write_eof()
+            self._maybe_finished()
+
+    def _tls_eof(self) -> None:
+        if self._from_tls_open:  # TCP ended without close_notify: a truncation
+            self._fail(Truncated())
+        else:
+            self._maybe_finished()
+
+    # ------------------------------------------------------------ ending
+    def _maybe_finished(self) -> None:
+        if not self._to_tls_open and not self._from_tls_open:
+            # close() sends what is still buffered, then FIN.
+            for side in (self.tls, self.plain):
+                if side.transport is not None:
+                    side.transport.close()
+            self._finish(None)
+
+    def _lost(self, exc: Exception | None) -> None:
+        if self._to_tls_open or self._from_tls_open:
+            self._fail(exc or ConnectionResetError("connection closed before the end of data"))
+
+    def _fail(self, exc: BaseException) -> None:
+        self.tls.abort()
+        self.plain.abort()
+        self._finish(exc)
+
+    def _finish(self, result: BaseException | None) -> None:
+        if not self.done.done():
+            self.done.set_result(result)
