@@ -20,12 +20,13 @@ from tests.transit.test_tunnel import Pki, pki  # noqa: F401  (the module's PKI 
 class TunnelProcess:
     """One tunnel end in a subprocess; ``port`` is known once it printed READY."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "qrc.cli.tunnel", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=env,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # blocks until READY or exit
@@ -40,10 +41,16 @@ class TunnelProcess:
         return self.proc.returncode, err
 
 
-def _ends(pki: Pki, target: str, *extra: str) -> tuple[TunnelProcess, TunnelProcess]:  # noqa: F811
+def _ends(
+    pki: Pki,  # noqa: F811
+    target: str,
+    *extra: str,
+    env: dict[str, str] | None = None,
+) -> tuple[TunnelProcess, TunnelProcess]:
     server = TunnelProcess(
         "server", "--listen", "127.0.0.1:0", "--forward", target,
         "--cert", str(pki.server[0]), "--key", str(pki.server[1]), "--ca", str(pki.ca), *extra,
+        env=env,
     )  # fmt: skip
     client = TunnelProcess(
         "client", "--listen", "127.0.0.1:0", "--connect", f"127.0.0.1:{server.port}",
@@ -101,7 +108,10 @@ def test_issue_on_the_command_line_and_refuse_an_unknown_peer(
     )  # fmt: skip
     assert issued.returncode == 0, issued.stderr
     assert (tmp_path / "batch-job.key").stat().st_mode & 0o077 == 0
-    server, _client = _ends(pki, "127.0.0.1:6379")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QRC_")}
+    env["QRC_MASTER_PASSPHRASE"] = "tunnel test passphrase"
+    service_dir = tmp_path / "service"
+    server, _client = _ends(pki, "127.0.0.1:6379", "--events-data-dir", str(service_dir), env=env)
     _client.terminate()
     good = TunnelProcess(
         "client", "--listen", "127.0.0.1:0", "--connect", f"127.0.0.1:{server.port}",
@@ -131,3 +141,13 @@ def test_issue_on_the_command_line_and_refuse_an_unknown_peer(
     assert code == 0, err
     assert "untrusted_certificate" in err  # logged when refused
     assert json.loads(err.strip().splitlines()[-1])["refused"] == {"untrusted_certificate": 1}
+    # ...and in the key service's security events, as `qrc admin events` shows them.
+    shown = subprocess.run(
+        [sys.executable, "-m", "qrc", "admin", "events", "--type", "tls_handshake_refused",
+         "--data-dir", str(service_dir), "--json"],
+        check=False, capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    (event,) = json.loads(shown.stdout)
+    assert event["source"] == "tunnel:server"
+    assert event["details"]["reason"] == "untrusted_certificate"

@@ -16,11 +16,14 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from qrc.cli.io import fail
+
+if TYPE_CHECKING:
+    from qrc.transit.tunnel import RefusedHook
 
 __all__ = ["tunnel_app"]
 
@@ -39,6 +42,14 @@ Drain = Annotated[
     float, typer.Option("--drain-timeout", min=0.0, help="Seconds to let connections finish.")
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log every connection.")]
+EventsDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--events-data-dir",
+        help="Also record refused peers as security events of the key service of this data "
+        "directory (opened as `qrc admin` opens it: QRC_MASTER_PASSPHRASE...).",
+    ),
+]
 
 
 def _run(
@@ -54,6 +65,34 @@ def _run(
     idle_timeout: float,
     drain_timeout: float,
     verbose: bool,
+    events_data_dir: Path | None = None,
+) -> None:
+    if events_data_dir is None:
+        _serve(role, listen, target, cert, key, ca, server_name, max_connections,
+               idle_timeout, drain_timeout, verbose, None)  # fmt: skip
+        return
+    from qrc.cli.admin.common import key_service  # noqa: PLC0415
+    from qrc.transit.tunnel_events import security_event_recorder  # noqa: PLC0415
+
+    with key_service(events_data_dir) as service:
+        hook = security_event_recorder(service, f"tunnel:{role}")
+        _serve(role, listen, target, cert, key, ca, server_name, max_connections,
+               idle_timeout, drain_timeout, verbose, hook)  # fmt: skip
+
+
+def _serve(
+    role: str,
+    listen: str,
+    target: str,
+    cert: Path,
+    key: Path,
+    ca: Path,
+    server_name: str | None,
+    max_connections: int,
+    idle_timeout: float,
+    drain_timeout: float,
+    verbose: bool,
+    on_refused: RefusedHook | None,
 ) -> None:
     from qrc.transit import tunnel  # noqa: PLC0415
 
@@ -84,7 +123,7 @@ def _run(
         idle_timeout=idle_timeout,
         drain_timeout=drain_timeout,
     )
-    end = tunnel.Tunnel(config)
+    end = tunnel.Tunnel(config, on_refused=on_refused)
 
     def ready(address: tuple[str, int]) -> None:
         print(f"READY {address[0]} {address[1]}", flush=True)
@@ -116,6 +155,7 @@ def server(
     idle_timeout: Idle = 300.0,
     drain_timeout: Drain = 10.0,
     verbose: Verbose = False,
+    events_data_dir: EventsDir = None,
 ) -> None:
     """Accept PQ mutual TLS on --listen; forward each connection to --forward."""
     _run(
@@ -130,6 +170,7 @@ def server(
         idle_timeout=idle_timeout,
         drain_timeout=drain_timeout,
         verbose=verbose,
+        events_data_dir=events_data_dir,
     )
 
 
@@ -148,6 +189,7 @@ def client(
     idle_timeout: Idle = 300.0,
     drain_timeout: Drain = 10.0,
     verbose: Verbose = False,
+    events_data_dir: EventsDir = None,
 ) -> None:
     """Accept plain TCP on --listen; carry each connection to --connect over PQ mutual TLS."""
     _run(
@@ -162,6 +204,7 @@ def client(
         idle_timeout=idle_timeout,
         drain_timeout=drain_timeout,
         verbose=verbose,
+        events_data_dir=events_data_dir,
     )
 
 
