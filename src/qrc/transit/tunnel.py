@@ -202,14 +202,17 @@ class Tunnel:
     async def stop(self) -> None:
         """Stop accepting; wait up to ``drain_timeout`` for open connections, close the rest."""
         if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+            self._server.close()  # stops accepting; wait_closed() comes after the drain
         if self._tasks:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=self.config.drain_timeout)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        if self._server is not None:
+            # From Python 3.12 on this also waits for the server's connections to close.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 5.0)
 
     async def run(self, on_ready: Callable[[tuple[str, int]], None] | None = None) -> None:
         """Serve until SIGTERM or SIGINT, then stop cleanly."""
