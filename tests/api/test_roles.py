@@ -68,6 +68,12 @@ TABLE: dict[tuple[str, str], frozenset[str] | None] = {
     ("POST", B + "/decrypt/batch"): roles(CU),
     ("POST", B + "/sign/batch"): roles(CU),
     ("POST", B + "/verify/batch"): roles(CU),
+    # encrypted-data index: writers register and record rewraps; managers and auditors read
+    ("POST", B + "/data/index"): roles(CU),
+    ("GET", B + "/data/index"): roles(KM, CU, AU),
+    ("GET", B + "/data/index/object"): roles(KM, AU),
+    ("POST", B + "/data/index/rewrapped"): roles(CU),
+    ("GET", B + "/data/shred-report"): roles(KM, AU),
     # algorithm status: everyone may read it
     ("GET", B + "/algorithms/status"): EVERYONE,
     # policy and tokens: admin only
@@ -87,6 +93,8 @@ KEY_SCOPED = {
     for (m, p) in TABLE
     if "{key}" in p
     or p.removeprefix(B) in ("/encrypt", "/decrypt", "/sign", "/verify", "/rewrap", "/datakey")
+    or (m, p.removeprefix(B))
+    in (("POST", "/data/index"), ("GET", "/data/index"), ("POST", "/data/index/rewrapped"))
 }
 BATCHES = {("POST", B + f"/{op}/batch") for op in ("encrypt", "decrypt", "sign", "verify")}
 # Routes whose success depends on the key's state: repeating them fails (409), which is fine.
@@ -154,6 +162,13 @@ class Walk:
         key = self.keys.get(f"{method} {route}", self.keys["enc"])
         url = path.replace("{key}", key).replace("{token_id}", "c_0000000000000000")
         body = self._body(api, route)
+        query = {
+            "/data/index": {"key": self.keys["enc"]},
+            "/data/index/object": {"identifier": "walk/object"},
+            "/data/shred-report": {"key": self.keys["enc"]},
+        }
+        if method == "GET" and route in query:
+            return url, {"params": query[route]}
         return url, ({} if body is None else {"json": body})
 
     def _body(self, api: Api, route: str) -> dict[str, Any] | None:
@@ -169,6 +184,15 @@ class Walk:
             **{f"{op}/batch": _batch_of(f) for op, f in single.items()},
             "/rewrap": lambda: {"key": enc, "ciphertext": self.ciphertext, "context": "walk"},
             "/datakey": lambda: {"key": enc, "context": "walk"},
+            "/data/index": lambda: {
+                "objects": [
+                    {"identifier": "walk/object", "key": enc, "key_version": 1, "data_type": "blob"}
+                ]
+            },
+            "/data/index/rewrapped": lambda: {
+                "key": enc,
+                "objects": [{"identifier": "walk/object", "key_version": 1}],
+            },
             "/keys/generate": lambda: {
                 "name": api.unique("walk-new"),
                 "purpose": "key_wrapping",
@@ -201,6 +225,8 @@ def walk(api: Api) -> Walk:
     message = base64.b64encode(b"walk message").decode()
     ct = api.post("/encrypt", json={"key": keys["enc"], "plaintext": message, "context": "walk"})
     sig = api.post("/sign", json={"key": keys["sig"], "message": message})
+    walk_object = {"identifier": "walk/object", "key": keys["enc"], "key_version": 1}
+    api.post("/data/index", json={"objects": [{**walk_object, "data_type": "blob"}]})
     return Walk(keys, ct.json()["ciphertext"], sig.json()["signature"], message)
 
 
