@@ -298,3 +298,35 @@ def _seed(pem: bytes) -> bytes:
     from qrc.crypto.keyfile import load_private_pem
 
     return load_private_pem(pem).private_bytes()
+
+
+@pytest.mark.parametrize("algorithm", ["ML-DSA-65", "MLDSA65-Ed25519-SHA512"])
+def test_mutated_inner_forms_only_ever_raise_message_rejected(world: World, algorithm: str) -> None:
+    """Whatever a sender who can seal to bob puts inside (cut fields, huge lengths, bad
+    UTF-8, short signatures), receiving raises MessageRejected and nothing else."""
+    import random
+
+    alice, bob = world.make("alice", algorithm), world.make("bob")
+    wire = alice.send("bob", b"body", content_type="text/plain")
+    _, size = fmt.parse_header(wire)
+    suite, info = Suite(*fmt.SUITE), fmt.INFO_LABEL + wire[:size]
+    inner = hpke_decrypt(suite, bob._kem_key, wire[size:], info)
+    bob_kem = bob.directory.get("bob")
+    assert bob_kem is not None
+    rng = random.Random(1234)
+    for _ in range(150):
+        mutated = bytearray(inner)
+        kind = rng.randrange(3)
+        if kind == 0:
+            mutated[rng.randrange(len(mutated))] = rng.randrange(256)
+        elif kind == 1:
+            del mutated[rng.randrange(len(mutated)) :]
+        else:
+            at = rng.randrange(len(mutated))
+            mutated[at:at] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 8)))
+        sealed = hpke_seal(suite, bob_kem.kem_key, bytes(mutated), info, prefix=wire[:size])
+        if bytes(mutated) == inner:
+            continue
+        with pytest.raises(MessageRejected):
+            bob.receive(sealed)
+    assert bob.receive(wire).body == b"body"  # the real one still passes afterwards
