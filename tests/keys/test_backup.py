@@ -36,6 +36,7 @@ from qrc.keys.backup.format import HEADER_SIZE
 from qrc.keys.custody.base import Custody, CustodyHealth, CustodyUnavailable
 from qrc.keys.custody.keyring import Keyring
 from qrc.keys.custody.local import LocalCustody
+from qrc.keys.data_index import IndexEntry
 from qrc.keys.errors import InvalidRequest, OperationNotPermitted
 from qrc.keys.service import KeyService
 from qrc.keys.store.db import Base, Database, utcnow
@@ -233,7 +234,9 @@ def test_drill_backup_destroy_restore_under_a_new_kek(
     service.keys.schedule_destruction("shredded", actor=ACTOR, delay=timedelta(0))
     assert service.scheduler.run_due()["destroyed"] == 1
     service.keys.schedule_destruction("doomed", actor=ACTOR)  # pending, 7 days
-    service.crypto.index_data("payments", 1, "accounts/42/iban", data_class="pii")
+    service.data.register(
+        [IndexEntry("accounts/42/iban", "payments", 1, "column", data_class="pii")], actor="t"
+    )
     with service.db.session() as session:
         session.add(Policy(name="default_algorithms", value={"signing": "ML-DSA-65"},
                            updated_at=utcnow(), updated_by=ACTOR))  # fmt: skip
@@ -306,7 +309,7 @@ def test_drill_backup_destroy_restore_under_a_new_kek(
         kek_ids = {v.kek_id for v in session.scalars(select(KeyVersion))
                    if v.wrapped_private is not None}  # fmt: skip
     assert kek_ids == {restored.keyring.current.kek_id}
-    assert restored.crypto.data_under("payments") == ["accounts/42/iban"]
+    assert [r.identifier for r in restored.data.under("payments")] == ["accounts/42/iban"]
     # Every ciphertext decrypts, every signature verifies.
     for ref, ciphertext, context, plaintext, recovery in ciphertexts:
         got = restored.crypto.decrypt(
@@ -331,7 +334,7 @@ def test_drill_backup_destroy_restore_under_a_new_kek(
     # The restored store keeps working (new IDs do not collide with restored ones).
     restored.keys.rotate("payments", actor=ACTOR)
     restored.keys.create_key(name="new-after-dr", purpose="encryption", actor=ACTOR)
-    restored.crypto.index_data("payments", 2, "accounts/43/iban")
+    restored.data.register([IndexEntry("accounts/43/iban", "payments", 2, "column")], actor="t")
     sealed = restored.crypto.encrypt("new-after-dr", b"fresh", actor=ACTOR)
     assert restored.crypto.decrypt(None, sealed.ciphertext, actor=ACTOR) == b"fresh"
     restored.audit.checkpoint(actor=ACTOR)

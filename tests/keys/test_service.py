@@ -10,6 +10,7 @@ from sqlalchemy import select, text
 from qrc.crypto.errors import DecryptionError
 from qrc.crypto.keyfile import load_public_pem
 from qrc.keys.audit.events import query_events
+from qrc.keys.data_index import IndexEntry
 from qrc.keys.errors import (
     Conflict,
     InvalidRequest,
@@ -271,9 +272,10 @@ def test_data_keys_and_index(service: KeyService) -> None:
     )
     wrapped_only = service.crypto.generate_data_key("k", actor=ACTOR, include_plaintext=False)
     assert wrapped_only.plaintext_key is None
-    service.crypto.index_data("k", 1, "users/42/email", data_class="pii")
-    assert service.crypto.data_under("k") == ["users/42/email"]
-    assert service.crypto.data_under("k", below_version=1) == []
+    entry = IndexEntry("users/42/email", "k", 1, "column", data_class="pii")
+    service.data.register([entry], actor=ACTOR)
+    assert [r.identifier for r in service.data.under("k")] == ["users/42/email"]
+    assert service.data.under("k", below_version=1) == []
 
 
 def test_list_keys_filters_and_pages(service: KeyService) -> None:

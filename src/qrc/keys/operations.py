@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from qrc.crypto.base import KemPrivateKey, KemPublicKey, SigningKey, VerifyingKey
@@ -30,7 +29,7 @@ from qrc.keys.context import (
 from qrc.keys.custody.base import UnwrapError
 from qrc.keys.errors import InvalidRequest, KeyNotFound, OperationNotPermitted
 from qrc.keys.states import KeyState, Operation, Purpose, permits
-from qrc.keys.store.models import EncryptedDataIndex, Key
+from qrc.keys.store.models import Key
 from qrc.keys.usage import KeyUseEvent, UsageRecorder
 
 __all__ = ["MAX_VERSIONS_TRIED", "DataKey", "KeyOperations", "Sealed", "Signed"]
@@ -384,38 +383,10 @@ class KeyOperations:
         )  # fmt: skip
         return matched
 
-    # ------------------------------------------------------------------ public keys, index
+    # ------------------------------------------------------------------ public keys
     def public_key_pem(self, ref: str, version: int | None = None) -> str:
         """A version's public key as SPKI PEM (default: the primary version)."""
         with self.ctx.db.read_session() as session:
             key = self.ctx.find(session, ref)
             public = self.ctx.material.public_key(session, key, version or key.primary_version)
             return public_key_to_pem(public).decode("ascii")
-
-    def index_data(
-        self, ref: str, key_version: int, data_ref: str, *, data_class: str | None = None
-    ) -> None:
-        """Record where data encrypted under a key version lives (for rewrap campaigns)."""
-        with self.ctx.db.session() as session:
-            key = self.ctx.find(session, ref)
-            session.add(
-                EncryptedDataIndex(
-                    key_id=key.id,
-                    key_version=key_version,
-                    algorithm=key.algorithm,
-                    data_ref=data_ref,
-                    data_class=data_class,
-                    created_at=self.ctx.clock(),
-                )
-            )
-
-    def data_under(self, ref: str, *, below_version: int | None = None) -> list[str]:
-        """References of indexed data under a key (optionally under versions < ``below``)."""
-        with self.ctx.db.read_session() as session:
-            key = self.ctx.find(session, ref)
-            statement = select(EncryptedDataIndex.data_ref).where(
-                EncryptedDataIndex.key_id == key.id
-            )
-            if below_version is not None:
-                statement = statement.where(EncryptedDataIndex.key_version < below_version)
-            return list(session.scalars(statement.order_by(EncryptedDataIndex.id)))

@@ -163,11 +163,22 @@ def _remac(ctx: ServiceContext, session: Session, rows: list[dict[str, Any]]) ->
         row["mac"] = event_mac(mac_key, row["hash"]) if mac_key is not None else None
 
 
+# Nullable columns added by later migrations (0002: audit MACs; 0003: the data index fields).
+_ADDED_COLUMNS: dict[str, frozenset[str]] = {
+    "qrc_audit_events": frozenset({"mac"}),
+    "qrc_encrypted_data_index": frozenset(
+        {"data_type", "location", "integrity_hash", "rewrapped_at"}
+    ),
+}
+
+
 def _decode_row(table: str, model: type[Base], record: object) -> dict[str, Any]:
     columns = _columns(table, model)
     expected = {c.name for c in columns} | ({"material"} if table == "qrc_key_versions" else set())
-    if isinstance(record, dict) and table == "qrc_audit_events" and "mac" not in record:
-        record = {**record, "mac": None}  # a backup from before audit MACs
+    if isinstance(record, dict):
+        # Columns added since a backup was made are filled with NULL (they are nullable).
+        missing = _ADDED_COLUMNS.get(table, frozenset()) - set(record)
+        record = {**record, **dict.fromkeys(missing)} if missing else record
     if not isinstance(record, dict) or set(record) != expected:
         raise BackupCorrupted(f"a row of {table} has unexpected fields")
     return {c.name: _decode_value(table, c, record[c.name]) for c in columns}
