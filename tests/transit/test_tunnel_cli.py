@@ -10,10 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from qrc.transit.tunnel_certs import issue_peer_certificate, write_peer_files
 from tests.transit.test_tunnel import Pki, pki  # noqa: F401  (the module's PKI fixture)
 
 
@@ -28,17 +31,34 @@ class TunnelProcess:
             text=True,
             env=env,
         )
+        self.errors: list[str] = []
+        self._reader = threading.Thread(target=self._read_errors, daemon=True)
+        self._reader.start()
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # blocks until READY or exit
         if not line.startswith("READY "):
             self.proc.kill()
-            raise AssertionError(f"tunnel did not start: {line!r} {self.proc.stderr.read()!r}")  # type: ignore[union-attr]
+            self._reader.join(10)
+            raise AssertionError(f"tunnel did not start: {line!r} {''.join(self.errors)!r}")
         self.port = int(line.split()[2])
+
+    def _read_errors(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.errors.append(line)
+
+    def wait_for_log(self, text: str) -> None:
+        end = time.monotonic() + 30
+        while not any(text in line for line in self.errors):
+            if time.monotonic() > end or self.proc.poll() is not None:
+                raise AssertionError(f"never logged {text!r}: {''.join(self.errors)}")
+            time.sleep(0.02)
 
     def terminate(self) -> tuple[int, str]:
         self.proc.send_signal(signal.SIGTERM)
-        _out, err = self.proc.communicate(timeout=30)
-        return self.proc.returncode, err
+        self.proc.wait(30)
+        self._reader.join(10)
+        return self.proc.returncode, "".join(self.errors)
 
 
 def _ends(
@@ -55,6 +75,7 @@ def _ends(
     client = TunnelProcess(
         "client", "--listen", "127.0.0.1:0", "--connect", f"127.0.0.1:{server.port}",
         "--cert", str(pki.client[0]), "--key", str(pki.client[1]), "--ca", str(pki.ca),
+        "--verbose",
     )  # fmt: skip
     return server, client
 
@@ -151,3 +172,34 @@ def test_issue_on_the_command_line_and_refuse_an_unknown_peer(
     (event,) = json.loads(shown.stdout)
     assert event["source"] == "tunnel:server"
     assert event["details"]["reason"] == "untrusted_certificate"
+
+
+def test_sighup_reloads_a_renewed_certificate_without_dropping_connections(
+    pki: Pki,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    cert, key = tmp_path / "gw.pem", tmp_path / "gw.key"
+    cert.write_bytes(pki.server[0].read_bytes())
+    key.write_bytes(pki.server[1].read_bytes())
+    server, client = _ends(Pki(**{**pki.__dict__, "server": (cert, key)}), "127.0.0.1:6379")
+    try:
+        with socket.create_connection(("127.0.0.1", client.port), timeout=30) as first:
+            first.sendall(b"PING\r\n")
+            assert first.recv(100) == b"+PONG\r\n"
+            renewed = issue_peer_certificate(pki.ca.parent, "db-gateway-renewed", ["127.0.0.1"])
+            write_peer_files(renewed, tmp_path, "gw")
+            server.proc.send_signal(signal.SIGHUP)
+            server.wait_for_log("reloaded")
+            with socket.create_connection(("127.0.0.1", client.port), timeout=30) as second:
+                second.sendall(b"PING\r\n")
+                assert second.recv(100) == b"+PONG\r\n"
+            first.sendall(b"PING\r\n")  # the connection from before the reload goes on
+            assert first.recv(100) == b"+PONG\r\n"
+    finally:
+        _, client_log = client.terminate()
+        code, server_log = server.terminate()
+    assert code == 0, server_log
+    names = [line.rsplit("authenticated as ", 1)[1].split()[0]
+             for line in client_log.splitlines() if "authenticated as" in line]  # fmt: skip
+    assert names == ["CN=db-gateway", "CN=db-gateway-renewed"]
+    assert json.loads(server_log.strip().splitlines()[-1])["reloads"] == 1

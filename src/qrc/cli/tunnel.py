@@ -5,7 +5,9 @@
 to the server end at ``--connect``. Both present ``--cert``/``--key`` and trust ``--ca``
 only; the key exchange is ``X25519MLKEM768`` only. ``qrc tunnel issue`` makes a peer
 certificate from a CA directory. The tunnel prints ``READY HOST PORT`` once it listens,
-logs every refused peer, and stops cleanly on SIGTERM, printing its counters as JSON.
+logs every refused peer, re-reads its certificate, key and CA files on SIGHUP (renewal
+without restart; open connections go on), and stops cleanly on SIGTERM, printing its
+counters as JSON.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import typer
 from qrc.cli.io import fail
 
 if TYPE_CHECKING:
+    from OpenSSL import SSL
+
     from qrc.transit.tunnel import RefusedHook
 
 __all__ = ["tunnel_app"]
@@ -105,6 +109,9 @@ def _serve(
         listen_at, target_at = tunnel.parse_address(listen), tunnel.parse_address(target)
         make = tunnel.server_context if role == "server" else tunnel.client_context
         context = make(cert, key, ca)
+
+        def reload() -> SSL.Context:
+            return make(cert, key, ca)
     except (ValueError, OSError) as exc:
         fail(str(exc))
     if role == "client" and not _loopback(listen_at[0]):
@@ -129,7 +136,7 @@ def _serve(
         print(f"READY {address[0]} {address[1]}", flush=True)
 
     try:
-        asyncio.run(end.run(ready))
+        asyncio.run(end.run(ready, reload=reload))
     except OSError as exc:
         fail(f"cannot listen on {listen}: {exc}")
     print(json.dumps(end.stats.as_dict()), file=sys.stderr, flush=True)

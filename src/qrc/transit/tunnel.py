@@ -28,8 +28,9 @@ Every refused peer (no certificate, untrusted or expired certificate, wrong host
 classical-only key exchange, handshake timeout) is logged, counted in
 :attr:`TunnelStats.refused` by reason, and passed to ``on_refused`` (the key service's
 security events through :func:`qrc.transit.tunnel_events.security_event_recorder`).
-``SIGTERM``/``SIGINT`` stop accepting, give open connections ``drain_timeout`` seconds to
-finish, then close what is left.
+``SIGHUP`` re-reads certificate, key and CA for new connections (:meth:`Tunnel.run` with
+``reload``). ``SIGTERM``/``SIGINT`` stop accepting, give open connections
+``drain_timeout`` seconds to finish, then close what is left.
 """
 
 from __future__ import annotations
@@ -143,6 +144,7 @@ class TunnelStats:
     idle_closed: int = 0
     truncated: int = 0
     errors: int = 0
+    reloads: int = 0
     bytes_to_tls: int = 0
     bytes_from_tls: int = 0
     refused: Counter[str] = field(default_factory=Counter)
@@ -182,6 +184,7 @@ class Tunnel:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._address: tuple[str, int] | None = None
+        self._context = config.context
 
     @property
     def address(self) -> tuple[str, int]:
@@ -214,18 +217,41 @@ class Tunnel:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 5.0)
 
-    async def run(self, on_ready: Callable[[tuple[str, int]], None] | None = None) -> None:
-        """Serve until SIGTERM or SIGINT, then stop cleanly."""
+    def use_context(self, context: SSL.Context) -> None:
+        """Use ``context`` for connections from now on (renewed certificate, new CA
+        bundle); open connections keep theirs."""
+        self._context = context
+
+    async def run(
+        self,
+        on_ready: Callable[[tuple[str, int]], None] | None = None,
+        *,
+        reload: Callable[[], SSL.Context] | None = None,
+    ) -> None:
+        """Serve until SIGTERM or SIGINT, then stop cleanly. With ``reload``, SIGHUP builds
+        a new context with it (re-reading certificate, key and CA files) for new
+        connections; if that fails, the old context stays and the error is logged."""
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
+        if reload is not None:
+            loop.add_signal_handler(signal.SIGHUP, self._reload, reload)
         await self.start()
         if on_ready is not None:
             on_ready(self.address)
         await stopping.wait()
         _log.info("tunnel stopping: %d connection(s) open", self.stats.active)
         await self.stop()
+
+    def _reload(self, build: Callable[[], SSL.Context]) -> None:
+        try:
+            self.use_context(build())
+        except (tls.TLSConfigError, OSError, SSL.Error) as exc:
+            _log.error("tunnel: reload failed, keeping the current certificate: %s", exc)
+            return
+        self.stats.reloads += 1
+        _log.warning("tunnel: certificate, key and CA reloaded for new connections")
 
     # ------------------------------------------------------------------ connections
     def _accept(self, side: Side) -> None:
@@ -284,11 +310,11 @@ class Tunnel:
 
     async def _handshake(self, side: Side, peer: str) -> TLSStream | None:
         if self.config.role == "server":
-            conn = SSL.Connection(self.config.context, None)
+            conn = SSL.Connection(self._context, None)
             conn.set_accept_state()
         else:
             name = self.config.server_name or self.config.target[0]
-            conn = tls.client_connection(self.config.context, None, name)
+            conn = tls.client_connection(self._context, None, name)
         stream = TLSStream(conn, side)
         try:
             await asyncio.wait_for(stream.handshake(), self.config.handshake_timeout)
