@@ -159,6 +159,8 @@ def test_only_the_recipient_reads_or_acknowledges_its_queue(
         response = api.get("/relay/messages", other, params={"recipient": "bob"})
         assert response.status_code in (401, 403)
     assert len(_fetch(api)) == 1  # still there for bob
+    refused, _ = api.service.audit.query(event_type="api.forbidden")
+    assert sum(1 for e in refused if e.actor.endswith(":alice")) == 2  # fetch and ack
     assert _ack(api, [str(receipt["id"])], recipient="alice", role="alice") == 0  # not hers
     assert len(_fetch(api)) == 1
     _drain(api)

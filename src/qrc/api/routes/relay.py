@@ -39,11 +39,13 @@ def _queues(request: Request) -> RelayQueues:
     return RelayQueues(state_of(request).service.ctx)
 
 
-def _owner(client: Client, recipient: str) -> None:
+def _owner(client: Client, recipient: str, request: Request) -> None:
     if client.role is Role.ADMIN or client.name == recipient:
         return
     if client.allowed_keys is not None and recipient in client.allowed_keys:
         return
+    # Audited like a refused role: someone tried another agent's mail.
+    state_of(request).service.audit.record_forbidden(client.actor, request.method, request.url.path)
     raise Problem("forbidden", "this token may not read that agent's queue")
 
 
@@ -83,7 +85,7 @@ def fetch(
     limit: Annotated[int, Query(ge=1, le=MAX_FETCH)] = MAX_FETCH,
 ) -> RelayPage:
     """At-least-once: a message comes again until it is acknowledged."""
-    _owner(client, recipient)
+    _owner(client, recipient, request)
     found = _queues(request).fetch(recipient, after=after, limit=limit)
     messages = [
         RelayMessageOut(
@@ -106,6 +108,6 @@ def fetch(
     summary="Acknowledge delivered messages (they are removed)",
 )
 def acknowledge(body: RelayAckIn, client: Agent, request: Request) -> RelayAcked:
-    _owner(client, body.recipient)
+    _owner(client, body.recipient, request)
     removed = _queues(request).acknowledge(body.recipient, body.ids, actor=client.actor)
     return RelayAcked(acknowledged=removed)
