@@ -218,3 +218,21 @@ def test_unacknowledged_messages_expire(tmp_path: Path, agents: dict[str, Agent]
         fresh = RelayQueues(api.service.ctx)
         fresh.enqueue("bob", agents["alice"].send("bob", b"y"), actor="test")  # purges
         assert fresh.depth("bob") == 1
+
+
+def test_the_largest_relayed_message_is_set_by_the_api_body_limit(
+    api: Api, agents: dict[str, Agent]
+) -> None:
+    """With the default 1 MiB request body, a 760,000-byte body goes through (about 765 KB
+    of message, 1.02 MB of JSON); a 1 MiB body does not (413)."""
+    _drain(api)
+    big = agents["alice"].send("bob", b"b" * 760_000)
+    _send(api, big)
+    (message,) = _fetch(api)
+    assert agents["bob"].receive(base64.b64decode(str(message["message"]))).body == b"b" * 760_000
+    _drain(api)
+    too_big = agents["alice"].send("bob", b"b" * (1 << 20))
+    response = api.post(
+        "/relay/messages", "alice", json={"message": base64.b64encode(too_big).decode()}
+    )
+    assert_problem(response, 413, "payload-too-large")
