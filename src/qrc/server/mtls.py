@@ -54,7 +54,8 @@ class CertificateClients:
     def _client(self, client_id: str) -> Client | None:
         now = time.monotonic()
         with self._lock:
-            if now - self._clients_at > self.cache_seconds:
+            # A token revoked since is seen within cache_seconds; one created since at once.
+            if now - self._clients_at > self.cache_seconds or client_id not in self._clients:
                 self._clients = {
                     client.id: client
                     for client, revoked_at in self.service.tokens.list()

@@ -581,15 +581,17 @@ class Runner(Server):  # type: ignore[misc]
         transport = getattr(channel, "transport", None)
         handle = transport.getHandle() if transport is not None else None
         if isinstance(handle, SSL.Connection):
-            peer = handle.get_peer_certificate(as_cryptography=True)
-            scope.setdefault("extensions", {})["qrc.tls"] = {
-                # A client certificate that OpenSSL verified (mutual TLS), else None.
-                "client_serial": None if peer is None else format(peer.serial_number, "x"),
-                "client_subject": None if peer is None else peer.subject.rfc4514_string(),
+            details = {
                 "group": pqtls.negotiated_group(handle),
                 "cipher": handle.get_cipher_name(),
                 "version": handle.get_protocol_version_name(),
             }
+            peer = handle.get_peer_certificate(as_cryptography=True)
+            if peer is not None:
+                # A client certificate that OpenSSL verified during the handshake (mutual TLS).
+                details["client_serial"] = format(peer.serial_number, "x")
+                details["client_subject"] = peer.subject.rfc4514_string()
+            scope.setdefault("extensions", {})["qrc.tls"] = details
         return super().create_application(protocol, scope)
 
     def kill_all_applications(self) -> Any:
