@@ -197,8 +197,8 @@ def main() -> int:
             print(
                 f"PostgreSQL, --workers 1: encrypt {pg_row['encrypt_rps']} req/s (p50 "
                 f"{pg_row['encrypt_p50_ms']} ms, p99 {pg_row['encrypt_p99_ms']} ms), ratio to "
-                f"no-op {pg_row['ratio_to_noop']}; PostgreSQL / SQLite: {report['postgres_to_sqlite']} "
-                f"(target >= {TARGET_POSTGRES})"
+                f"no-op {pg_row['ratio_to_noop']}; PostgreSQL / SQLite: "
+                f"{report['postgres_to_sqlite']} (target >= {TARGET_POSTGRES})"
             )
     return 0
 
