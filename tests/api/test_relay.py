@@ -8,6 +8,7 @@ import base64
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
@@ -23,10 +24,17 @@ from tests.api.conftest import Api, assert_problem, running_api
 SECRET = b"the launch code is 0000"
 
 
+def register_relay(app: Any) -> None:
+    """Add the relay's routes unless the application already has them (app.py does once
+    the router is registered there)."""
+    if not any(getattr(r, "path", "") == API_PREFIX + "/relay/messages" for r in app.routes):
+        app.include_router(relay.router, prefix=API_PREFIX)
+
+
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     with running_api(tmp_path_factory.mktemp("relay")) as api:
-        api.app.include_router(relay.router, prefix=API_PREFIX)
+        register_relay(api.app)
         for name in ("alice", "bob"):
             _, api.tokens[name] = api.clients.create(name=name, role="crypto_user", actor="test")
         yield api

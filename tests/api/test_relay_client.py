@@ -22,12 +22,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _serve(data_dir: Path) -> None:
-    from qrc.api.app import API_PREFIX, create_app
+    from qrc.api.app import create_app
     from qrc.api.deps import ApiSettings, AppState
-    from qrc.api.routes import relay
     from qrc.transit.ca import ensure_server_tls
     from qrc.transit.server import serve
     from tests.api.conftest import build_service
+    from tests.api.test_relay import register_relay
 
     service = build_service(data_dir)
     tokens = {
@@ -37,7 +37,7 @@ def _serve(data_dir: Path) -> None:
     (data_dir / "tokens.json").write_text(json.dumps(tokens))
     tls = ensure_server_tls(data_dir, ["127.0.0.1", "localhost"])
     app = create_app(AppState(service, ApiSettings()))
-    app.include_router(relay.router, prefix=API_PREFIX)
+    register_relay(app)
 
     def ready(addresses: list[tuple[str, int]]) -> None:
         print(f"READY {addresses[0][0]} {addresses[0][1]}", flush=True)
