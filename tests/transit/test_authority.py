@@ -13,9 +13,13 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, mldsa
 
+from qrc.keys.custody.keyring import Keyring
+from qrc.keys.custody.local import LocalCustody
 from qrc.keys.errors import OperationNotPermitted
 from qrc.keys.service import KeyService
-from qrc.transit.authority import PrivateCA, ServiceCAKeys
+from qrc.keys.store.db import Database
+from qrc.transit.authority import FAMILIES, PrivateCA, ServiceCAKeys
+from tests.keys.conftest import FAST_ARGON2
 
 OPENSSL = shutil.which("openssl")
 
@@ -124,3 +128,22 @@ def test_ml_dsa_leaf_chains_to_the_ml_dsa_root_and_renews(ca: PrivateCA) -> None
     assert [r.serial for r in ca.records()] == [record.serial, renewed.serial]
     with pytest.raises(ValueError, match="unknown revocation reason"):
         ca.revoke(record.serial, "because")
+
+
+def test_ca_keys_are_in_the_backups(ca: PrivateCA, service: KeyService, tmp_path: Path) -> None:
+    result = service.backups.create(threshold=2, shares=2, actor="test:backup")
+    db = Database(f"sqlite:///{tmp_path / 'restored.db'}")
+    db.upgrade()
+    custody = LocalCustody.create(tmp_path / "restored.kek", "another site", params=FAST_ARGON2)
+    restored = KeyService(db, Keyring(custody))
+    try:
+        restored.backups.restore(result.data, result.shares, actor="test:restore")
+        # The same CA files, its keys from the restored service: what it signs chains up.
+        again = PrivateCA(ca.directory, ServiceCAKeys(restored.keys, "test"))
+        for family in FAMILIES:
+            chain, _key, _record = again.issue("after-restore", family=family)
+            x509.load_pem_x509_certificate(chain).verify_directly_issued_by(
+                ca.certificate(family, "intermediate")
+            )
+    finally:
+        restored.close()

@@ -24,10 +24,12 @@ keeps only the certificates. Public files, in ``DATA_DIR/ca``::
 from __future__ import annotations
 
 import datetime
+import fcntl
 import ipaddress
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -186,6 +188,18 @@ class PrivateCA:
             return []
         return [IssuedRecord(**item) for item in json.loads(path.read_text())]
 
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One writer of ``issued.json`` and the CRLs at a time (``qrc ca`` commands and the
+        server's CRL refresh may run together)."""
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
     def _save(self, records: Sequence[IssuedRecord]) -> None:
         data = json.dumps([asdict(r) for r in records], indent=1).encode()
         _write_file(self.directory / _ISSUED, data, 0o644)
@@ -318,7 +332,8 @@ class PrivateCA:
             not_after=not_after.isoformat(),
             identity=identity,
         )
-        self._save([*self.records(), record])
+        with self._locked():
+            self._save([*self.records(), record])
         chain = certificate.public_bytes(serialization.Encoding.PEM) + intermediate.public_bytes(
             serialization.Encoding.PEM
         )
@@ -355,15 +370,16 @@ class PrivateCA:
     def revoke(self, serial: str, reason: str = "unspecified") -> IssuedRecord:
         """Revoke a leaf and publish new CRLs."""
         flag = _reason(reason)
-        records = self.records()
-        found = self.find(serial)
-        for record in records:
-            if record.serial == found.serial and record.revoked_at is None:
-                record.revoked_at = _now().isoformat()
-                record.reason = flag.value
-                found = record
-        self._save(records)
-        self.publish_crls()
+        with self._locked():
+            records = self.records()
+            found = self.find(serial)
+            for record in records:
+                if record.serial == found.serial and record.revoked_at is None:
+                    record.revoked_at = _now().isoformat()
+                    record.reason = flag.value
+                    found = record
+            self._save(records)
+            self._publish_crls(records)
         return found
 
     def revoked_serials(self) -> set[int]:
@@ -371,7 +387,10 @@ class PrivateCA:
 
     def publish_crls(self) -> None:
         """Sign and write a fresh CRL per family (RFC 5280 section 5), with a CRL number."""
-        records = self.records()
+        with self._locked():
+            self._publish_crls(self.records())
+
+    def _publish_crls(self, records: Sequence[IssuedRecord]) -> None:
         now = _now()
         for family in FAMILIES:
             intermediate = self.certificate(family, "intermediate")
