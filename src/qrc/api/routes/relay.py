@@ -104,6 +104,7 @@ def fetch(
 
 @router.post(
     "/relay/messages/ack",
+    name="relay_acknowledge",
     response_model=RelayAcked,
     summary="Acknowledge delivered messages (they are removed)",
 )
