@@ -101,7 +101,7 @@ def test_two_agents_talk_through_the_relay_over_pq_tls(
         bob.send("alice", b"reply")
         assert [m.body for m in alice.receive()] == [b"reply"]
         intruder = Mailbox(agents["bob"], url, token=tokens["alice"], ca_file=ca)
-        with intruder, pytest.raises(RelayError, match="403"):  # not alice's queue
+        with intruder, pytest.raises(RelayError, match="404"):  # not alice's queue
             intruder.receive()
 
 

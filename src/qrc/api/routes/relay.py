@@ -4,7 +4,8 @@ The relay never sees plaintext: it takes agent messages v1 (``docs/formats.md``)
 the recipient's key, reads the recipient's ID from their header and queues them. Any crypto
 user may send. A queue is read and acknowledged by its agent only: a token whose name is
 the agent ID, or whose key scope lists it (an agent named by its key ID), or an admin.
-Others get 403 whether or not the queue holds anything.
+Others get 404, as for keys a restricted token may not use, whether or not the queue
+holds anything; the attempt is audited as ``api.forbidden``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def _owner(client: Client, recipient: str, request: Request) -> None:
         return
     # Audited like a refused role: someone tried another agent's mail.
     state_of(request).service.audit.record_forbidden(client.actor, request.method, request.url.path)
-    raise Problem("forbidden", "this token may not read that agent's queue")
+    # Like keys a restricted token may not use: the queue looks like one that is not there.
+    raise Problem("not-found", "no queue of that agent for this token")
 
 
 @router.post(
