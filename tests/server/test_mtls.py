@@ -183,3 +183,28 @@ def test_revoked_and_expired_certificates_are_refused_and_recorded(
     metrics = server.metrics()
     assert 'qrc_tls_handshakes_refused_total{alert="certificate_revoked"}' in metrics
     assert 'qrc_tls_handshakes_refused_total{alert="certificate_expired"}' in metrics
+
+
+def test_the_listener_certificates_come_from_the_same_ca(server: QrcServe) -> None:
+    trust = server.data_dir / "ca" / "trust.pem"
+    for mode, algorithm, issuer in (
+        ("pq-only", "ML-DSA-65", "qrc intermediate CA (ML-DSA)"),
+        ("hybrid-preferred", "ECDSA-secp256r1", "qrc intermediate CA (ECDSA)"),
+    ):
+        # Verified against the CA's roots alone: leaf, then intermediate from the server.
+        ctx = pqtls.client_context(trust, mode=mode)  # type: ignore[arg-type]
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        conn = pqtls.client_connection(ctx, sock, "127.0.0.1")
+        try:
+            conn.do_handshake()
+            leaf = conn.get_peer_certificate(as_cryptography=True)
+            assert leaf is not None
+            assert pqtls.certificate_algorithm(leaf) == algorithm
+            assert issuer in leaf.issuer.rfc4514_string()
+            assert pqtls.negotiated_group(conn) == "X25519MLKEM768"
+        finally:
+            sock.close()
+    listed = json.loads(_ca(server.data_dir, "list", "--json"))
+    assert {(r["family"], r["kind"]) for r in listed} >= {("ml-dsa", "server"), ("ecdsa", "server")}
+    # qrc's clients keep the bundle they had: it gained the CA's roots.
+    assert trust.read_bytes() in server.ca.read_bytes()

@@ -3,8 +3,10 @@ the stored policy's TLS mode, without a restart and without dropping a connectio
 
 Every ``interval`` seconds :class:`TLSMaintainer` re-runs
 :func:`qrc.transit.pki.ensure_listener_tls` (which reissues what is missing, expiring or for
-other names) and, if the certificate files differ from those the listener loaded (renewed
-here, or by another worker of the same data directory), rebuilds the listener's context.
+other names; after ``qrc ca init``, :func:`qrc.transit.ca_server.ensure_ca_server_tls` from
+the key service's CA), re-signs the CRLs when they are due, and, if the certificate files
+differ from those the listener loaded (renewed here, or by another worker of the same data
+directory), rebuilds the listener's context.
 New handshakes use the new context; open connections keep theirs until they close.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from qrc.server.config import Settings
 from qrc.server.telemetry import HandshakeTelemetry
 from qrc.transit.authority import FAMILIES, PrivateCA, ServiceCAKeys
 from qrc.transit.ca import TLSFiles, default_server_names
+from qrc.transit.ca_server import ensure_ca_server_tls
 from qrc.transit.listener import ListenerTLS
 from qrc.transit.pki import ensure_listener_tls
 from qrc.transit.tls import MODES, Mode
@@ -45,17 +48,13 @@ class TLSMaintainer:
         listener: ListenerTLS,
         service: KeyService,
         *,
-        data_dir: Path,
-        names: Sequence[str],
-        ca_passphrase: bytes | None,
-        validity: datetime.timedelta,
+        ensure: Callable[[], TLSFiles],
         interval: float,
         follow_policy: bool,
         ca: PrivateCA | None = None,
     ) -> None:
         self.listener, self.service = listener, service
-        self.data_dir, self.names = data_dir, list(names)
-        self.ca_passphrase, self.validity = ca_passphrase, validity
+        self.ensure = ensure
         self.interval, self.follow_policy = interval, follow_policy
         self.ca = ca
         self.loaded = tls_snapshot(listener.files, self._client_files())
@@ -83,14 +82,7 @@ class TLSMaintainer:
             stored = str(self.service.current_policy().get("tls_mode") or "pq-only")
             if stored in MODES and stored != self.listener.mode:
                 mode = stored  # type: ignore[assignment]
-        files = ensure_listener_tls(
-            self.data_dir,
-            self.names,
-            certificates=self.listener.certificates,
-            ca_passphrase=self.ca_passphrase,
-            validity=self.validity,
-            renew_before=self.validity / 3,
-        )
+        files = self.ensure()
         if self.ca is not None and self.ca.exists() and self.ca.crls_due():
             self.ca.publish_crls()
         snapshot = tls_snapshot(files, self._client_files())
@@ -137,18 +129,29 @@ def start_listener_tls(
     ca_passphrase = secret.get_secret_value().encode() if secret else None
     names = default_server_names(host)
     validity = datetime.timedelta(days=settings.tls_cert_days)
-    files = ensure_listener_tls(
-        settings.data_dir,
-        names,
-        certificates=settings.tls_certificates,
-        ca_passphrase=ca_passphrase,
-        validity=validity,
-        renew_before=validity / 3,
-    )
+    ca = PrivateCA(settings.data_dir / "ca", ServiceCAKeys(service.keys, "serve"))
+    from_ca = ca.exists()
+
+    def ensure() -> TLSFiles:
+        files = ensure_listener_tls(
+            settings.data_dir,
+            names,
+            certificates=settings.tls_certificates,
+            ca_passphrase=ca_passphrase,
+            validity=validity,
+            renew_before=validity / 3,
+        )
+        if not from_ca:
+            return files
+        # After `qrc ca init`: the listener's certificates come from that CA.
+        return ensure_ca_server_tls(
+            ca, names, bundle=files.ca, validity=validity, renew_before=validity / 3
+        )
+
+    files = ensure()
     if mode not in MODES:
         raise ValueError(f"unknown TLS mode {mode!r}")
-    ca = PrivateCA(settings.data_dir / "ca", ServiceCAKeys(service.keys, "serve"))
-    mutual = settings.tls_client_auth == "optional" and ca.exists()
+    mutual = settings.tls_client_auth == "optional" and from_ca
     listener = ListenerTLS(
         files,
         mode=mode,  # type: ignore[arg-type]
@@ -161,13 +164,10 @@ def start_listener_tls(
     maintainer = TLSMaintainer(
         listener,
         service,
-        data_dir=settings.data_dir,
-        names=names,
-        ca_passphrase=ca_passphrase,
-        validity=validity,
+        ensure=ensure,
         interval=settings.tls_check_seconds,
         follow_policy=follow_policy,
-        ca=ca if mutual else None,
+        ca=ca if from_ca else None,
     )
     maintainer.start()
     return ServingTLS(files, listener, maintainer)
