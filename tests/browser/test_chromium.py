@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QrcServe]:
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory, server: QrcServe) -> Iterator[Any]:
+def ca_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QrcServe]:
+    """A service after `qrc ca init`: certificates from the key service's CA, mutual TLS."""
+    data_dir = tmp_path_factory.mktemp("browser-ca-data")
+    subprocess.run(
+        [sys.executable, "-c", "from qrc.cli.ca import ca_app; ca_app()", "init",
+         "--data-dir", str(data_dir)],
+        check=True,
+        capture_output=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(data_dir)},
+    )  # fmt: skip
+    served = QrcServe(data_dir)
+    yield served
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(
+    tmp_path_factory: pytest.TempPathFactory, server: QrcServe, ca_server: QrcServe
+) -> Iterator[Any]:
     home = tmp_path_factory.mktemp("browser-home")
     nssdb = home / ".pki" / "nssdb"
     nssdb.mkdir(parents=True)
@@ -66,6 +85,11 @@ def browser(tmp_path_factory: pytest.TempPathFactory, server: QrcServe) -> Itera
             "-i",
             str(server.ecdsa_ca),
         ],
+        check=True,
+    )
+    root = ca_server.data_dir / "ca" / "root-ecdsa.pem"
+    subprocess.run(
+        [CERTUTIL, "-A", "-d", f"sql:{nssdb}", "-t", "C,,", "-n", "qrc-ca", "-i", str(root)],
         check=True,
     )
     with sync_api.sync_playwright() as playwright:
@@ -137,3 +161,15 @@ def test_api_docs_render_offline(browser: Any, server: QrcServe, path: str, rend
     assert heading is not None and "qrc" in heading.inner_text()
     page.close()
     assert foreign == []
+
+
+def test_chromium_after_qrc_ca_init(browser: Any, ca_server: QrcServe) -> None:
+    """The key service's CA: its ECDSA chain, and a listener that asks for client
+    certificates (mutual TLS), which a browser without one simply does not send."""
+    page, details, _foreign = _visit(browser, f"{ca_server.url}/health")
+    assert '"status":"ok"' in page.content()
+    page.close()
+    security = details[0]
+    assert security["keyExchangeGroup"] == "X25519MLKEM768"
+    assert security["serverSignatureAlgorithm"] == ECDSA_SECP256R1_SHA256
+    assert security["issuer"] == "qrc intermediate CA (ECDSA)"
