@@ -54,7 +54,8 @@ class Side(asyncio.Protocol):
 
     # ------------------------------------------------------------ asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        if not isinstance(transport, asyncio.Transport):  # TCP only: a stream transport
+            raise TypeError(f"expected a stream transport, got {type(transport).__name__}")
         self.transport = transport
         transport.set_write_buffer_limits(high=_HIGH_WATER, low=_HIGH_WATER // 4)
         if self._on_made is not None:
