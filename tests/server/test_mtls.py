@@ -5,7 +5,9 @@ the handshake and recorded; the CRL is published by the service."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -51,7 +53,10 @@ def _until(condition: Callable[[], bool], what: str, seconds: float = 60) -> Non
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QrcServe]:
     data_dir = tmp_path_factory.mktemp("mtls")
     _ca(data_dir, "init")
-    served = QrcServe(data_dir, {"QRC_TLS_CHECK_SECONDS": "0.2"})
+    # hybrid-preferred: curl and Python's ssl (OpenSSL 3.0, classical groups) may connect.
+    served = QrcServe(
+        data_dir, {"QRC_TLS_CHECK_SECONDS": "0.2", "QRC_TLS_MODE": "hybrid-preferred"}
+    )
     yield served
     served.stop()
 
@@ -208,3 +213,39 @@ def test_the_listener_certificates_come_from_the_same_ca(server: QrcServe) -> No
     assert {(r["family"], r["kind"]) for r in listed} >= {("ml-dsa", "server"), ("ecdsa", "server")}
     # qrc's clients keep the bundle they had: it gained the CA's roots.
     assert trust.read_bytes() in server.ca.read_bytes()
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_curl_and_python_ssl_with_an_ecdsa_client_certificate(
+    server: QrcServe, tmp_path: Path
+) -> None:
+    viewer = _token(server, "curl-agent", "viewer")
+    _ca(server.data_dir, "issue", "curl-agent", "--token-id", viewer, "--family", "ecdsa",
+        "--out", str(tmp_path / "c"))  # fmt: skip
+    trust = server.data_dir / "ca" / "trust.pem"
+    cert, key = tmp_path / "c" / "cert.pem", tmp_path / "c" / "key.pem"
+    curl = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(trust),
+         "--cert", str(cert), "--key", str(key), f"{server.url}{API}/keys"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert curl.stdout == "200", curl.stderr
+    context = ssl.create_default_context(cafile=str(trust))
+    context.load_cert_chain(cert, key)
+    with (
+        socket.create_connection(("127.0.0.1", server.port)) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as conn,
+    ):
+        conn.sendall(f"GET {API}/keys HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        assert conn.recv(100).startswith(b"HTTP/1.1 200")
+    # Without the certificate, curl is a stranger.
+    anonymous = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(trust),
+         f"{server.url}{API}/keys"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert anonymous.stdout == "401"
