@@ -115,6 +115,12 @@ def test_client_certificate_authenticates_as_its_token(server: QrcServe, tmp_pat
     assert _get(server, f"{API}/keys", tmp_path / "a") == 200
     # The viewer role, not more: creating tokens is for admins.
     assert _get(server, f"{API}/tokens", tmp_path / "a") == 403
+    # Renewed: a new key and certificate for the same identity.
+    serial = json.loads(_ca(server.data_dir, "list", "--json"))[-1]["serial"]
+    _ca(server.data_dir, "renew", serial, "--out", str(tmp_path / "a2"))
+    assert (tmp_path / "a2" / "key.pem").read_bytes() != (tmp_path / "a" / "key.pem").read_bytes()
+    assert _get(server, f"{API}/keys", tmp_path / "a2") == 200
+    assert _ca(server.data_dir, "crl", "--family", "ecdsa").startswith("-----BEGIN X509 CRL-----")
     # A certificate of ours that stands for no token authenticates nobody.
     _ca(server.data_dir, "issue", "stray", "--out", str(tmp_path / "b"))
     assert _get(server, f"{API}/keys", tmp_path / "b") == 401
