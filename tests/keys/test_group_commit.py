@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from functools import partial
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
