@@ -85,6 +85,13 @@ TABLE: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", B + "/audit/logs"): roles(AU),
     ("GET", B + "/audit/verify"): roles(AU),
     ("GET", B + "/security/events"): roles(AU),
+    # the CA's certificates and revocation lists: public, like any CA's
+    ("GET", B + "/ca/crl/{family}"): PUBLIC,
+    ("GET", B + "/ca/trust"): PUBLIC,
+    # agent-message relay: crypto users send; a queue is read by its own agent's token
+    ("POST", B + "/relay/messages"): roles(CU),
+    ("GET", B + "/relay/messages"): roles(CU),
+    ("POST", B + "/relay/messages/ack"): roles(CU),
 }
 
 # Routes that name one of the walk's keys: the restricted crypto user must not see it.
@@ -108,6 +115,10 @@ STATEFUL = {
     ("DELETE", B + "/tokens/{token_id}"),
 }
 CALLERS = (None, "wrong", *ROLES, "crypto_user_limited")
+# The walk reads the queue of the agent named like the crypto user's token: another token
+# (the restricted one) finds no such queue.
+RELAY_QUEUE = {("GET", B + "/relay/messages"), ("POST", B + "/relay/messages/ack")}
+WALK_AGENT = "crypto_user-token"
 
 
 def app_routes(app: Any) -> Iterator[tuple[str, str]]:
@@ -155,6 +166,7 @@ class Walk:
     ciphertext: str
     signature: str
     message: str
+    relay_message: str
 
     def request(self, api: Api, method: str, path: str) -> tuple[str, dict[str, Any]]:
         """URL and keyword arguments of a valid request to (method, path)."""
@@ -166,6 +178,7 @@ class Walk:
             "/data/index": {"key": self.keys["enc"]},
             "/data/index/object": {"identifier": "walk/object"},
             "/data/shred-report": {"key": self.keys["enc"]},
+            "/relay/messages": {"recipient": WALK_AGENT},
         }
         if method == "GET" and route in query:
             return url, {"params": query[route]}
@@ -203,6 +216,8 @@ class Walk:
             "/keys/{key}/min-decryption-version": lambda: {"version": 1},
             "/protocols/update": lambda: {"dry_run": True},
             "/tokens": lambda: {"name": api.unique("walk-token"), "role": "viewer"},
+            "/relay/messages": lambda: {"message": self.relay_message},
+            "/relay/messages/ack": lambda: {"recipient": WALK_AGENT, "ids": ["m_" + "0" * 32]},
         }
         return bodies[route]() if route in bodies else None
 
@@ -227,7 +242,18 @@ def walk(api: Api) -> Walk:
     sig = api.post("/sign", json={"key": keys["sig"], "message": message})
     walk_object = {"identifier": "walk/object", "key": keys["enc"], "key_version": 1}
     api.post("/data/index", json={"objects": [{**walk_object, "data_type": "blob"}]})
-    return Walk(keys, ct.json()["ciphertext"], sig.json()["signature"], message)
+    return Walk(keys, ct.json()["ciphertext"], sig.json()["signature"], message, _relayed())
+
+
+def _relayed() -> str:
+    """An agent message v1 to the walk's agent (the relay reads only its header)."""
+    from qrc.crypto import get_kem, get_signature
+    from qrc.transit.agents import Agent, AgentIdentity, Directory
+
+    sig, kem = get_signature("ML-DSA-65").generate(), get_kem("X25519MLKEM768").generate()
+    directory = Directory([AgentIdentity(WALK_AGENT, sig.public_key(), kem.public_key())])
+    wire = Agent(WALK_AGENT, sig, kem, directory).send(WALK_AGENT, b"walk")
+    return base64.b64encode(wire).decode()
 
 
 def _headers(api: Api, caller: str | None) -> dict[str, str]:
@@ -268,6 +294,8 @@ def test_route_with_caller(
         (item,) = response.json()["results"]
         assert item["ok"] is False
         assert item["error"]["type"] == "urn:qrc:problem:key-not-found"
+    elif caller == "crypto_user_limited" and (method, path) in RELAY_QUEUE:
+        assert_problem(response, 404, "not-found")
     elif caller == "crypto_user_limited" and path == B + "/keys":
         assert [k["name"] for k in response.json()["keys"]] == [OTHER_KEY]
     elif (method, path) not in STATEFUL:

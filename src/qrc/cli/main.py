@@ -538,6 +538,7 @@ _COMMANDS.update(
         ("file", "qrc.cli.file:file_app"),
         ("data", "qrc.cli.data:data_app"),
         ("tunnel", "qrc.cli.tunnel:tunnel_app"),
+        ("ca", "qrc.cli.ca:ca_app"),
         ("serve", "qrc.cli.serve:serve"),
         ("admin", "qrc.cli.admin:admin_app"),
         ("keys", "qrc.cli.remote:keys_app"),

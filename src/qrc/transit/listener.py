@@ -194,7 +194,8 @@ def listener_context(
         ctx.set_verify(SSL.VERIFY_PEER)
         if client_crls:
             store = ctx.get_cert_store()
-            assert store is not None
+            if store is None:  # OpenSSL always gives a context a store
+                raise pqtls.TLSConfigError("the TLS context has no certificate store")
             for path in client_crls:
                 store.add_crl(x509.load_pem_x509_crl(Path(path).read_bytes()))
             store.set_flags(crypto.X509StoreFlags.CRL_CHECK)

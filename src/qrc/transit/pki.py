@@ -255,12 +255,12 @@ def ensure_listener_tls(
     )
     if certificates == "ml-dsa":
         return replace(files, ecdsa_cert=None, ecdsa_key=None)
-    assert files.ecdsa_cert is not None and files.ecdsa_key is not None
-    reason = _ecdsa_needs_renewal(files.ecdsa_cert, files.ecdsa_key, names, root, renew_before)
+    ecdsa_cert, ecdsa_key = tls_dir / ECDSA_SERVER_CERT, tls_dir / ECDSA_SERVER_KEY
+    reason = _ecdsa_needs_renewal(ecdsa_cert, ecdsa_key, names, root, renew_before)
     if reason is not None:
         if authority is None:
             authority = EcdsaAuthority.load(tls_dir, passphrase=ca_passphrase)
         certificate, key_pem = authority.issue_server_certificate(names, validity=validity)
-        _write_file(files.ecdsa_key, key_pem, 0o600)
-        _write_file(files.ecdsa_cert, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+        _write_file(ecdsa_key, key_pem, 0o600)
+        _write_file(ecdsa_cert, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
     return files

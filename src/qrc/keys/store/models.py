@@ -204,3 +204,10 @@ class KekRecord(Base):
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     __table_args__ = (Index("ix_qrc_keks_status", "status"),)
+
+
+# The relay's table lives in its own module; importing it here puts every table of the
+# store in Base.metadata, which the migrations are checked against.
+from qrc.keys.store.relay_messages import RelayMessage  # noqa: E402
+
+__all__ += ["RelayMessage"]
