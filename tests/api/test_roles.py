@@ -173,6 +173,7 @@ class Walk:
         route = path.removeprefix(B)
         key = self.keys.get(f"{method} {route}", self.keys["enc"])
         url = path.replace("{key}", key).replace("{token_id}", "c_0000000000000000")
+        url = url.replace("{family}", "ml-dsa")
         body = self._body(api, route)
         query = {
             "/data/index": {"key": self.keys["enc"]},
@@ -274,6 +275,11 @@ def test_route_with_caller(
     url, kwargs = walk.request(api, method, path)
     response = api.call(method, url, None, prefix=False, headers=_headers(api, caller), **kwargs)
     assert "Traceback" not in response.text
+    if admitted is PUBLIC and path.startswith(B + "/ca/"):
+        # This store has no private CA (`qrc ca init`; the CA's own tests have one): the
+        # routes are public all the same, whoever calls, and say so without 401 or 403.
+        assert_problem(response, 404, "not-found")
+        return
     if admitted is PUBLIC:
         assert response.status_code == 200, response.text
         return
