@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, mldsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from qrc.crypto.base import SigningKey
-from qrc.transit.ca import _write_file
+from qrc.transit.ca import _write_file, key_usage
 
 __all__ = [
     "FAMILIES",
@@ -110,20 +110,6 @@ def _pyca_key(key: SigningKey) -> CAPrivateKey:
 def _hash_for(key: CAPrivateKey) -> hashes.SHA384 | None:
     # ML-DSA signs the encoding directly (RFC 9881); ECDSA P-384 with SHA-384.
     return hashes.SHA384() if isinstance(key, ec.EllipticCurvePrivateKey) else None
-
-
-def _usage(*, ca: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=not ca,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=ca,
-        crl_sign=ca,
-        encipher_only=False,
-        decipher_only=False,
-    )
 
 
 def _now() -> datetime.datetime:
@@ -258,7 +244,7 @@ class PrivateCA:
             .not_valid_before(_now() - _BACKDATE)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), True)
-            .add_extension(_usage(ca=True), critical=True)
+            .add_extension(key_usage(ca=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
@@ -308,7 +294,7 @@ class PrivateCA:
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_usage(ca=False), critical=True)
+            .add_extension(key_usage(ca=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .add_extension(

@@ -47,6 +47,7 @@ __all__ = [
     "TLSFiles",
     "default_server_names",
     "ensure_server_tls",
+    "key_usage",
     "server_certificate_needs_renewal",
 ]
 
@@ -218,17 +219,7 @@ class CertificateAuthority:
             # path_length=0: this CA issues end-entity certificates only.
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
+                key_usage(ca=True),
                 critical=True,
             )
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
@@ -281,17 +272,7 @@ class CertificateAuthority:
             .not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
+                key_usage(ca=False),
                 critical=True,
             )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
@@ -303,6 +284,21 @@ class CertificateAuthority:
             .sign(self._key, None)
         )
         return IssuedCertificate(certificate, _key_pem(key, None))
+
+
+def key_usage(*, ca: bool) -> x509.KeyUsage:
+    """Key usage of a CA (certificates and CRLs) or of an end entity (signatures only)."""
+    return x509.KeyUsage(
+        digital_signature=not ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 def _key_pem(key: mldsa.MLDSA65PrivateKey, passphrase: bytes | None) -> bytes:

@@ -40,6 +40,7 @@ from qrc.transit.ca import (
     _split_names,
     _write_file,
     ensure_server_tls,
+    key_usage,
 )
 
 __all__ = [
@@ -55,20 +56,6 @@ ECDSA_CA_CERT, ECDSA_CA_KEY = "ca-ecdsa.pem", "ca-ecdsa.key"
 ECDSA_SERVER_CERT, ECDSA_SERVER_KEY = "server-ecdsa.pem", "server-ecdsa.key"
 _BACKDATE: Final = datetime.timedelta(minutes=5)
 _PEM_END: Final = b"-----END CERTIFICATE-----"
-
-
-def _key_usage(*, sign_certs: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=not sign_certs,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=sign_certs,
-        crl_sign=sign_certs,
-        encipher_only=False,
-        decipher_only=False,
-    )
 
 
 def _private_pem(key: ec.EllipticCurvePrivateKey, passphrase: bytes | None) -> bytes:
@@ -128,7 +115,7 @@ class EcdsaAuthority:
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(now + validity)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(_key_usage(sign_certs=True), critical=True)
+            .add_extension(key_usage(ca=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
             .sign(key, hashes.SHA384())
         )
@@ -169,7 +156,7 @@ class EcdsaAuthority:
             .not_valid_before(now - _BACKDATE)
             .not_valid_after(min(now + validity, self.certificate.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(sign_certs=False), critical=True)
+            .add_extension(key_usage(ca=False), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)

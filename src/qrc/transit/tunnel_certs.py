@@ -25,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from qrc.crypto import keyfile
 from qrc.crypto.errors import KeyFormatError
 from qrc.crypto.schemes import get_signature
-from qrc.transit.ca import CA_CERT, CA_KEY, IssuedCertificate
+from qrc.transit.ca import CA_CERT, CA_KEY, IssuedCertificate, key_usage
 
 __all__ = ["PEER_VALIDITY", "issue_peer_certificate", "write_peer_files"]
 
@@ -91,17 +91,7 @@ def issue_peer_certificate(
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            key_usage(ca=False),
             critical=True,
         )
         .add_extension(
