@@ -85,6 +85,8 @@ TABLE: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", B + "/audit/logs"): roles(AU),
     ("GET", B + "/audit/verify"): roles(AU),
     ("GET", B + "/security/events"): roles(AU),
+    # the cryptographic inventory (CBOM): auditors read it
+    ("GET", B + "/inventory"): roles(AU),
     # the CA's certificates and revocation lists: public, like any CA's
     ("GET", B + "/ca/crl/{family}"): PUBLIC,
     ("GET", B + "/ca/trust"): PUBLIC,

@@ -8,6 +8,7 @@ from pathlib import Path
 from qrc.keys.service import KeyService
 from qrc.monitor.inventory import build_inventory
 from qrc.monitor.scan import scan_paths
+from qrc.transit.listener import HandshakeCounters, HandshakeRecord
 from qrc.transit.pki import ensure_listener_tls
 
 
@@ -77,3 +78,14 @@ def test_json_round_trips(populated: KeyService, legacy_dir: Path) -> None:
     data = json.loads(json.dumps(build_inventory(populated, scan=[legacy_dir]).as_dict()))
     assert data["summary"]["keys"] == len(data["keys"])
     assert {"algorithms", "certificates", "encrypted_objects", "tls", "found"} <= data.keys()
+
+
+def test_tls_mode_and_handshake_counters(service: KeyService) -> None:
+    counters = HandshakeCounters()
+    for group in ("X25519MLKEM768", "X25519MLKEM768", "X25519", "x25519"):
+        counters.count(HandshakeRecord(group, "TLS_AES_256_GCM_SHA384", "mldsa65", "ML-DSA-65", 1))
+    counters.count_refused("handshake_failure")
+    assert build_inventory(service).handshakes.tls_mode == service.current_policy()["tls_mode"]
+    seen = build_inventory(service, counters=counters, tls_mode="hybrid").handshakes
+    assert seen.tls_mode == "hybrid" and seen.refused == {"handshake_failure": 1}
+    assert seen.classical_share == 0.5

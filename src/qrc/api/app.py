@@ -23,7 +23,7 @@ from qrc import __version__
 from qrc.api.deps import AppState
 from qrc.api.metrics import Metrics
 from qrc.api.problems import TYPE_PREFIX, install_problem_handlers, problem_response
-from qrc.api.routes import audit, ca, crypto, data, keys, policy, relay, system, tokens
+from qrc.api.routes import audit, ca, crypto, data, inventory, keys, policy, relay, system, tokens
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -166,7 +166,7 @@ def create_app(state: AppState) -> FastAPI:
     state.service.observers.add(state.metrics)
     state.metrics.caches = state.service.cache_stats
     install_problem_handlers(app)
-    for module in (keys, crypto, data, policy, audit, tokens, ca, relay, system):
+    for module in (keys, crypto, data, policy, audit, inventory, tokens, ca, relay, system):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(system.router)  # /health, /ready and /metrics also at the root
 

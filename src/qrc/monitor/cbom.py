@@ -192,7 +192,7 @@ def _found(asset: FoundAsset, index: int, origin: str) -> Component:
 
 def _tls(inventory: Inventory) -> Component | None:
     seen = inventory.handshakes
-    if not seen.completed and not seen.classical_events:
+    if not seen.completed and not seen.classical_events and not seen.tls_mode:
         return None
     suites = [
         ProtocolPropertiesCipherSuite(name=f"{group} / {signature}", identifiers=[group, cert])
@@ -209,6 +209,7 @@ def _tls(inventory: Inventory) -> Component | None:
             ),
         ),
         properties=_props(
+            tls_mode=seen.tls_mode,
             classical_share=seen.classical_share,
             audited_classical_handshakes=seen.classical_events,
             audited_refused_handshakes=seen.refused_events,

@@ -89,6 +89,8 @@ class ObjectCount:
 class Handshakes:
     """TLS handshakes: counted by the listener in this process, or recorded in the audit trail."""
 
+    tls_mode: str | None = None
+    """The listener's TLS mode (``pq-only``, ``hybrid``...): the serving one, else the policy's."""
     completed: dict[tuple[str, str, str], int] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)
     classical_events: int = 0
@@ -104,6 +106,7 @@ class Handshakes:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "tls_mode": self.tls_mode,
             "completed": [
                 {
                     "group": g,
@@ -273,12 +276,17 @@ def _objects(service: KeyService, keys: Sequence[KeyAsset]) -> list[ObjectCount]
     return out
 
 
-def _handshakes(service: KeyService, counters: HandshakeCounters | None) -> Handshakes:
+def _handshakes(
+    service: KeyService, counters: HandshakeCounters | None, tls_mode: str | None
+) -> Handshakes:
     def audited(event_type: EventType) -> int:
         events, _ = service.audit.query(event_type=event_type.value, limit=1000)
         return len(events)
 
+    if tls_mode is None:
+        tls_mode = str(service.current_policy().get("tls_mode") or "") or None
     return Handshakes(
+        tls_mode=tls_mode,
         completed=dict(counters.completed) if counters else {},
         refused=dict(counters.refused) if counters else {},
         classical_events=audited(EventType.CLASSICAL_TLS_HANDSHAKE),
@@ -308,9 +316,14 @@ def build_inventory(
     tls_dir: Path | None = None,
     scan: Iterable[str | Path] = (),
     counters: HandshakeCounters | None = None,
+    tls_mode: str | None = None,
     now: datetime.datetime | None = None,
 ) -> Inventory:
-    """Inventory the running service, its ``tls_dir`` and the paths in ``scan``."""
+    """Inventory the running service, its ``tls_dir`` and the paths in ``scan``.
+
+    ``counters`` are the listener's handshake counters when it runs in this process;
+    ``tls_mode`` the mode it serves (by default the stored policy's).
+    """
     now = now or service.clock()
     custody = service.custody_health().custody
     keys = [_key_asset(service, k, custody, now) for k in _all_keys(service)]
@@ -320,7 +333,7 @@ def build_inventory(
         keys=keys,
         certificates=tls_certificates(tls_dir),
         objects=_objects(service, live),
-        handshakes=_handshakes(service, counters),
+        handshakes=_handshakes(service, counters, tls_mode),
         found=scan_paths(scan),
         custody=custody,
     )
