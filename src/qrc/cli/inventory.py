@@ -2,8 +2,8 @@
 
 It opens the key service of ``--data-dir`` (as ``qrc admin`` does), reads the certificates of
 ``DATA_DIR/tls`` and scans the PEM bundles and key files named with ``--scan``
-(:mod:`qrc.monitor.inventory`). Register in ``qrc.cli.main`` as
-``("inventory", "qrc.cli.inventory:inventory_app")``.
+(:mod:`qrc.monitor.inventory`). ``inventory_app`` is one command, registered in
+``qrc.cli.main`` as ``("inventory", "qrc.cli.inventory:inventory_app")``.
 """
 
 from __future__ import annotations
@@ -24,11 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["inventory_app"]
 
 FORMATS = ("cbom", "json", "table")
-
-inventory_app = typer.Typer(
-    name="inventory",
-    help="The cryptographic inventory: keys, certificates, TLS, encrypted data, scanned files.",
-)
 
 
 def _table(inventory: Inventory) -> str:
@@ -64,30 +59,36 @@ def _table(inventory: Inventory) -> str:
     return console.export_text()
 
 
-@inventory_app.callback(invoke_without_command=True)
-def inventory(
+def inventory_app(
     data_dir: DataDirOpt = DEFAULT_DIR,
     output_format: Annotated[
         str, typer.Option("--format", "-f", help="cbom (CycloneDX 1.6), json or table.")
     ] = "table",
     scan: Annotated[
         list[Path] | None,
-        typer.Option("--scan", help="A PEM bundle, key file or directory to scan (repeatable)."),
+        typer.Option(
+            "--scan",
+            metavar="PATH",
+            help="A PEM bundle, key file or directory to scan (repeatable).",
+        ),
     ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
 ) -> None:
-    """Inventory the service's cryptography (and the files named with --scan)."""
+    """The cryptographic inventory: keys, certificates, TLS, encrypted data, scanned files."""
     if output_format not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     from qrc.monitor.cbom import to_cbom_json  # noqa: PLC0415
     from qrc.monitor.inventory import build_inventory  # noqa: PLC0415
 
+    missing = [str(path) for path in scan or [] if not path.exists()]
+    if missing:  # before the store is opened: a typo costs no passphrase
+        fail(f"{', '.join(missing)}: no such file or directory")
     with key_service(data_dir) as service:
         try:
             inv = build_inventory(service, tls_dir=data_dir / "tls", scan=scan or [])
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        except OSError as exc:
             fail(str(exc))
     if output_format == "cbom":
         text = to_cbom_json(inv) + "\n"
