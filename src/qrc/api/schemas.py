@@ -21,6 +21,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     WithJsonSchema,
+    model_validator,
 )
 
 from qrc.keys.access.tokens import MAX_TOKEN_NAME
@@ -126,9 +127,25 @@ Version = Annotated[StrictInt, Field(ge=1, le=2**31 - 1)]
 
 
 class RotateIn(Strict):
-    """Conditional rotation: only if the primary version is still ``expected_version``."""
+    """Conditional rotation (``expected_version``) and/or a move to another ``algorithm``."""
 
-    expected_version: Version
+    expected_version: Version | None = None
+    algorithm: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=64,
+            description="The new version's algorithm (default: the key's)",
+        ),
+    ] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _given(cls, data: Any) -> Any:
+        # A body says something: no empty object, no explicit nulls (omit the field).
+        if isinstance(data, dict) and (not data or None in data.values()):
+            raise ValueError("give expected_version and/or algorithm; omit the body otherwise")
+        return data
 
 
 class MinDecryptionVersionIn(Strict):

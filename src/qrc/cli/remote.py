@@ -219,11 +219,22 @@ def keys_rotate(
             help="Rotate only if the primary version is still N (else fail: someone rotated).",
         ),
     ] = None,
+    algorithm: Annotated[
+        str | None,
+        typer.Option(
+            "--algorithm",
+            help="Move the key to this algorithm (older versions keep theirs).",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
-    """Add a version and make it primary."""
-    body = {"expected_version": if_version} if if_version is not None else None
-    _key_action(ctx, "POST", "/rotate", key, body, as_json)
+    """Add a version and make it primary (optionally under another algorithm)."""
+    body: dict[str, object] = {}
+    if if_version is not None:
+        body["expected_version"] = if_version
+    if algorithm is not None:
+        body["algorithm"] = algorithm
+    _key_action(ctx, "POST", "/rotate", key, body or None, as_json)
 
 
 @keys_app.command("min-version")

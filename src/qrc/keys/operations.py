@@ -103,14 +103,24 @@ class KeyOperations:
             )
 
     def _try_open(
-        self, session: Session, key: Key, version: int, ciphertext: bytes, context: bytes
+        self,
+        session: Session,
+        key: Key,
+        version: int,
+        algorithm: str,
+        ciphertext: bytes,
+        context: bytes,
     ) -> bytes | None:
         """The plaintext, or ``None`` for every way opening can fail (versions that do not
         exist, destroyed material, tampering)."""
         if not 1 <= version <= key.primary_version:
             return None
         try:
-            return self._open(session, key, version, ciphertext, context)
+            # Each version keeps its own algorithm (a key may have moved to another): the
+            # header must name the one stored for that version, or opening fails opaquely.
+            if self.ctx.material.version_row(session, key, version).algorithm != algorithm:
+                return None
+            return self._open(session, key, version, algorithm, ciphertext, context)
         except (DecryptionError, UnwrapError, KeyNotFound):
             return None
 
@@ -159,12 +169,13 @@ class KeyOperations:
 
     def _seal(self, session: Session, key: Key, plaintext: bytes, context: bytes) -> Sealed:
         version = key.primary_version
-        if get_info(key.algorithm).kind is Kind.AEAD:
+        algorithm = self.ctx.material.version_row(session, key, version).algorithm
+        if get_info(algorithm).kind is Kind.AEAD:
             material = expect(self.ctx.material.private(session, key, version), bytes)
             data = seal_symmetric(
                 material,
                 plaintext,
-                algorithm=key.algorithm,
+                algorithm=algorithm,
                 context=context,
                 key_id=key.id,
                 key_version=version,
@@ -199,8 +210,10 @@ class KeyOperations:
             key = self.ctx.find_for_use(session, ref or header.key_id)
             self._usable(key, Operation.DECRYPT, recovery=recovery)
             plaintext = None
-            if header.key_id == key.id and header.algorithm == key.algorithm:
-                plaintext = self._try_open(session, key, header.key_version, ciphertext, context)
+            if header.key_id == key.id:
+                plaintext = self._try_open(
+                    session, key, header.key_version, header.algorithm, ciphertext, context
+                )
         if plaintext is None:
             self._record_decryption_failure(key.id, actor)
             raise DecryptionError
@@ -235,14 +248,16 @@ class KeyOperations:
                 details={**details, "recovery": True},
             )
 
-    def _open(self, session: Session, key: Key, version: int, data: bytes, context: bytes) -> bytes:
+    def _open(
+        self, session: Session, key: Key, version: int, algorithm: str, data: bytes, context: bytes
+    ) -> bytes:
         material = self.ctx.material.private(session, key, version)
         if isinstance(material, bytes):
             return open_symmetric(
                 material,
                 data,
                 context=context,
-                algorithm=key.algorithm,
+                algorithm=algorithm,
                 key_id=key.id,
                 key_version=version,
             )
@@ -278,8 +293,10 @@ class KeyOperations:
             self._usable(key, Operation.DECRYPT)
             self._usable(key, Operation.ENCRYPT)
             plaintext = None
-            if header.key_id == key.id and header.algorithm == key.algorithm:
-                plaintext = self._try_open(session, key, header.key_version, ciphertext, context)
+            if header.key_id == key.id:
+                plaintext = self._try_open(
+                    session, key, header.key_version, header.algorithm, ciphertext, context
+                )
             if plaintext is not None:
                 self._readable_version(key, header.key_version)
                 sealed = self._seal(session, key, plaintext, context)

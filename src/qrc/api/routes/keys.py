@@ -130,10 +130,15 @@ def rotate_key(key: str, client: Manager, request: Request, body: RotateIn | Non
 
     With ``{"expected_version": N}`` the rotation happens only if the primary version is
     still N (else 409 ``conflict``): of several callers racing, exactly one rotates.
+    With ``{"algorithm": "X25519MLKEM768"}`` the new version uses that algorithm (fit for
+    the key's purpose and active); older versions keep theirs.
     """
     expected = body.expected_version if body is not None else None
+    algorithm = body.algorithm if body is not None else None
     return key_out(
-        state_of(request).service.keys.rotate(key, actor=client.actor, expected_version=expected)
+        state_of(request).service.keys.rotate(
+            key, actor=client.actor, expected_version=expected, algorithm=algorithm
+        )
     )
 
 

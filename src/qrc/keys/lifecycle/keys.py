@@ -263,16 +263,29 @@ class KeyLifecycle:
 
     # ------------------------------------------------------------------ versions
     @guarded("key.rotate")
-    def rotate(self, ref: str, *, actor: str, expected_version: int | None = None) -> KeyInfo:
+    def rotate(
+        self,
+        ref: str,
+        *,
+        actor: str,
+        expected_version: int | None = None,
+        algorithm: str | None = None,
+    ) -> KeyInfo:
         """Add a version and make it primary.
 
         ``expected_version`` makes rotation conditional: if another caller rotated first,
-        :class:`Conflict` is raised instead of adding a second version.
+        :class:`Conflict` is raised instead of adding a second version. ``algorithm`` moves
+        the key to another algorithm fit for its purpose and active under the policy (a
+        key may always leave a deprecated or disallowed algorithm, never move to one);
+        older versions keep theirs, so old ciphertexts and signatures still work.
         """
         with self.ctx.db.session() as session:
             key = self.ctx.find(session, ref, lock=True)
             refuse_reserved(key)
-            rotate_locked(self.ctx, session, key, actor, expected_version)
+            target = None
+            if algorithm is not None:
+                target = self._check_algorithm(algorithm, Purpose(key.purpose))
+            rotate_locked(self.ctx, session, key, actor, expected_version, algorithm=target)
             return self.ctx.info(key, session)
 
     @guarded("key.min_decryption_version")

@@ -28,8 +28,13 @@ def rotate_locked(
     actor: str,
     expected_version: int | None,
     now: datetime | None = None,
+    algorithm: str | None = None,
 ) -> None:
     """Add a version to ``key`` and make it primary, audited in ``session``.
+
+    ``algorithm`` (a registry ID the caller has checked against the key's purpose and the
+    policy) moves the key to it: the new version uses it, older versions keep their own,
+    and the key's ``algorithm`` becomes the primary version's.
 
     Raises:
         KeyStateError: the key cannot be rotated in its state, or is pending destruction.
@@ -44,12 +49,18 @@ def rotate_locked(
             f"key {key.name!r} is at version {key.primary_version}, not {expected_version}"
         )
     version = key.primary_version + 1
-    session.add(ctx.material.new_version(session, key.id, version, key.algorithm))
+    previous = key.algorithm
+    target = algorithm or previous
+    session.add(ctx.material.new_version(session, key.id, version, target))
     session.flush()
     fault_point("rotate-after-insert")
     now = now or ctx.clock()
     key.primary_version = version
+    key.algorithm = target
     key.updated_at = now
     if key.rotation_period_seconds:
         key.next_rotation_at = now + timedelta(seconds=key.rotation_period_seconds)
-    ctx.record(session, "key.rotate", actor, key=key, key_version=version)
+    details = None
+    if target != previous:
+        details = {"from_algorithm": previous, "to_algorithm": target}
+    ctx.record(session, "key.rotate", actor, key=key, key_version=version, details=details)
