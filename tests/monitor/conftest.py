@@ -60,7 +60,7 @@ def deprecated() -> Iterator[str]:
         set_status(DEPRECATED, BUILT_IN_STATUS[DEPRECATED])
 
 
-def _self_signed(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, cn: str) -> bytes:
+def self_signed(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, cn: str) -> bytes:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
@@ -83,7 +83,7 @@ def legacy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ec_key = ec.generate_private_key(ec.SECP256R1())
     (where / "bundle.pem").write_bytes(
-        _self_signed(rsa_key, "legacy-rsa") + _self_signed(ec_key, "legacy-ec")
+        self_signed(rsa_key, "legacy-rsa") + self_signed(ec_key, "legacy-ec")
     )
     (where / "server.key").write_bytes(
         ec_key.private_bytes(

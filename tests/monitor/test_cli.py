@@ -63,3 +63,5 @@ def test_formats_scan_and_output_file(tmp_path: Path, legacy_dir: Path) -> None:
     assert missing.returncode == 2 and "absent.pem" in missing.stderr
     bad = inventory(data, "--format", "xml")
     assert bad.returncode == 2 and "--format" in bad.stderr
+    bad = inventory(data, "--endpoint", "no-port")
+    assert bad.returncode == 2 and "HOST:PORT" in bad.stderr

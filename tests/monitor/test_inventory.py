@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import ssl
+import threading
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from qrc.keys.service import KeyService
+from qrc.monitor.cbom import to_cbom_json
 from qrc.monitor.inventory import build_inventory
 from qrc.monitor.scan import scan_paths
 from qrc.transit.listener import HandshakeCounters, HandshakeRecord
 from qrc.transit.pki import ensure_listener_tls
+from tests.monitor.conftest import self_signed
+from tests.monitor.test_cbom import valid_cbom
 
 
 def test_keys_carry_algorithm_category_state_and_custody(populated: KeyService) -> None:
@@ -89,3 +99,47 @@ def test_tls_mode_and_handshake_counters(service: KeyService) -> None:
     seen = build_inventory(service, counters=counters, tls_mode="hybrid").handshakes
     assert seen.tls_mode == "hybrid" and seen.refused == {"handshake_failure": 1}
     assert seen.classical_share == 0.5
+
+
+def test_a_named_classical_tls_endpoint_is_probed(service: KeyService, tmp_path: Path) -> None:
+    """A real TLS 1.3 server with an ECDSA certificate and only X25519: found as classical."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    (tmp_path / "cert.pem").write_bytes(self_signed(key, "legacy.example"))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if hasattr(ctx, "set_groups"):
+        ctx.set_groups("X25519")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with contextlib.suppress(OSError), ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        inv = build_inventory(service, endpoints=[f"127.0.0.1:{port}"])
+    finally:
+        thread.join(10)
+        listener.close()
+    (probe,) = inv.endpoints
+    assert probe.error is None and probe.protocol == "TLSv1.3"
+    assert probe.group is not None and not probe.post_quantum
+    (cert,) = probe.certificates
+    assert cert.key_algorithm == "ECDSA-P256" and cert.classical
+    assert inv.summary()["classical_endpoints"] == 1
+    components = valid_cbom(to_cbom_json(inv))["components"]
+    (tls,) = [c for c in components if c["bom-ref"].startswith("endpoint:")]
+    assert tls["cryptoProperties"]["protocolProperties"]["version"] == "1.3"
+    refused = build_inventory(service, endpoints=[f"127.0.0.1:{port}"]).endpoints[0]
+    assert refused.error is not None and refused.error.startswith("connect")

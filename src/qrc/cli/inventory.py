@@ -2,7 +2,8 @@
 
 It opens the key service of ``--data-dir`` (as ``qrc admin`` does), reads the certificates of
 ``DATA_DIR/tls`` and scans the PEM bundles and key files named with ``--scan``
-(:mod:`qrc.monitor.inventory`). ``inventory_app`` is one command, registered in
+(:mod:`qrc.monitor.inventory`) and probes the TLS endpoints named with ``--endpoint``.
+``inventory_app`` is one command, registered in
 ``qrc.cli.main`` as ``("inventory", "qrc.cli.inventory:inventory_app")``.
 """
 
@@ -72,6 +73,14 @@ def inventory_app(
             help="A PEM bundle, key file or directory to scan (repeatable).",
         ),
     ] = None,
+    endpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--endpoint",
+            metavar="HOST:PORT",
+            help="A TLS endpoint to probe with one handshake (repeatable).",
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
@@ -80,14 +89,22 @@ def inventory_app(
     if output_format not in FORMATS:
         fail(f"--format must be one of {', '.join(FORMATS)}, not {output_format!r}")
     from qrc.monitor.cbom import to_cbom_json  # noqa: PLC0415
+    from qrc.monitor.endpoints import parse_endpoint  # noqa: PLC0415
     from qrc.monitor.inventory import build_inventory  # noqa: PLC0415
 
+    for named in endpoint or []:
+        try:
+            parse_endpoint(named)
+        except ValueError as exc:
+            fail(str(exc))
     missing = [str(path) for path in scan or [] if not path.exists()]
     if missing:  # before the store is opened: a typo costs no passphrase
         fail(f"{', '.join(missing)}: no such file or directory")
     with key_service(data_dir) as service:
         try:
-            inv = build_inventory(service, tls_dir=data_dir / "tls", scan=scan or [])
+            inv = build_inventory(
+                service, tls_dir=data_dir / "tls", scan=scan or [], endpoints=endpoint or []
+            )
         except OSError as exc:
             fail(str(exc))
     if output_format == "cbom":

@@ -35,6 +35,7 @@ from cyclonedx.output.json import JsonV1Dot6
 
 from qrc import __version__
 from qrc.crypto.registry import Kind
+from qrc.monitor.endpoints import EndpointProbe
 from qrc.monitor.inventory import AlgorithmUse, Inventory, KeyAsset
 from qrc.monitor.scan import FoundAsset
 
@@ -217,6 +218,31 @@ def _tls(inventory: Inventory) -> Component | None:
     )
 
 
+def _endpoint(probe: EndpointProbe) -> Component:
+    suites = []
+    if probe.group is not None:
+        name = f"{probe.cipher} / {probe.group}"
+        suites.append(ProtocolPropertiesCipherSuite(name=name, identifiers=[probe.group]))
+    return Component(
+        name=f"TLS endpoint {probe.endpoint}",
+        type=ComponentType.CRYPTOGRAPHIC_ASSET,
+        bom_ref=_ref("endpoint", probe.endpoint),
+        crypto_properties=CryptoProperties(
+            asset_type=CryptoAssetType.PROTOCOL,
+            protocol_properties=ProtocolProperties(
+                type=ProtocolPropertiesType.TLS,
+                version=(probe.protocol or "").removeprefix("TLSv") or None,
+                cipher_suites=suites,
+            ),
+        ),
+        properties=_props(
+            endpoint=probe.endpoint,
+            post_quantum=str(probe.post_quantum).lower(),
+            error=probe.error,
+        ),
+    )
+
+
 def to_bom(inventory: Inventory) -> Bom:
     """The inventory as a CycloneDX BOM of cryptographic assets."""
     bom = Bom()
@@ -229,6 +255,7 @@ def to_bom(inventory: Inventory) -> Bom:
     components += [_key(key) for key in inventory.keys]
     components += [_found(c, i, "tls") for i, c in enumerate(inventory.certificates)]
     components += [_found(a, i, "scan") for i, a in enumerate(inventory.found)]
+    components += [_endpoint(probe) for probe in inventory.endpoints]
     tls = _tls(inventory)
     if tls is not None:
         components.append(tls)

@@ -22,6 +22,7 @@ from qrc.crypto.errors import UnsupportedAlgorithm
 from qrc.crypto.registry import AlgorithmInfo, get_info
 from qrc.keys.audit.events import EventType
 from qrc.keys.context import SYSTEM_LABEL
+from qrc.monitor.endpoints import EndpointProbe, probe_endpoint
 from qrc.monitor.scan import FoundAsset, scan_file, scan_paths
 from qrc.transit.tls import is_pq_group
 
@@ -168,6 +169,7 @@ class Inventory:
     handshakes: Handshakes
     found: list[FoundAsset]
     custody: str
+    endpoints: list[EndpointProbe] = field(default_factory=list)
 
     def algorithms(self) -> list[AlgorithmUse]:
         """Each algorithm in use, with how many keys, certificates, objects use it."""
@@ -198,6 +200,7 @@ class Inventory:
             "certificates": len(self.certificates),
             "encrypted_objects": sum(o.count for o in self.objects),
             "classical_assets_found": len(self.classical_found),
+            "classical_endpoints": sum(not e.post_quantum for e in self.endpoints),
             "handshake_classical_share": self.handshakes.classical_share,
         }
 
@@ -213,6 +216,7 @@ class Inventory:
             "encrypted_objects": [o.as_dict() for o in self.objects],
             "tls": self.handshakes.as_dict(),
             "found": [a.as_dict() for a in self.found],
+            "endpoints": [e.as_dict() for e in self.endpoints],
         }
 
 
@@ -315,25 +319,29 @@ def build_inventory(
     *,
     tls_dir: Path | None = None,
     scan: Iterable[str | Path] = (),
+    endpoints: Iterable[str] = (),
     counters: HandshakeCounters | None = None,
     tls_mode: str | None = None,
     now: datetime.datetime | None = None,
 ) -> Inventory:
     """Inventory the running service, its ``tls_dir`` and the paths in ``scan``.
 
-    ``counters`` are the listener's handshake counters when it runs in this process;
-    ``tls_mode`` the mode it serves (by default the stored policy's).
+    ``endpoints`` (``host:port``) are probed with one TLS handshake each; the certificates
+    they present join the found assets. ``counters`` are the listener's handshake counters
+    when it runs in this process; ``tls_mode`` the mode it serves (by default the policy's).
     """
     now = now or service.clock()
     custody = service.custody_health().custody
     keys = [_key_asset(service, k, custody, now) for k in _all_keys(service)]
     live = [k for k in keys if k.state != "destroyed"]
+    probes = [probe_endpoint(endpoint) for endpoint in endpoints]
     return Inventory(
         generated_at=now,
         keys=keys,
         certificates=tls_certificates(tls_dir),
         objects=_objects(service, live),
         handshakes=_handshakes(service, counters, tls_mode),
-        found=scan_paths(scan),
+        found=scan_paths(scan) + [c for p in probes for c in p.certificates],
         custody=custody,
+        endpoints=probes,
     )
