@@ -13,10 +13,11 @@ from typer.testing import CliRunner
 from qrc.cli import remote
 from qrc.crypto.envelope import parse_header
 from qrc.crypto.errors import DecryptionError
+from qrc.crypto.registry import BUILT_IN_STATUS, Status
 from qrc.keys.custody.keyring import Keyring
 from qrc.keys.custody.local import LocalCustody
 from qrc.keys.errors import InvalidRequest
-from qrc.keys.policy import PolicyUpdate
+from qrc.keys.policy import AlgorithmPolicy, PolicyUpdate
 from qrc.keys.service import KeyService
 from qrc.keys.store.db import Base, Database
 from qrc.keys.store.models import AuditEvent, KeyVersion
@@ -25,6 +26,14 @@ from tests.api.test_api import _InProcessClient
 from tests.keys.conftest import FAST_ARGON2
 
 ACTOR = "test:ops"
+
+
+@pytest.fixture
+def service(db: Database, custody: LocalCustody) -> KeyService:
+    """The key service, its policy writing statuses to its own table, not the registry's."""
+    statuses: dict[str, Status] = dict(BUILT_IN_STATUS)
+    policy = AlgorithmPolicy(apply=statuses.__setitem__)
+    return KeyService(db, Keyring(custody), min_destruction_delay=timedelta(0), policy=policy)
 
 
 def _versions(service: KeyService, key_id: str) -> dict[int, str]:
