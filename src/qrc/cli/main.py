@@ -539,6 +539,7 @@ _COMMANDS.update(
         ("data", "qrc.cli.data:data_app"),
         ("tunnel", "qrc.cli.tunnel:tunnel_app"),
         ("ca", "qrc.cli.ca:ca_app"),
+        ("inventory", "qrc.cli.inventory:inventory_app"),
         ("serve", "qrc.cli.serve:serve"),
         ("admin", "qrc.cli.admin:admin_app"),
         ("keys", "qrc.cli.remote:keys_app"),
