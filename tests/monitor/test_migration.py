@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -21,12 +23,28 @@ from tests.keys.pg import fresh_database
 
 ACTOR = "test:migration"
 OLD = "ML-KEM-768"
+PASSPHRASE = "passphrase"
+# Another process runs a migration (at most LIMIT keys), armed to die at FAULT if given.
+_RUN = """
+import sys
+from qrc.keys.custody.keyring import Keyring
+from qrc.keys.custody.local import LocalCustody
+from qrc.keys.faults import arm
+from qrc.keys.service import KeyService
+from qrc.keys.store.db import Database
+from qrc.monitor.migration import execute_migration
+url, kek, passphrase, limit, fault = sys.argv[1:6]
+arm(fault or None)
+service = KeyService(Database(url), Keyring(LocalCustody.open(kek, passphrase)))
+report = execute_migration(service, "ML-KEM-768", actor="worker", limit=int(limit))
+print(len(report.rotated))
+"""
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyService]:
     """A key service on SQLite or PostgreSQL; its policy writes statuses to its own table."""
-    custody = LocalCustody.create(tmp_path / "kek.sealed", "passphrase", params=FAST_ARGON2)
+    custody = LocalCustody.create(tmp_path / "kek.sealed", PASSPHRASE, params=FAST_ARGON2)
     statuses: dict[str, Status] = dict(BUILT_IN_STATUS)
 
     def build(url: str) -> Iterator[KeyService]:
@@ -133,3 +151,28 @@ def test_a_default_equal_to_the_algorithm_is_skipped(store: KeyService) -> None:
     assert plan.to_rotate == [] and plan.keys[0].action.startswith("skip: the default")
     assert execute_migration(store, OLD, actor=ACTOR).rotated == []
     assert store.keys.get_key("k").version == 1
+
+
+def _run(
+    store: KeyService, kek: Path, limit: int, fault: str = ""
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", _RUN, store.db.url, str(kek), PASSPHRASE, str(limit), fault]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_a_crash_mid_migration_loses_nothing_and_resumes(store: KeyService, tmp_path: Path) -> None:
+    sealed = _populate(store)
+    kek = tmp_path / "kek.sealed"
+
+    done = _run(store, kek, limit=1)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+    crashed = _run(store, kek, limit=5, fault="rotate-after-insert")
+    assert crashed.returncode == 70, crashed.stderr  # died inside beta's rotation
+
+    assert store.keys.count_versions("alpha") == 2 and store.keys.count_versions("beta") == 1
+    resumed = execute_migration(store, OLD, actor=ACTOR)
+    assert [name for name, _, _ in resumed.rotated] == ["beta"]
+    for name in ("alpha", "beta"):
+        assert store.keys.count_versions(name) == 2
+        assert store.keys.get_key(name).algorithm != OLD
+        assert store.crypto.decrypt(name, sealed[name], actor=ACTOR) == name.encode()
