@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from qrc.cli import remote
 from qrc.crypto.envelope import parse_header
-from qrc.crypto.errors import DecryptionError
+from qrc.crypto.errors import AlgorithmNotAllowed, DecryptionError
 from qrc.crypto.registry import BUILT_IN_STATUS, Status
 from qrc.keys.custody.keyring import Keyring
 from qrc.keys.custody.local import LocalCustody
@@ -190,3 +190,15 @@ def test_remote_cli_rotate_algorithm(tmp_path: Path, monkeypatch: pytest.MonkeyP
         refused = runner.invoke(remote.keys_app, ["rotate", name, "--algorithm", "ML-DSA-65"])
         assert refused.exit_code == 2 and "unfit for encryption" in refused.stderr
         assert api.service.keys.count_versions(name) == 2
+
+
+def test_old_version_under_a_disallowed_algorithm_is_refused(service: KeyService) -> None:
+    service.keys.create_key(name="k", purpose="encryption", algorithm="ML-KEM-768", actor=ACTOR)
+    old = service.crypto.encrypt("k", b"old", actor=ACTOR).ciphertext
+    service.keys.rotate("k", actor=ACTOR, algorithm="X25519MLKEM768")
+    new = service.crypto.encrypt("k", b"new", actor=ACTOR).ciphertext
+    service.update_policy(PolicyUpdate(algorithm_status={"ML-KEM-768": "disallowed"}), actor="a")
+
+    with pytest.raises(AlgorithmNotAllowed):
+        service.crypto.decrypt("k", old, actor=ACTOR)
+    assert service.crypto.decrypt("k", new, actor=ACTOR) == b"new"

@@ -120,6 +120,7 @@ class KeyOperations:
             # header must name the one stored for that version, or opening fails opaquely.
             if self.ctx.material.version_row(session, key, version).algorithm != algorithm:
                 return None
+            self.ctx.policy.check_allowed(algorithm)  # an old version's may be disallowed now
             return self._open(session, key, version, algorithm, ciphertext, context)
         except (DecryptionError, UnwrapError, KeyNotFound):
             return None
