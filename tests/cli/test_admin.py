@@ -380,3 +380,12 @@ def test_audit_key_rotation_and_offline_verification_with_the_anchor(tmp_path: P
     wrong = admin(None, "audit", "verify-export", export, "--anchor-sha256", "00" * 32)
     assert wrong.returncode == 1 and "fingerprint" in wrong.stderr
     assert ok_json(data, "audit", "verify")["valid"]
+
+
+def test_rotate_to_another_algorithm(tmp_path: Path) -> None:
+    data = tmp_path / "store"
+    ok_json(data, "keys", "create", "mover", "--purpose", "signing", "-a", "ML-DSA-44")
+    moved = ok_json(data, "keys", "rotate", "mover", "--algorithm", "MLDSA65-Ed25519-SHA512")
+    assert moved["version"] == 2 and moved["algorithm"] == "MLDSA65-Ed25519-SHA512"
+    unfit = fails(data, "keys", "rotate", "mover", "--algorithm", "X25519MLKEM768")
+    assert unfit.startswith("qrc: error:") and "X25519MLKEM768" in unfit

@@ -214,11 +214,9 @@ class AlgorithmPolicy:
             )
             for key in session.scalars(live.order_by(Key.name)):
                 if flagged[key.algorithm] is Status.DISALLOWED:
-                    action = "disallowed: every use fails; create a replacement key and rewrap data"
+                    action = "disallowed: every use fails; rotate to an active algorithm, rewrap"
                 else:
-                    action = (
-                        "deprecated: create a replacement key with an active algorithm and rewrap"
-                    )
+                    action = "deprecated: rotate to an active algorithm, then rewrap data"
                 affected.append(AffectedKey(key.id, key.name, key.algorithm, key.status, action))
         merged = self.current(session)
         merged["default_algorithms"].update(defaults)

@@ -164,12 +164,21 @@ def keys_rotate(
             help="Rotate only if the primary version is still N (else fail: someone rotated).",
         ),
     ] = None,
+    algorithm: Annotated[
+        str | None,
+        typer.Option(
+            "--algorithm",
+            help="Make the new version under this algorithm (old versions keep theirs).",
+        ),
+    ] = None,
     data_dir: DataDirOpt = DEFAULT_DIR,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add a version and make it primary."""
+    """Add a version and make it primary (under another algorithm with --algorithm)."""
     with key_service(data_dir) as service:
-        info = service.keys.rotate(ref, actor=current_actor(), expected_version=if_version)
+        info = service.keys.rotate(
+            ref, actor=current_actor(), expected_version=if_version, algorithm=algorithm
+        )
     _show_key(info, as_json, f"rotated key {info.name}: primary version is now {info.version}")
 
 
