@@ -13,6 +13,7 @@ counters as JSON.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import json
 import logging
@@ -71,17 +72,18 @@ def _run(
     verbose: bool,
     events_data_dir: Path | None = None,
 ) -> None:
+    serve = functools.partial(
+        _serve, role, listen, target, cert, key, ca, server_name, max_connections,
+        idle_timeout, drain_timeout, verbose,
+    )  # fmt: skip
     if events_data_dir is None:
-        _serve(role, listen, target, cert, key, ca, server_name, max_connections,
-               idle_timeout, drain_timeout, verbose, None)  # fmt: skip
+        serve(None)
         return
     from qrc.cli.admin.common import key_service  # noqa: PLC0415
     from qrc.transit.tunnel_events import security_event_recorder  # noqa: PLC0415
 
     with key_service(events_data_dir) as service:
-        hook = security_event_recorder(service, f"tunnel:{role}")
-        _serve(role, listen, target, cert, key, ca, server_name, max_connections,
-               idle_timeout, drain_timeout, verbose, hook)  # fmt: skip
+        serve(security_event_recorder(service, f"tunnel:{role}"))
 
 
 def _serve(
