@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     bench_on_start: bool = Field(
         True, description="Measure the quick benchmark set at the first start."
     )
+    # -- threat feed (qrc.monitor.feed)
+    # -- event sinks (qrc.monitor.sinks)
+    # -- anomaly detection (qrc.monitor.anomaly)
+    # -- risk (qrc.monitor.risk)
     # -- tests only
     test_fault: str | None = Field(
         None, description="Crash-test hook: the process exits at this named fault point."

@@ -20,9 +20,11 @@ from dataclasses import dataclass, replace
 from qrc.api.app import create_app
 from qrc.api.deps import AppState
 from qrc.keys.factory import open_service
+from qrc.keys.service import KeyService
 from qrc.server.bootstrap import bootstrap_admin_token
 from qrc.server.config import Settings
 from qrc.server.jobs import Checkpointer, Scheduler, measure_benchmarks
+from qrc.server.monitoring import Stoppable, start_monitoring
 from qrc.server.mtls import attach_ca
 from qrc.server.selftests import run_selftests
 from qrc.server.telemetry import HandshakeTelemetry
@@ -72,12 +74,7 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
         tls = serving.files if serving is not None else None
         attach_ca(state, service, data_dir, mutual=serving is not None and serving.mutual)
         app = create_app(state)
-        scheduler = Scheduler(service, options.scheduler_interval)
-        scheduler.start()
-        checkpointer = Checkpointer(
-            service, settings.checkpoint_seconds, settings.checkpoint_events
-        )
-        checkpointer.start()
+        jobs = _start_jobs(settings, service, state, options.scheduler_interval)
         if settings.bench_on_start:
             threading.Thread(
                 target=measure_benchmarks, args=(service,), daemon=True, name="qrc-bench"
@@ -121,7 +118,18 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
         finally:
             if serving is not None:
                 serving.maintainer.stop()
-            checkpointer.stop()
-            scheduler.stop()
+            for job in reversed(jobs):
+                job.stop()
     finally:
         service.db.dispose()
+
+
+def _start_jobs(
+    settings: Settings, service: KeyService, state: AppState, interval: float
+) -> list[Stoppable]:
+    """The scheduler, the checkpointer and the monitoring parts, started (stop in reverse)."""
+    scheduler = Scheduler(service, interval)
+    scheduler.start()
+    checkpointer = Checkpointer(service, settings.checkpoint_seconds, settings.checkpoint_events)
+    checkpointer.start()
+    return [scheduler, checkpointer, *start_monitoring(settings, service, state)]

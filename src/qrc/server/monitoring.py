@@ -1,0 +1,32 @@
+"""The monitoring a server runs beside the API: threat feed, event sinks, anomaly detection.
+
+Each part is optional and configured in :class:`Settings`; :func:`start_monitoring` starts
+the ones configured and returns what must be stopped at shutdown, in the order to stop them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from qrc.api.deps import AppState
+from qrc.keys.service import KeyService
+from qrc.server.config import Settings
+
+__all__ = ["Stoppable", "start_monitoring"]
+
+logger = logging.getLogger(__name__)
+
+
+class Stoppable(Protocol):
+    """A running part that can be told to stop."""
+
+    def stop(self) -> None:
+        """Stop (quickly; daemon threads may finish their current step)."""
+
+
+def start_monitoring(settings: Settings, service: KeyService, state: AppState) -> list[Stoppable]:
+    """Start the configured monitoring parts; the caller stops each at shutdown."""
+    running: list[Stoppable] = []
+    # One line per part, each in its own module: (part) running.extend(start_part(...)).
+    return running
