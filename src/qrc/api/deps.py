@@ -24,6 +24,7 @@ from qrc.api.metrics import Metrics
 from qrc.api.problems import Problem
 from qrc.api.ratelimit import RateLimiter
 from qrc.keys.access.tokens import TOKEN_PREFIX, Client, Role
+from qrc.keys.observers import REQUEST_SOURCE
 from qrc.keys.service import KeyService
 from qrc.transit.listener import HandshakeCounters
 
@@ -214,6 +215,8 @@ async def _authenticate(request: Request) -> Client:
             "rate-limited", f"slow down: retry in {wait:.2f} s", retry_after=round(wait, 2)
         )
     request.state.client = client
+    # The key uses this request makes record where it came from (anomaly detection).
+    REQUEST_SOURCE.set(source)
     return client
 
 

@@ -31,7 +31,7 @@ from qrc.keys.cache import BoundedCache, CacheStats
 from qrc.keys.custody.base import CustodyHealth, CustodyUnavailable, HealthState
 from qrc.keys.errors import Conflict, KeyNotFound, KeyStateError, OperationNotPermitted
 from qrc.keys.material import KeyMaterial
-from qrc.keys.observers import KeyUse, Observers, SecurityNotice
+from qrc.keys.observers import KeyUse, Observers, SecurityNotice, with_request_source
 from qrc.keys.policy import AlgorithmPolicy
 from qrc.keys.states import KeyState
 from qrc.keys.store.db import Database, after_commit
@@ -256,6 +256,7 @@ class ServiceContext:
         details: dict[str, Any] | None = None,
     ) -> None:
         """Append an audit event in ``session``'s transaction; observers hear after commit."""
+        details = with_request_source(event_type, details)
         self.audit_log.append(
             session,
             event_type=event_type,
@@ -276,6 +277,7 @@ class ServiceContext:
                 key_id=key.id,
                 algorithm=key.algorithm,
                 key_version=key_version,
+                source=(details or {}).get("source"),
             )
             after_commit(session, lambda: self.observers.key_used(use))
 

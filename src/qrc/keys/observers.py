@@ -13,13 +13,41 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["KeyUse", "Observer", "Observers", "SecurityNotice"]
+__all__ = [
+    "KEY_USE_EVENTS",
+    "REQUEST_SOURCE",
+    "KeyUse",
+    "Observer",
+    "Observers",
+    "SecurityNotice",
+    "with_request_source",
+]
 
 logger = logging.getLogger(__name__)
+
+REQUEST_SOURCE: ContextVar[str | None] = ContextVar("qrc_request_source", default=None)
+"""The network source address of the request being served, set by the API layer (else None)."""
+
+# The audit events of key uses, which carry the request's source address (``details.source``)
+# so that anomaly detection (qrc.monitor.anomaly) can tell a token used from a new address.
+KEY_USE_EVENTS = frozenset(
+    {"key.encrypt", "key.decrypt", "key.rewrap", "key.datakey", "key.sign", "key.verify"}
+)
+
+
+def with_request_source(
+    event_type: str, details: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """``details`` plus ``source`` (the request's address) for a key use inside a request."""
+    source = REQUEST_SOURCE.get()
+    if source is None or event_type not in KEY_USE_EVENTS or (details and "source" in details):
+        return dict(details) if details is not None else None
+    return {**(details or {}), "source": source[:200]}
 
 
 @dataclass(frozen=True)
@@ -36,6 +64,8 @@ class KeyUse:
     key_id: str | None = None
     algorithm: str | None = None
     key_version: int | None = None
+    source: str | None = None
+    """The network address of the request that used the key (None outside API requests)."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from sqlalchemy import bindparam, select
 from qrc.keys.audit.log import EventFields
 from qrc.keys.context import ServiceContext
 from qrc.keys.errors import KeyNotFound
-from qrc.keys.observers import KeyUse
+from qrc.keys.observers import KeyUse, with_request_source
 from qrc.keys.store.db import after_commit
 from qrc.keys.store.models import Key
 
@@ -82,6 +82,8 @@ class UsageRecorder:
 
     def record(self, event: KeyUseEvent) -> None:
         """Commit ``event`` (with others waiting); return once committed, or raise why not."""
+        # In the caller's thread: the batch may be committed by another request's thread.
+        event.details = with_request_source(event.event_type, event.details)
         with self._mutex:
             self._waiting.append(event)
             lead = not self._leading
@@ -173,4 +175,5 @@ class UsageRecorder:
             key_id=key.id,
             algorithm=key.algorithm,
             key_version=event.key_version,
+            source=(event.details or {}).get("source"),
         )
