@@ -4,13 +4,19 @@ Authentication failures, bursts of decryption failures on one key, audit verific
 failures, HSM offline and key compromise each become an event with a severity, the source
 that saw it and the algorithm involved. Every event is also an audit event (the caller
 appends both in one transaction).
+
+The story's fields: ``description`` (what happened, in words), ``is_quantum_threat_related``
+and ``action_taken`` (what the service did about it). A recorder may give them; otherwise
+each event type's defaults (:data:`EVENT_DEFAULTS`) fill them. The story's
+``source_component`` and ``qrc_algorithm_involved`` are the ``source`` and ``algorithm``
+columns.
 """
 
 from __future__ import annotations
 
 import enum
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -21,9 +27,12 @@ from qrc.keys.store.models import AuditEvent, SecurityEvent
 __all__ = [
     "DECRYPTION_BURST_THRESHOLD",
     "DECRYPTION_BURST_WINDOW",
+    "EVENT_DEFAULTS",
+    "EventDefaults",
     "EventType",
     "Severity",
     "decryption_failures_since",
+    "event_fields",
     "query_events",
     "record_event",
 ]
@@ -50,6 +59,77 @@ class EventType(enum.StrEnum):
     COMPROMISED_KEY_RECOVERY_USE = "compromised_key_recovery_use"
     CLASSICAL_TLS_HANDSHAKE = "classical_tls_handshake"
     TLS_HANDSHAKE_REFUSED = "tls_handshake_refused"
+    ANOMALY = "anomaly"  # unusual use of a token or key (qrc.monitor.anomaly)
+
+
+class EventDefaults(NamedTuple):
+    """What an event of a type says when its recorder gives nothing more specific."""
+
+    description: str
+    quantum_threat_related: bool = False
+    action_taken: str | None = None
+
+
+# Migration 0005 filled older events from a copy of this table; keep the two in step when a
+# text here describes what the service does.
+EVENT_DEFAULTS: Final[dict[str, EventDefaults]] = {
+    EventType.AUTHENTICATION_FAILURE: EventDefaults(
+        "A request without a valid API token", False, "request refused (401)"
+    ),
+    EventType.DECRYPTION_FAILURE_BURST: EventDefaults(
+        "Many failed decryptions on one key within a minute (possible decryption-oracle probing)",
+        False,
+        "recorded for review; the key stays usable",
+    ),
+    EventType.AUDIT_VERIFICATION_FAILURE: EventDefaults(
+        "The audit chain or a checkpoint failed verification",
+        False,
+        "verification reported invalid",
+    ),
+    EventType.HSM_OFFLINE: EventDefaults(
+        "The root key encryption key could not be reached",
+        False,
+        "unwrapped keys dropped from memory; key operations refused until it returns",
+    ),
+    EventType.HSM_RECOVERED: EventDefaults("The root key encryption key is reachable again"),
+    EventType.KEY_COMPROMISE: EventDefaults(
+        "A key was revoked as compromised",
+        False,
+        "key moved to compromised: it no longer encrypts or signs",
+    ),
+    EventType.COMPROMISED_KEY_RECOVERY_USE: EventDefaults(
+        "A compromised key decrypted data for recovery",
+        False,
+        "decryption allowed for recovery and audited",
+    ),
+    EventType.CLASSICAL_TLS_HANDSHAKE: EventDefaults(
+        "A TLS handshake without a post-quantum key exchange (harvest-now-decrypt-later risk)",
+        True,
+        "connection allowed by the listener's hybrid-preferred mode, and flagged",
+    ),
+    EventType.TLS_HANDSHAKE_REFUSED: EventDefaults(
+        "A TLS handshake was refused", False, "handshake refused"
+    ),
+}
+
+
+def event_fields(
+    event_type: str,
+    description: str | None,
+    is_quantum_threat_related: bool | None,
+    action_taken: str | None,
+) -> tuple[str | None, bool, str | None]:
+    """The story's three fields of an event: the recorder's, else its type's defaults."""
+    defaults = EVENT_DEFAULTS.get(event_type)
+    if defaults is None:
+        return description, bool(is_quantum_threat_related), action_taken
+    return (
+        defaults.description if description is None else description,
+        defaults.quantum_threat_related
+        if is_quantum_threat_related is None
+        else is_quantum_threat_related,
+        defaults.action_taken if action_taken is None else action_taken,
+    )
 
 
 # A burst: this many failed decryptions on one key within the window.
@@ -67,8 +147,19 @@ def record_event(
     algorithm: str | None = None,
     details: dict[str, Any] | None = None,
     at: datetime | None = None,
+    description: str | None = None,
+    is_quantum_threat_related: bool | None = None,
+    action_taken: str | None = None,
 ) -> SecurityEvent:
-    """Add a security event in the caller's transaction."""
+    """Add a security event in the caller's transaction.
+
+    ``source`` is the story's ``source_component`` and ``algorithm`` its
+    ``qrc_algorithm_involved``; ``description``, ``is_quantum_threat_related`` and
+    ``action_taken`` left as None take the event type's defaults (:data:`EVENT_DEFAULTS`).
+    """
+    description, quantum, action = event_fields(
+        event_type.value, description, is_quantum_threat_related, action_taken
+    )
     event = SecurityEvent(
         at=at or utcnow(),
         event_type=event_type.value,
@@ -77,6 +168,9 @@ def record_event(
         key_id=key_id,
         algorithm=algorithm,
         details=details or {},
+        description=description,
+        is_quantum_threat_related=quantum,
+        action_taken=action,
     )
     session.add(event)
     session.flush()
@@ -104,6 +198,7 @@ def query_events(
     key_id: str | None = None,
     limit: int = 100,
     after_id: int | None = None,
+    quantum_threat_related: bool | None = None,
 ) -> list[SecurityEvent]:
     """Events, oldest first, filtered; page with ``after_id`` = the last ID seen."""
     statement = select(SecurityEvent).order_by(SecurityEvent.id).limit(max(1, min(limit, 1000)))
@@ -119,4 +214,8 @@ def query_events(
         statement = statement.where(SecurityEvent.key_id == key_id)
     if after_id is not None:
         statement = statement.where(SecurityEvent.id > after_id)
+    if quantum_threat_related is not None:
+        statement = statement.where(
+            SecurityEvent.is_quantum_threat_related.is_(quantum_threat_related)
+        )
     return list(session.scalars(statement))
