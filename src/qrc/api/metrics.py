@@ -42,6 +42,8 @@ class Metrics:
         self.security_events: dict[str, int] = defaultdict(int)
         # The key service's caches, read at each scrape.
         self.caches: Callable[[], list[CacheStats]] | None = None
+        # More exposition lines from parts that live elsewhere (event sinks...), per scrape.
+        self.extra: list[Callable[[], list[str]]] = []
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """One finished request."""
@@ -147,4 +149,6 @@ class Metrics:
             for event_type, n in sorted(self.security_events.items()):
                 out.append(f"qrc_security_events_total{_labels(type=event_type)} {n}")
         out += self._render_caches()
+        for part in list(self.extra):
+            out += part()
         return "\n".join(out) + "\n"

@@ -126,6 +126,42 @@ class Settings(BaseSettings):
     )
     # -- threat feed (qrc.monitor.feed)
     # -- event sinks (qrc.monitor.sinks)
+    webhook_url: str | None = Field(
+        None, description="Webhook sink: HTTPS URL that receives each event as a signed POST."
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 secret of the webhook signatures (whsec_<base64> or text)."
+    )
+    webhook_signing_key: Path | None = Field(
+        None, description="ML-DSA private key (PKCS#8 PEM) that also signs each webhook delivery."
+    )
+    webhook_ca_file: Path | None = Field(
+        None, description="CA certificates the webhook's TLS server must chain to (default: OS)."
+    )
+    webhook_tls_mode: Literal["pq-only", "hybrid-preferred"] = Field(
+        "hybrid-preferred", description="Key exchange the webhook's TLS must use."
+    )
+    syslog_address: str | None = Field(
+        None, description="Syslog sink (RFC 5424): udp://HOST:514, tcp://HOST:601, tls://HOST:6514."
+    )
+    syslog_ca_file: Path | None = Field(
+        None, description="CA certificates the syslog TLS receiver must chain to (default: system)."
+    )
+    syslog_facility: int = Field(
+        10, ge=0, le=23, description="Syslog facility number (10: security/authorization)."
+    )
+    sink_queue_size: int = Field(
+        10000, ge=1, description="Events each sink holds while its receiver is unreachable."
+    )
+    sink_retry_seconds: float = Field(
+        0.5, gt=0, description="First wait before a failed delivery is retried (then doubled)."
+    )
+    sink_max_retry_seconds: float = Field(
+        60.0, gt=0, description="Longest wait between delivery retries."
+    )
+    sink_timeout_seconds: float = Field(
+        10.0, gt=0, description="Seconds a sink waits to connect or for an answer."
+    )
     # -- anomaly detection (qrc.monitor.anomaly)
     # -- risk (qrc.monitor.risk)
     # -- tests only

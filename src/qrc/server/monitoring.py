@@ -12,6 +12,7 @@ from typing import Protocol
 from qrc.api.deps import AppState
 from qrc.keys.service import KeyService
 from qrc.server.config import Settings
+from qrc.server.sinkjob import start_sinks
 
 __all__ = ["Stoppable", "start_monitoring"]
 
@@ -29,4 +30,5 @@ def start_monitoring(settings: Settings, service: KeyService, state: AppState) -
     """Start the configured monitoring parts; the caller stops each at shutdown."""
     running: list[Stoppable] = []
     # One line per part, each in its own module: (part) running.extend(start_part(...)).
+    running.extend(start_sinks(settings, service, state))  # event sinks: webhook, syslog
     return running
