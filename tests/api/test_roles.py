@@ -87,6 +87,8 @@ TABLE: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", B + "/security/events"): roles(AU),
     # the cryptographic inventory (CBOM): auditors read it
     ("GET", B + "/inventory"): roles(AU),
+    # the security dashboard: operators and auditors read it; crypto users (key-scoped) do not
+    ("GET", B + "/dashboard"): roles(KM, AU, VW),
     # the CA's certificates and revocation lists: public, like any CA's
     ("GET", B + "/ca/crl/{family}"): PUBLIC,
     ("GET", B + "/ca/trust"): PUBLIC,
