@@ -373,6 +373,13 @@ class SecurityEventOut(BaseModel):
     key_id: str | None = None
     algorithm: str | None = None
     details: dict[str, Any] = {}
+    # The story's names: description, is_quantum_threat_related, action_taken are columns;
+    # source_component and qrc_algorithm_involved repeat source and algorithm.
+    description: str | None = None
+    is_quantum_threat_related: bool = False
+    action_taken: str | None = None
+    source_component: str | None = None
+    qrc_algorithm_involved: str | None = None
 
 
 class SecurityEventPage(BaseModel):

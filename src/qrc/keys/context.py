@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from qrc.crypto.errors import AlgorithmNotAllowed
 from qrc.crypto.keyfile import public_key_to_pem
 from qrc.crypto.registry import Kind, get_info
-from qrc.keys.audit.events import EventType, Severity, record_event
+from qrc.keys.audit.events import EventType, Severity, notice_of, record_event
 from qrc.keys.audit.log import AuditLog
 from qrc.keys.cache import BoundedCache, CacheStats
 from qrc.keys.custody.base import CustodyHealth, CustodyUnavailable, HealthState
@@ -290,23 +290,36 @@ class ServiceContext:
         *,
         key: Key | None = None,
         details: dict[str, Any] | None = None,
-    ) -> None:
-        """Record a security event in ``session``'s transaction; observers hear after commit."""
-        key_id = key.id if key is not None else None
-        algorithm = key.algorithm if key is not None else None
-        record_event(
+        algorithm: str | None = None,
+        description: str | None = None,
+        is_quantum_threat_related: bool | None = None,
+        action_taken: str | None = None,
+    ) -> SecurityNotice:
+        """Record a security event in ``session``'s transaction; observers hear after commit.
+
+        ``source`` is the story's ``source_component``; ``algorithm`` (the story's
+        ``qrc_algorithm_involved``) defaults to ``key``'s. ``description``,
+        ``is_quantum_threat_related`` and ``action_taken`` left as None take the event
+        type's defaults (``qrc.keys.audit.events.EVENT_DEFAULTS``). Returns the notice the
+        observers will hear.
+        """
+        if algorithm is None and key is not None:
+            algorithm = key.algorithm
+        event = record_event(
             session,
             event_type,
             severity,
             source,
-            key_id=key_id,
+            key_id=key.id if key is not None else None,
             algorithm=algorithm,
             details=details,
+            description=description,
+            is_quantum_threat_related=is_quantum_threat_related,
+            action_taken=action_taken,
         )
-        notice = SecurityNotice(
-            event_type.value, severity.value, source, key_id, algorithm, dict(details or {})
-        )
+        notice = notice_of(event)
         after_commit(session, lambda: self.observers.security_event(notice))
+        return notice
 
     def record_denied(self, event_type: str, actor: str, ref: object, exc: Exception) -> None:
         """Audit a refused request in a transaction of its own (the request's rolled back)."""

@@ -70,7 +70,13 @@ class KeyUse:
 
 @dataclass(frozen=True)
 class SecurityNotice:
-    """A security event as recorded (``qrc_security_events``)."""
+    """A security event as recorded (``qrc_security_events``).
+
+    The story's fields: ``description``, ``is_quantum_threat_related``, ``action_taken``;
+    its ``source_component`` and ``qrc_algorithm_involved`` are ``source`` and
+    ``algorithm`` (also readable under those names). Fields after ``details`` were added
+    later, with defaults, so that positional construction keeps working.
+    """
 
     event_type: str
     severity: str
@@ -78,6 +84,19 @@ class SecurityNotice:
     key_id: str | None = None
     algorithm: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+    is_quantum_threat_related: bool = False
+    action_taken: str | None = None
+
+    @property
+    def source_component(self) -> str:
+        """The story's name for ``source``: the component that saw the event."""
+        return self.source
+
+    @property
+    def qrc_algorithm_involved(self) -> str | None:
+        """The story's name for ``algorithm``."""
+        return self.algorithm
 
 
 class Observer(Protocol):

@@ -458,8 +458,13 @@ class AuditTrail:
     def record_tls_event(self, event_type: EventType, detail: str) -> None:
         """A classical or refused TLS handshake: a security event and its audit event."""
         details = {"detail": detail[:_DETAIL_CHARS]}
+        # A classical handshake's detail starts with the group it negotiated.
+        classical = event_type is EventType.CLASSICAL_TLS_HANDSHAKE
+        group = detail.split(" ", 1)[0][:64] if classical and detail else None
         with self.ctx.db.session() as session:
-            self.ctx.security_event(session, event_type, Severity.MEDIUM, "tls", details=details)
+            self.ctx.security_event(
+                session, event_type, Severity.MEDIUM, "tls", details=details, algorithm=group
+            )
             self.ctx.record(
                 session, f"tls.{event_type.value}", "tls", result="failure", details=details
             )

@@ -131,6 +131,11 @@ def security_events(
             key_id=r.key_id,
             algorithm=r.algorithm,
             details=r.details or {},
+            description=r.description,
+            is_quantum_threat_related=bool(r.is_quantum_threat_related),
+            action_taken=r.action_taken,
+            source_component=r.source,
+            qrc_algorithm_involved=r.algorithm,
         )
         for r in rows
     ]

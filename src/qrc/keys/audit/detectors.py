@@ -20,6 +20,7 @@ from qrc.keys.audit.events import (
     EventType,
     Severity,
     decryption_failures_since,
+    notice_of,
     record_event,
 )
 from qrc.keys.audit.log import AuditLog
@@ -68,7 +69,7 @@ class FailureBurstDetector:
             if already is not None:
                 return
             details = {"failures": failures, "window_seconds": 60}
-            record_event(
+            event = record_event(
                 session,
                 EventType.DECRYPTION_FAILURE_BURST,
                 Severity.HIGH,
@@ -77,14 +78,7 @@ class FailureBurstDetector:
                 algorithm=use.algorithm,
                 details=details,
             )
-            notice = SecurityNotice(
-                EventType.DECRYPTION_FAILURE_BURST.value,
-                Severity.HIGH.value,
-                use.actor,
-                use.key_id,
-                use.algorithm,
-                details,
-            )
+            notice = notice_of(event)
         if notice is not None and self.report is not None:
             self.report(notice)
 

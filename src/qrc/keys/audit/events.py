@@ -21,6 +21,7 @@ from typing import Any, Final, NamedTuple
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from qrc.keys.observers import SecurityNotice
 from qrc.keys.store.db import utcnow
 from qrc.keys.store.models import AuditEvent, SecurityEvent
 
@@ -33,6 +34,7 @@ __all__ = [
     "Severity",
     "decryption_failures_since",
     "event_fields",
+    "notice_of",
     "query_events",
     "record_event",
 ]
@@ -175,6 +177,21 @@ def record_event(
     session.add(event)
     session.flush()
     return event
+
+
+def notice_of(event: SecurityEvent) -> SecurityNotice:
+    """What observers hear of a recorded ``event``."""
+    return SecurityNotice(
+        event.event_type,
+        event.severity,
+        event.source,
+        event.key_id,
+        event.algorithm,
+        dict(event.details or {}),
+        description=event.description,
+        is_quantum_threat_related=bool(event.is_quantum_threat_related),
+        action_taken=event.action_taken,
+    )
 
 
 def decryption_failures_since(session: Session, key_id: str, since: datetime) -> int:

@@ -29,7 +29,7 @@ from typing import Any, Final, cast
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import JSON, Integer, LargeBinary, String, Table
+from sqlalchemy import JSON, Boolean, Integer, LargeBinary, String, Table
 
 from qrc.crypto import shamir
 from qrc.crypto.base import KemPublicKey
@@ -301,6 +301,10 @@ def _decode_value(table: str, column: Any, value: Any) -> Any:
             raise BackupCorrupted(f"{where} is not a string of at most {kind.length} characters")
         return value
     if isinstance(kind, JSON):
+        return value
+    if isinstance(kind, Boolean):
+        if not isinstance(value, bool):
+            raise BackupCorrupted(f"{where} is not a boolean")
         return value
     raise TypeError(f"{where}: no backup encoding for {kind!r}")  # a new column type: a bug
 

@@ -15,6 +15,7 @@ from qrc.crypto import shamir
 from qrc.crypto.errors import CryptoError
 from qrc.crypto.registry import Kind, get_info
 from qrc.crypto.schemes import get_kem, get_signature
+from qrc.keys.audit.events import event_fields
 from qrc.keys.audit.format import event_mac
 from qrc.keys.audit.log import KeyLookup, format_time
 from qrc.keys.backup.chain import checkpoint_in, lookup
@@ -38,6 +39,7 @@ from qrc.keys.backup.format import (
 from qrc.keys.context import ServiceContext
 from qrc.keys.store.db import Base
 from qrc.keys.store.keks import register_kek
+from qrc.keys.store.models import key_strength
 from qrc.keys.trail import AuditTrail
 
 
@@ -163,22 +165,47 @@ def _remac(ctx: ServiceContext, session: Session, rows: list[dict[str, Any]]) ->
         row["mac"] = event_mac(mac_key, row["hash"]) if mac_key is not None else None
 
 
-# Nullable columns added by later migrations (0002: audit MACs; 0003: the data index fields).
+# Columns added by later migrations (0002: audit MACs; 0003: the data index fields; 0005:
+# the story's key strength and security-event fields).
 _ADDED_COLUMNS: dict[str, frozenset[str]] = {
     "qrc_audit_events": frozenset({"mac"}),
     "qrc_encrypted_data_index": frozenset(
         {"data_type", "location", "integrity_hash", "rewrapped_at"}
     ),
+    "qrc_keys": frozenset({"key_strength"}),
+    "qrc_security_events": frozenset({"description", "is_quantum_threat_related", "action_taken"}),
 }
+
+
+def _fill_added(table: str, record: dict[str, Any], missing: frozenset[str]) -> dict[str, Any]:
+    """``record`` with the columns a backup predates, filled as migration 0005 fills them:
+    a key's strength from the registry, an event's story fields from its type's defaults;
+    any other added column is NULL (they are nullable)."""
+    filled: dict[str, Any] = {**record, **dict.fromkeys(missing)}
+    if table == "qrc_keys" and "key_strength" in missing:
+        algorithm = record.get("algorithm")
+        filled["key_strength"] = key_strength(algorithm) if isinstance(algorithm, str) else None
+    if table == "qrc_security_events" and missing:
+        event_type = record.get("event_type")
+        description, quantum, action = event_fields(
+            event_type if isinstance(event_type, str) else "", None, None, None
+        )
+        defaults = {
+            "description": description,
+            "is_quantum_threat_related": quantum,
+            "action_taken": action,
+        }
+        filled.update({name: defaults[name] for name in missing if name in defaults})
+    return filled
 
 
 def _decode_row(table: str, model: type[Base], record: object) -> dict[str, Any]:
     columns = _columns(table, model)
     expected = {c.name for c in columns} | ({"material"} if table == "qrc_key_versions" else set())
     if isinstance(record, dict):
-        # Columns added since a backup was made are filled with NULL (they are nullable).
+        # Columns added since a backup was made are filled as their migration filled them.
         missing = _ADDED_COLUMNS.get(table, frozenset()) - set(record)
-        record = {**record, **dict.fromkeys(missing)} if missing else record
+        record = _fill_added(table, record, missing) if missing else record
     if not isinstance(record, dict) or set(record) != expected:
         raise BackupCorrupted(f"a row of {table} has unexpected fields")
     return {c.name: _decode_value(table, c, record[c.name]) for c in columns}

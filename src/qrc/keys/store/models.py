@@ -14,15 +14,20 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
+    false,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship, synonym
+from sqlalchemy.orm import Mapped, mapped_column, relationship, synonym, validates
 
+from qrc.crypto.errors import UnsupportedAlgorithm
+from qrc.crypto.registry import get_info
 from qrc.keys.store.db import Base, UTCDateTime, utcnow
 
 __all__ = [
@@ -35,7 +40,20 @@ __all__ = [
     "KeyVersion",
     "Policy",
     "SecurityEvent",
+    "key_strength",
 ]
+
+
+def key_strength(algorithm: str) -> int | None:
+    """The NIST security category (1-5) of ``algorithm`` from the registry.
+
+    0 for a classical algorithm (no post-quantum category: Shor's algorithm breaks it), None
+    for an ID the registry does not know.
+    """
+    try:
+        return get_info(algorithm).nist_level or 0
+    except UnsupportedAlgorithm:
+        return None
 
 
 class Key(Base):
@@ -62,10 +80,18 @@ class Key(Base):
     destruction_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     status_before_destruction: Mapped[str | None] = mapped_column(String(20))
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The story's key_strength: the NIST category of the primary version's algorithm, kept
+    # in step with ``algorithm`` on create and rotate (see key_strength()).
+    key_strength: Mapped[int | None] = mapped_column(Integer)
 
     versions: Mapped[list[KeyVersion]] = relationship(
         back_populates="key", order_by="KeyVersion.version", cascade="all, delete-orphan"
     )
+
+    @validates("algorithm")
+    def _algorithm_sets_strength(self, _name: str, algorithm: str) -> str:
+        self.key_strength = key_strength(algorithm)
+        return algorithm
 
 
 class KeyVersion(Base):
@@ -90,7 +116,8 @@ class KeyVersion(Base):
 class EncryptedDataIndex(Base):
     """Where data encrypted under a key lives, so rotation, rewrap and shredding can find it.
 
-    ``data_ref`` is the object's identifier (unique; ``identifier`` is the same column);
+    ``data_ref`` is the object's identifier (unique; ``identifier`` and the story's
+    ``data_identifier`` are the same column);
     ``location`` is where a rewrap target finds it (``sql:TABLE/COLUMN/PK``,
     ``redis:KEY[#FIELD]``, see ``docs/data-at-rest.md``); ``integrity_hash`` is
     ``sha256:<hex>`` of the stored ciphertext as last registered or rewrapped. Columns added
@@ -113,10 +140,16 @@ class EncryptedDataIndex(Base):
     rewrapped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     identifier = synonym("data_ref")
+    data_identifier = synonym("data_ref")
 
 
 class SecurityEvent(Base):
-    """A security-relevant event: authentication failure, decryption burst, HSM offline..."""
+    """A security-relevant event: authentication failure, decryption burst, HSM offline...
+
+    The story's ``source_component`` and ``qrc_algorithm_involved`` are ``source`` and
+    ``algorithm`` (synonyms below, one column each); ``description``,
+    ``is_quantum_threat_related`` and ``action_taken`` came with migration 0005.
+    """
 
     __tablename__ = "qrc_security_events"
 
@@ -128,6 +161,14 @@ class SecurityEvent(Base):
     key_id: Mapped[str | None] = mapped_column(String(40), index=True)
     algorithm: Mapped[str | None] = mapped_column(String(64))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    description: Mapped[str | None] = mapped_column(Text)
+    is_quantum_threat_related: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    action_taken: Mapped[str | None] = mapped_column(Text)
+
+    source_component = synonym("source")
+    qrc_algorithm_involved = synonym("algorithm")
 
 
 class AuditEvent(Base):
