@@ -87,6 +87,9 @@ TABLE: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", B + "/security/events"): roles(AU),
     # the cryptographic inventory (CBOM): auditors read it
     ("GET", B + "/inventory"): roles(AU),
+    # harvest-now-decrypt-later risk: auditors read it; the parameter advisor: any role
+    ("GET", B + "/risk"): roles(AU),
+    ("POST", B + "/advisor"): EVERYONE,
     # the security dashboard: operators and auditors read it; crypto users (key-scoped) do not
     ("GET", B + "/dashboard"): roles(KM, AU, VW),
     # the CA's certificates and revocation lists: public, like any CA's
@@ -220,6 +223,7 @@ class Walk:
             # Version 1 of a key at version 1: valid however often it is repeated.
             "/keys/{key}/min-decryption-version": lambda: {"version": 1},
             "/protocols/update": lambda: {"dry_run": True},
+            "/advisor": lambda: {"purpose": "key-exchange", "lifetime_years": 5},
             "/tokens": lambda: {"name": api.unique("walk-token"), "role": "viewer"},
             "/relay/messages": lambda: {"message": self.relay_message},
             "/relay/messages/ack": lambda: {"recipient": WALK_AGENT, "ids": ["m_" + "0" * 32]},

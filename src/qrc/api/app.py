@@ -33,6 +33,7 @@ from qrc.api.routes import (
     keys,
     policy,
     relay,
+    risk,
     system,
     tokens,
 )
@@ -171,6 +172,7 @@ _ROUTERS = (
     policy,
     audit,
     inventory,
+    risk,
     dashboard,
     tokens,
     ca,
