@@ -273,14 +273,15 @@ class _Worker:
                         return
                     self.stats.retries += 1
                     wait = self.backoff.delay(attempt)
-                    logger.warning(
-                        "event sink %s: delivery %s failed (attempt %d, retrying in %.1fs): %s",
-                        self.sink.name,
-                        event.id,
-                        attempt,
-                        wait,
-                        self.stats.last_error,
-                    )
+                    if attempt & (attempt - 1) == 0:  # attempts 1, 2, 4, 8...: not a flood
+                        logger.warning(
+                            "event sink %s: delivery %s failed (attempt %d, retrying in %.1fs): %s",
+                            self.sink.name,
+                            event.id,
+                            attempt,
+                            wait,
+                            self.stats.last_error,
+                        )
                     self._cond.wait(wait)
                 continue
             with self._cond:
