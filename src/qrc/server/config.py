@@ -164,6 +164,28 @@ class Settings(BaseSettings):
     )
     # -- anomaly detection (qrc.monitor.anomaly)
     # -- risk (qrc.monitor.risk)
+    risk_file: Path | None = Field(
+        None,
+        description="TOML or JSON file of the risk model: data lifetimes, quantum-threat "
+        "horizons with their sources, migration lead time (docs/risk.md).",
+    )
+    risk_migration_years: float | None = Field(
+        None,
+        ge=0,
+        le=200,
+        description="Migration time y in years; unset: lead time plus measured migration work.",
+    )
+
+    @field_validator("risk_file")
+    @classmethod
+    def _risk_file_is_usable(cls, value: Path | None) -> Path | None:
+        # Checked at start-up, so that a typo stops the process with what to fix.
+        if value is not None:
+            from qrc.monitor.risk_config import load_risk_config  # noqa: PLC0415
+
+            load_risk_config(value)  # RiskConfigError is a ValueError: names the problem
+        return value
+
     # -- tests only
     test_fault: str | None = Field(
         None, description="Crash-test hook: the process exits at this named fault point."
