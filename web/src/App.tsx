@@ -1,0 +1,150 @@
+import { useCallback, useEffect, useState } from "react";
+import { ApiError, notReady, setApiListener } from "./api/client";
+import { keepToken, resolveRole, storedToken } from "./api/session";
+import type { Role } from "./api/types";
+import { Algorithms } from "./views/Algorithms";
+import { Audit } from "./views/Audit";
+import { Compliance } from "./views/Compliance";
+import { Events } from "./views/Events";
+import { Inventory } from "./views/Inventory";
+import { Keys } from "./views/Keys";
+import { Overview } from "./views/Overview";
+import { SignIn } from "./views/SignIn";
+
+const VIEWS = [
+  ["overview", "Overview"],
+  ["keys", "Keys"],
+  ["algorithms", "Algorithms & policy"],
+  ["audit", "Audit log"],
+  ["events", "Security events"],
+  ["inventory", "Inventory"],
+  ["compliance", "Compliance"],
+] as const;
+type View = (typeof VIEWS)[number][0];
+
+const READY_POLL_MS = 15_000;
+
+function initialView(): View {
+  const name = globalThis.location?.hash.replace(/^#\/?/, "") ?? "";
+  return VIEWS.find(([id]) => id === name)?.[0] ?? "overview";
+}
+
+interface Session {
+  role: Role | null;
+}
+
+export function App() {
+  const [session, setSession] = useState<Session | null>(null);
+  const [message, setMessage] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [view, setView] = useState<View>(initialView);
+  const [outage, setOutage] = useState<string | null>(null);
+  const [unready, setUnready] = useState<string | null>(null);
+
+  const signOut = useCallback((why: string | null) => {
+    keepToken(null);
+    setSession(null);
+    setMessage(why);
+  }, []);
+
+  const signIn = useCallback(
+    async (token: string) => {
+      setBusy(true);
+      keepToken(token);
+      try {
+        setSession({ role: await resolveRole() });
+        setMessage(null);
+      } catch (error) {
+        keepToken(null);
+        setMessage(
+          error instanceof ApiError && error.kind === "unauthorized"
+            ? "That token was not accepted (unknown, revoked or expired)."
+            : `Could not sign in: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      } finally {
+        setBusy(false);
+      }
+    },
+    [],
+  );
+
+  useEffect(() => {
+    setApiListener({
+      outage: setOutage,
+      unauthorized: () => signOut("Your session ended: the token is no longer accepted."),
+    });
+    const saved = storedToken();
+    if (saved) void signIn(saved);
+    return () => setApiListener(null);
+  }, [signIn, signOut]);
+
+  useEffect(() => {
+    let live = true;
+    const check = () => void notReady().then((text) => live && setUnready(text));
+    check();
+    const timer = setInterval(check, READY_POLL_MS);
+    return () => {
+      live = false;
+      clearInterval(timer);
+    };
+  }, []);
+
+  function go(next: View) {
+    setView(next);
+    history.replaceState(null, "", `#/${next}`);
+  }
+
+  const problem = outage ?? unready;
+  const banner = problem && (
+    <div className="error-banner" role="alert" data-testid="error-banner">
+      {problem}
+    </div>
+  );
+
+  if (!session) {
+    return (
+      <>
+        {banner}
+        <SignIn message={message} busy={busy} onSubmit={(token) => void signIn(token)} />
+      </>
+    );
+  }
+
+  const role = session.role;
+  return (
+    <div className="shell">
+      <header className="topbar">
+        <span className="brand">qrc</span>
+        <span className="role" title="The role of the signed-in token">
+          {role ? role.replace("_", " ") : "unknown role"}
+        </span>
+        <button type="button" data-testid="sign-out" onClick={() => signOut(null)}>
+          Sign out
+        </button>
+      </header>
+      <nav className="sidenav" aria-label="Views">
+        {VIEWS.map(([id, label]) => (
+          <button
+            key={id}
+            type="button"
+            data-testid={`nav-${id}`}
+            aria-current={view === id ? "page" : undefined}
+            onClick={() => go(id)}
+          >
+            {label}
+          </button>
+        ))}
+      </nav>
+      <main className="content">
+        {banner}
+        {view === "overview" && <Overview />}
+        {view === "keys" && <Keys role={role} />}
+        {view === "algorithms" && <Algorithms role={role} />}
+        {view === "audit" && <Audit />}
+        {view === "events" && <Events />}
+        {view === "inventory" && <Inventory />}
+        {view === "compliance" && <Compliance />}
+      </main>
+    </div>
+  );
+}
