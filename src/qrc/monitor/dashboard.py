@@ -281,6 +281,10 @@ def _compromise_alerts(service: KeyService, since: datetime.datetime) -> int:
     return total
 
 
+def _retiring(service: KeyService, algorithm: str) -> bool:
+    return service.policy.status(algorithm) in (Status.DEPRECATED, Status.DISALLOWED)
+
+
 def _key_stats(
     service: KeyService, inventory: Inventory, now: datetime.datetime
 ) -> KeyManagementStats:
@@ -292,7 +296,7 @@ def _key_stats(
         total_keys=len(live),
         system_keys=sum(k.system for k in live),
         keys_by_state=dict(sorted(Counter(k.state for k in inventory.keys).items())),
-        keys_on_deprecated_algorithms=sum(k.deprecated for k in live),
+        keys_on_deprecated_algorithms=sum(_retiring(service, k.algorithm) for k in live),
         keys_rotated_last_30_days=_rotated_keys(service, since),
         keys_created_last_30_days=created,
         key_generation_rate=round(created / WINDOW.days, 3),
