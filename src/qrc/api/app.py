@@ -26,6 +26,7 @@ from qrc.api.problems import TYPE_PREFIX, install_problem_handlers, problem_resp
 from qrc.api.routes import (
     audit,
     ca,
+    compliance,
     crypto,
     dashboard,
     data,
@@ -172,6 +173,7 @@ _ROUTERS = (
     policy,
     audit,
     inventory,
+    compliance,
     risk,
     dashboard,
     tokens,

@@ -540,6 +540,7 @@ _COMMANDS.update(
         ("tunnel", "qrc.cli.tunnel:tunnel_app"),
         ("ca", "qrc.cli.ca:ca_app"),
         ("inventory", "qrc.cli.inventory:inventory_app"),
+        ("compliance", "qrc.cli.compliance:compliance_app"),
         ("serve", "qrc.cli.serve:serve"),
         ("admin", "qrc.cli.admin:admin_app"),
         ("keys", "qrc.cli.remote:keys_app"),
