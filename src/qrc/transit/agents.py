@@ -212,6 +212,22 @@ class ReplayCache:
                 self._floor_ms = max(self._floor_ms, evicted)
             return True
 
+    def snapshot(self) -> tuple[int, list[tuple[str, bytes, int]]]:
+        """The floor and the remembered ``(sender, message ID, timestamp ms)``, oldest first
+        (to keep the cache between runs: :mod:`qrc.transit.agents_home`)."""
+        with self._lock:
+            return self._floor_ms, [(s, m, t) for (s, m), t in self._seen.items()]
+
+    def restore(self, floor_ms: int, seen: Iterable[tuple[str, bytes, int]]) -> None:
+        """Take back what :meth:`snapshot` gave (entries in any order)."""
+        with self._lock:
+            self._floor_ms = max(self._floor_ms, floor_ms)
+            for sender, message_id, timestamp_ms in sorted(seen, key=lambda entry: entry[2]):
+                self._seen[(sender, message_id)] = timestamp_ms
+            while len(self._seen) > self.max_entries:
+                _, evicted = self._seen.popitem(last=False)
+                self._floor_ms = max(self._floor_ms, evicted)
+
 
 @dataclass(frozen=True)
 class ReceivedMessage:
