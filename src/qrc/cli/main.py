@@ -538,6 +538,7 @@ _COMMANDS.update(
         ("file", "qrc.cli.file:file_app"),
         ("data", "qrc.cli.data:data_app"),
         ("tunnel", "qrc.cli.tunnel:tunnel_app"),
+        ("agents", "qrc.cli.agents:agents_app"),
         ("ca", "qrc.cli.ca:ca_app"),
         ("inventory", "qrc.cli.inventory:inventory_app"),
         ("compliance", "qrc.cli.compliance:compliance_app"),
