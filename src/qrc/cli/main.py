@@ -541,6 +541,8 @@ _COMMANDS.update(
         ("agents", "qrc.cli.agents:agents_app"),
         ("ca", "qrc.cli.ca:ca_app"),
         ("inventory", "qrc.cli.inventory:inventory_app"),
+        ("risk", "qrc.cli.risk:risk_app"),
+        ("advise", "qrc.cli.risk:advise_app"),
         ("compliance", "qrc.cli.compliance:compliance_app"),
         ("serve", "qrc.cli.serve:serve"),
         ("admin", "qrc.cli.admin:admin_app"),

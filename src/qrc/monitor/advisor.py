@@ -195,7 +195,7 @@ def _judge(
         why.append("classical: Shor's algorithm breaks it once a CRQC exists")
     if status in _UNFIT:
         why.append(f"{status.value} by policy: no new keys under it")
-    if (info.nist_level or 0) < need:
+    if info.quantum_safe and (info.nist_level or 0) < need:
         why.append(
             f"NIST category {info.nist_level} is below the {need} that "
             f"{lifetime:g} years of protection call for"
@@ -351,41 +351,47 @@ def _rate(operation: Callable[[], object], repeats: int) -> float:
     return 1.0 / statistics.median(times)
 
 
-def _measure_one(scheme: object, repeats: int) -> dict[str, float]:
+def _measure_one(scheme: object, wanted: Iterable[str] | None, repeats: int) -> dict[str, float]:
     from qrc.crypto.base import KEM, SignatureScheme  # noqa: PLC0415
 
+    ops: dict[str, Callable[[], object]] = {}
     if isinstance(scheme, KEM):
         private = scheme.generate()
         public = private.public_key()
         ciphertext, _ = public.encapsulate()
-        return {
-            "keygen": _rate(scheme.generate, repeats),
-            "encapsulate": _rate(public.encapsulate, repeats),
-            "decapsulate": _rate(lambda: private.decapsulate(ciphertext), repeats),
+        ops = {
+            "keygen": scheme.generate,
+            "encapsulate": public.encapsulate,
+            "decapsulate": lambda: private.decapsulate(ciphertext),
         }
-    if isinstance(scheme, SignatureScheme):
+    elif isinstance(scheme, SignatureScheme):
         signer = scheme.generate()
         message = b"\x5a" * 1024
         signature = signer.sign(message)
         verifier = signer.public_key()
-        return {
-            "keygen": _rate(scheme.generate, repeats),
-            "sign": _rate(lambda: signer.sign(message), repeats),
-            "verify": _rate(lambda: verifier.verify(signature, message), repeats),
+        ops = {
+            "keygen": scheme.generate,
+            "sign": lambda: signer.sign(message),
+            "verify": lambda: verifier.verify(signature, message),
         }
-    return {}
+    names = set(ops) if wanted is None else set(wanted) & set(ops)
+    return {name: _rate(ops[name], repeats) for name in sorted(names)}
 
 
-def measure(algorithms: Iterable[str], repeats: int = 3) -> dict[str, Any]:
+def measure(
+    algorithms: Iterable[str], *, purpose: Purpose | str | None = None, repeats: int = 3
+) -> dict[str, Any]:
     """Time each algorithm's operations now (median of ``repeats``), in the shape of
-    ``service.benchmarks()``; what cannot be measured here is left out."""
+    ``service.benchmarks()``: all of them, or only those ``purpose``'s latency is made of.
+    What cannot be measured here is left out."""
     from qrc.crypto.errors import CryptoError  # noqa: PLC0415
     from qrc.crypto.schemes import get_scheme  # noqa: PLC0415
 
+    wanted = None if purpose is None else _LATENCY[Purpose(purpose)][0]
     out: dict[str, Any] = {}
     for algorithm in algorithms:
         try:
-            ops = _measure_one(get_scheme(algorithm), repeats)
+            ops = _measure_one(get_scheme(algorithm), wanted, repeats)
         except (CryptoError, ImportError):
             continue
         if ops:
