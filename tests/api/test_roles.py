@@ -87,6 +87,8 @@ TABLE: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", B + "/security/events"): roles(AU),
     # the cryptographic inventory (CBOM): auditors read it
     ("GET", B + "/inventory"): roles(AU),
+    # the compliance report (JSON, HTML, PDF): auditors read it
+    ("GET", B + "/compliance/report"): roles(AU),
     # harvest-now-decrypt-later risk: auditors read it; the parameter advisor: any role
     ("GET", B + "/risk"): roles(AU),
     ("POST", B + "/advisor"): EVERYONE,
