@@ -125,6 +125,20 @@ class Settings(BaseSettings):
         True, description="Measure the quick benchmark set at the first start."
     )
     # -- threat feed (qrc.monitor.feed)
+    feed_publisher_key: Path | None = Field(
+        None,
+        description="Publisher public key (SPKI PEM/DER, ML-DSA or SLH-DSA) threat feeds "
+        "must be signed with; unset: no threat feed.",
+    )
+    feed_url: str | None = Field(
+        None, description="The signed threat feed to fetch: an https:// URL or a file path."
+    )
+    feed_interval_seconds: float = Field(
+        3600.0, ge=10, description="Seconds between threat feed passes (fetch, apply due dates)."
+    )
+    feed_ca_file: Path | None = Field(
+        None, description="CA certificates of a private HTTPS feed server (default: system)."
+    )
     # -- event sinks (qrc.monitor.sinks)
     webhook_url: str | None = Field(
         None, description="Webhook sink: HTTPS URL that receives each event as a signed POST."
@@ -163,6 +177,24 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Seconds a sink waits to connect or for an answer."
     )
     # -- anomaly detection (qrc.monitor.anomaly)
+    anomaly_enabled: bool = Field(
+        True, description="Anomaly detection over key uses and TLS/auth events (qrc.monitor)."
+    )
+    anomaly_window_seconds: float = Field(
+        60.0, ge=10, le=3600, description="Length of the windows anomalies are counted in."
+    )
+    anomaly_train_days: float = Field(
+        14.0, gt=0, le=90, description="Days of audit history the detector learns from."
+    )
+    anomaly_contamination: float = Field(
+        0.01, gt=0, le=0.5, description="Share of history windows the forest calls outliers."
+    )
+    anomaly_min_windows: int = Field(
+        200, ge=2, description="Active windows of history needed before the detector scores."
+    )
+    anomaly_retrain_hours: float = Field(
+        24.0, gt=0, description="Hours between retrainings on the latest history."
+    )
     # -- risk (qrc.monitor.risk)
     risk_file: Path | None = Field(
         None,

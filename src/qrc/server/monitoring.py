@@ -11,7 +11,9 @@ from typing import Protocol
 
 from qrc.api.deps import AppState
 from qrc.keys.service import KeyService
+from qrc.server.anomalyjob import start_anomaly_detection
 from qrc.server.config import Settings
+from qrc.server.feedjob import start_feed
 from qrc.server.sinkjob import start_sinks
 
 __all__ = ["Stoppable", "start_monitoring"]
@@ -31,4 +33,6 @@ def start_monitoring(settings: Settings, service: KeyService, state: AppState) -
     running: list[Stoppable] = []
     # One line per part, each in its own module: (part) running.extend(start_part(...)).
     running.extend(start_sinks(settings, service, state))  # event sinks: webhook, syslog
+    running.extend(start_feed(settings, service, state))  # threat feed: fetch, apply
+    running.extend(start_anomaly_detection(settings, service))  # anomalies: learn, score
     return running
