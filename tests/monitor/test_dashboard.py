@@ -19,8 +19,11 @@ from qrc.keys.data_index import IndexEntry
 from qrc.keys.policy import AlgorithmPolicy, PolicyUpdate
 from qrc.keys.service import KeyService
 from qrc.keys.store.db import Database
+from qrc.monitor import dashboard as dashboard_module
+from qrc.monitor.compliance import compliance_summary
 from qrc.monitor.dashboard import build_dashboard, storage_class
 from qrc.monitor.dashboard_cache import DashboardCache, cache_of
+from qrc.monitor.risk_indicator import quantum_threat_indicator
 from qrc.transit.listener import HandshakeCounters
 from tests.keys.conftest import FAST_ARGON2
 
@@ -176,14 +179,28 @@ def test_in_transit_groups_share_and_expiring_certificates(
     assert soon.days_left is not None and 9 < soon.days_left <= 10
 
 
-def test_threat_and_compliance_are_declared_unavailable_not_faked(
-    own_service: KeyService,
-) -> None:
+def test_threat_level_and_compliance_come_from_their_modules(own_service: KeyService) -> None:
+    own_service.keys.create_key(name="x", purpose="encryption", actor="t")
     board = build_dashboard(own_service)
-    if board.quantum_threat_level is None:
-        assert any(u.startswith("quantumThreatLevel") for u in board.unavailable)
-    if board.compliance_report is None:
-        assert any(u.startswith("complianceReport") for u in board.unavailable)
+    threat = quantum_threat_indicator(own_service, now=board.generated_at)
+    assert board.quantum_threat_level == threat
+    assert threat["level"] in ("low", "moderate", "elevated", "high", "critical")
+    assert board.compliance_report is not None
+    assert board.compliance_report["counts"] == compliance_summary(own_service)["counts"]
+    assert board.unavailable == []
+
+
+def test_a_failing_part_is_reported_not_fatal(
+    own_service: KeyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> dict[str, object]:
+        raise RuntimeError("compliance facts unavailable")
+
+    monkeypatch.setattr(dashboard_module, "compliance_summary", broken)
+    board = build_dashboard(own_service)
+    assert board.compliance_report is None
+    assert board.unavailable == ["complianceReport: could not be computed (see the server's log)"]
+    assert board.quantum_threat_level is not None and board.key_management_stats.total_keys == 0
 
 
 class FakeClock:

@@ -10,8 +10,8 @@ One snapshot of where the platform stands, for the web dashboard's overview:
   algorithm, sorted into databases, file stores and backups, with the coverage;
 - data in transit: handshakes by key-exchange group, the classical share, the TLS mode and
   the service's certificates that expire soon;
-- the quantum threat level and the compliance summary, from :mod:`qrc.monitor.risk` and
-  :mod:`qrc.monitor.compliance` once the tree has them (``None`` until then).
+- the quantum threat level (:func:`qrc.monitor.risk_indicator.quantum_threat_indicator`)
+  and the compliance summary (:func:`qrc.monitor.compliance.compliance_summary`).
 
 Built from the inventory (:func:`qrc.monitor.inventory.build_inventory`) and the key
 service's public collaborators only; nothing here opens a database session.
@@ -20,8 +20,10 @@ service's public collaborators only; nothing here opens a database session.
 from __future__ import annotations
 
 import datetime
+import logging
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +31,10 @@ from typing import TYPE_CHECKING, Any
 from qrc.crypto.errors import UnsupportedAlgorithm
 from qrc.crypto.registry import AlgorithmInfo, Kind, Status, all_algorithms, get_info
 from qrc.keys.audit.events import EventType
+from qrc.monitor.compliance import compliance_summary
 from qrc.monitor.inventory import Inventory, ObjectCount, build_inventory
+from qrc.monitor.risk_config import RiskConfig
+from qrc.monitor.risk_indicator import quantum_threat_indicator
 from qrc.transit.tls import is_pq_group
 
 if TYPE_CHECKING:
@@ -50,6 +55,8 @@ __all__ = [
     "build_dashboard",
     "storage_class",
 ]
+
+logger = logging.getLogger(__name__)
 
 WINDOW = datetime.timedelta(days=30)
 """The window of "last 30 days" counts and of "certificates expiring soon"."""
@@ -183,8 +190,10 @@ class SecurityDashboard:
     key_management_stats: KeyManagementStats
     data_at_rest_encryption: DataEncryptionStatus
     data_in_transit_protection: NetworkSecurityStatus
-    quantum_threat_level: Any | None = None
-    compliance_report: Any | None = None
+    quantum_threat_level: dict[str, Any] | None = None
+    """:func:`~qrc.monitor.risk_indicator.quantum_threat_indicator` (camelCase keys)."""
+    compliance_report: dict[str, Any] | None = None
+    """:func:`~qrc.monitor.compliance.compliance_summary` (camelCase keys)."""
     unavailable: list[str] = field(default_factory=list)
     """Parts this build cannot compute yet, each with why."""
 
@@ -379,18 +388,51 @@ def _in_transit(inventory: Inventory, now: datetime.datetime) -> NetworkSecurity
     )
 
 
+def _part(
+    name: str, compute: Callable[[], dict[str, Any]], unavailable: list[str]
+) -> dict[str, Any] | None:
+    """One optional part: its value, or ``None`` and why (one failing panel must not take
+    the whole overview down)."""
+    try:
+        return compute()
+    except Exception:
+        logger.exception("dashboard: %s could not be computed", name)
+        unavailable.append(f"{name}: could not be computed (see the server's log)")
+        return None
+
+
 def build_dashboard(
     service: KeyService,
     *,
     tls_dir: Path | None = None,
     counters: HandshakeCounters | None = None,
     tls_mode: str | None = None,
+    risk_config: RiskConfig | None = None,
     now: datetime.datetime | None = None,
 ) -> SecurityDashboard:
-    """The dashboard now (``tls_dir``, ``counters``, ``tls_mode``: as for the inventory)."""
+    """The dashboard now.
+
+    ``tls_dir``, ``counters`` and ``tls_mode`` are as for the inventory; ``risk_config`` is
+    the server's risk model (``QRC_RISK_FILE``; the built-in estimates if ``None``).
+    """
     now = now or service.clock()
     inventory = build_inventory(
         service, tls_dir=tls_dir, counters=counters, tls_mode=tls_mode, now=now
+    )
+    unavailable: list[str] = []
+    threat = _part(
+        "quantumThreatLevel",
+        lambda: quantum_threat_indicator(
+            service, risk_config, tls_dir=tls_dir, counters=counters, tls_mode=tls_mode, now=now
+        ),
+        unavailable,
+    )
+    compliance = _part(
+        "complianceReport",
+        lambda: compliance_summary(
+            service, tls_dir=tls_dir, counters=counters, tls_mode=tls_mode, now=now
+        ),
+        unavailable,
     )
     return SecurityDashboard(
         id=str(uuid.uuid4()),
@@ -399,8 +441,7 @@ def build_dashboard(
         key_management_stats=_key_stats(service, inventory, now),
         data_at_rest_encryption=_at_rest(service, inventory),
         data_in_transit_protection=_in_transit(inventory, now),
-        unavailable=[
-            "quantumThreatLevel: qrc.monitor.risk is not in this build",
-            "complianceReport: qrc.monitor.compliance is not in this build",
-        ],
+        quantum_threat_level=threat,
+        compliance_report=compliance,
+        unavailable=unavailable,
     )

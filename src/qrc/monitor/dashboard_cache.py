@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from qrc.keys.observers import KeyUse, SecurityNotice
 from qrc.monitor.dashboard import SecurityDashboard, build_dashboard
+from qrc.monitor.risk_config import RiskConfig
 
 if TYPE_CHECKING:
     from qrc.keys.service import KeyService
@@ -75,10 +76,11 @@ class DashboardCache:
         tls_dir: Path | None = None,
         counters: HandshakeCounters | None = None,
         tls_mode: str | None = None,
+        risk_config: RiskConfig | None = None,
     ) -> SecurityDashboard:
         """The snapshot if it is fresh, else a new one (one computation at a time)."""
         with self._computing:
-            return self._fresh() or self._compute(tls_dir, counters, tls_mode)
+            return self._fresh() or self._compute(tls_dir, counters, tls_mode, risk_config)
 
     def _fresh(self) -> SecurityDashboard | None:
         with self._lock:
@@ -88,7 +90,11 @@ class DashboardCache:
             return None
 
     def _compute(
-        self, tls_dir: Path | None, counters: HandshakeCounters | None, tls_mode: str | None
+        self,
+        tls_dir: Path | None,
+        counters: HandshakeCounters | None,
+        tls_mode: str | None,
+        risk_config: RiskConfig | None,
     ) -> SecurityDashboard:
         with self._lock:
             generation = self._generation
@@ -98,7 +104,13 @@ class DashboardCache:
         # Computed outside the lock: a change observed meanwhile (generation moved) means
         # this snapshot may predate it, so it is returned but not kept.
         started = self._clock()
-        snapshot = build_dashboard(service, tls_dir=tls_dir, counters=counters, tls_mode=tls_mode)
+        snapshot = build_dashboard(
+            service,
+            tls_dir=tls_dir,
+            counters=counters,
+            tls_mode=tls_mode,
+            risk_config=risk_config,
+        )
         with self._lock:
             self.computed += 1
             if generation == self._generation:
@@ -126,6 +138,9 @@ def cached_dashboard(
     tls_dir: Path | None = None,
     counters: HandshakeCounters | None = None,
     tls_mode: str | None = None,
+    risk_config: RiskConfig | None = None,
 ) -> SecurityDashboard:
     """The dashboard of ``service``, at most :data:`CACHE_SECONDS` old (see the module)."""
-    return cache_of(service).get(tls_dir=tls_dir, counters=counters, tls_mode=tls_mode)
+    return cache_of(service).get(
+        tls_dir=tls_dir, counters=counters, tls_mode=tls_mode, risk_config=risk_config
+    )

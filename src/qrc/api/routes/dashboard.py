@@ -16,9 +16,10 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from qrc.api.deps import require, state_of
+from qrc.api.deps import AppState, require, state_of
 from qrc.keys.access.tokens import Client, Role
 from qrc.monitor.dashboard_cache import cached_dashboard
+from qrc.monitor.risk_config import RiskConfig
 
 __all__ = [
     "DataEncryptionStatus",
@@ -133,20 +134,65 @@ class NetworkSecurityStatus(_Out):
     certificates_expiring_within_30_days: int
 
 
-class QuantumThreatIndicator(_Out):
-    """The quantum threat level (``qrc.monitor.risk``)."""
+class ThreatHorizon(_Out):
+    name: str = Field(description="low, median or high estimate")
+    year: float = Field(description="When a cryptographically relevant quantum computer may exist")
+    years_away: float
+    source: str
 
-    level: str
-    reasons: list[str] = []
+
+class QuantumThreatIndicator(_Out):
+    """The quantum threat level (``qrc.monitor.risk_indicator``; ``docs/risk.md``)."""
+
+    level: Literal["low", "moderate", "elevated", "high", "critical"]
+    score: int = Field(ge=0, le=100, description="A sum of named points, each in reasons")
+    reasons: list[str]
+    horizons: list[ThreatHorizon]
+    exposed_keys: int
+    exposed_data_types: int
+    exposed_objects: int
+    classical_keys: int
+    classical_handshakes: int
+    classical_certificates: int
+    deprecated_algorithms_in_use: list[str]
+    migration_years: float
+    tls_mode: str | None
+    last_assessed: datetime
+
+
+Outcome = Literal["pass", "fail", "manual", "not_applicable"]
+
+
+class ComplianceCounts(_Out):
+    pass_: int = Field(alias="pass")
+    fail: int
+    not_applicable: int
+    manual: int
+
+
+class FrameworkSummary(ComplianceCounts):
+    id: str
+    name: str
+    status: Outcome
+
+
+class FailingControl(_Out):
+    id: str
+    framework: str
+    reference: str
+    title: str
+    finding: str
+    remediation: str
 
 
 class QRCComplianceReport(_Out):
-    """The compliance summary (``qrc.monitor.compliance``)."""
+    """The compliance summary (``qrc.monitor.compliance``; the full report: /compliance)."""
 
-    passed: int
-    failed: int
-    not_applicable: int
-    generated_at: datetime | None = None
+    generated_at: datetime
+    overall_status: Outcome
+    counts: ComplianceCounts
+    frameworks: list[FrameworkSummary]
+    top_failing: list[FailingControl]
 
 
 class QRCSecurityDashboard(_Out):
@@ -157,12 +203,18 @@ class QRCSecurityDashboard(_Out):
     data_at_rest_encryption: DataEncryptionStatus
     data_in_transit_protection: NetworkSecurityStatus
     quantum_threat_level: QuantumThreatIndicator | None = Field(
-        description="null while this build has no threat-level computation (see unavailable)"
+        description="null if it could not be computed (see unavailable)"
     )
     compliance_report: QRCComplianceReport | None = Field(
-        description="null while this build has no compliance computation (see unavailable)"
+        description="null if it could not be computed (see unavailable)"
     )
     unavailable: list[str] = Field(description="Parts not computed, each with why")
+
+
+def _risk_config(state: AppState) -> RiskConfig | None:
+    """The server's risk model (``QRC_RISK_FILE``), where the server put one on the state."""
+    config = getattr(state, "risk_config", None)
+    return config if isinstance(config, RiskConfig) else None
 
 
 def _tls_dir(ca_dir: Path | None) -> Path | None:
@@ -183,5 +235,6 @@ def dashboard(client: Reader, request: Request) -> QRCSecurityDashboard:
         tls_dir=_tls_dir(state.ca_dir),
         counters=state.tls_counters,
         tls_mode=state.settings.tls_mode if state.tls_counters is not None else None,
+        risk_config=_risk_config(state),
     )
     return QRCSecurityDashboard.model_validate(snapshot)
