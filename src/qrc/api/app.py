@@ -38,6 +38,7 @@ from qrc.api.routes import (
     system,
     tokens,
 )
+from qrc.api.webapp import WebDashboard
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -202,6 +203,8 @@ def create_app(state: AppState) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(system.router)  # /health, /ready and /metrics also at the root
 
+    # The dashboard's files for GET requests no route answers (innermost: after the gates).
+    app.add_middleware(WebDashboard, routes=app.router.routes, api_prefix=API_PREFIX)
     app.add_middleware(RequestMetrics, metrics=state.metrics)
     app.add_middleware(BodyLimit, limit=state.settings.max_body_bytes)
     app.add_middleware(InputGate)
