@@ -76,8 +76,11 @@ TABLE: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", B + "/data/shred-report"): roles(KM, AU),
     # algorithm status: everyone may read it
     ("GET", B + "/algorithms/status"): EVERYONE,
+    # the threat feed as accepted: key managers, auditors and viewers read it
+    ("GET", B + "/protocols/feed"): roles(KM, AU, VW),
     # policy and tokens: admin only
     ("POST", B + "/protocols/update"): roles(),
+    ("POST", B + "/protocols/feed"): roles(),
     ("POST", B + "/tokens"): roles(),
     ("GET", B + "/tokens"): roles(),
     ("DELETE", B + "/tokens/{token_id}"): roles(),
@@ -122,6 +125,7 @@ STATEFUL = {
     ("POST", B + "/keys/{key}/cancel-destruction"),
     ("DELETE", B + "/keys/{key}"),
     ("DELETE", B + "/tokens/{token_id}"),
+    ("POST", B + "/protocols/feed"),  # 409 unless QRC_FEED_PUBLISHER_KEY is configured
 }
 CALLERS = (None, "wrong", *ROLES, "crypto_user_limited")
 # The walk reads the queue of the agent named like the crypto user's token: another token

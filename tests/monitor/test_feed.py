@@ -175,8 +175,9 @@ def test_accepted_feed_changes_policy_through_update_policy(
     assert accepted.details["sequence"] == 3
     # New keys under a deprecated algorithm are now refused by the key service itself.
     with pytest.raises(Exception, match="deprecated"):
-        feed_service.keys.create_key(name="k", purpose="encryption", algorithm="ML-KEM-512",
-                                     actor="t")  # fmt: skip
+        feed_service.keys.create_key(
+            name="k", purpose="encryption", algorithm="ML-KEM-512", actor="t"
+        )
 
 
 def _flip_signature(document: bytes) -> bytes:
@@ -213,12 +214,16 @@ ATTACKS: dict[str, tuple[Attack, str]] = {
         "signature",
     ),
     "tampered after signing": (lambda s, p, o: _tamper(s(9)), "signature"),
-    "algorithm relabelled": (lambda s, p, o: raw_sign(json.loads(s(9))["feed"], p, "ML-DSA-87"),
-                             "signature"),  # fmt: skip
+    "algorithm relabelled": (
+        lambda s, p, o: raw_sign(json.loads(s(9))["feed"], p, "ML-DSA-87"),
+        "signature",
+    ),
     "signature not base64": (
         lambda s, p, o: json.dumps(
-            {"feed": json.loads(s(9))["feed"], "signature": {"algorithm": "ML-DSA-65",
-                                                           "value": "%%%"}}  # fmt: skip
+            {
+                "feed": json.loads(s(9))["feed"],
+                "signature": {"algorithm": "ML-DSA-65", "value": "%%%"},
+            }
         ).encode(),
         "signature",
     ),
@@ -226,8 +231,11 @@ ATTACKS: dict[str, tuple[Attack, str]] = {
     "replay of the accepted feed": (lambda s, p, o: s(5), "replay"),
     "same sequence, other content": (lambda s, p, o: s(5, publisher="Someone else"), "replay"),
     "expired": (
-        lambda s, p, o: s(9, issued_at=stamp(NOW - timedelta(days=40)),
-                          expires_at=stamp(NOW - timedelta(seconds=1))),  # fmt: skip
+        lambda s, p, o: s(
+            9,
+            issued_at=stamp(NOW - timedelta(days=40)),
+            expires_at=stamp(NOW - timedelta(seconds=1)),
+        ),
         "expired",
     ),
     "issued in the future": (
@@ -256,8 +264,11 @@ ATTACKS: dict[str, tuple[Attack, str]] = {
     ),
     "signed, plain-http link": (
         lambda s, p, o: raw_sign(
-            {**json.loads(s(9))["feed"], "advisories": [
-                {**body(9)["advisories"][0], "link": "http://example.org/x"}]}, p  # fmt: skip
+            {
+                **json.loads(s(9))["feed"],
+                "advisories": [{**body(9)["advisories"][0], "link": "http://example.org/x"}],
+            },
+            p,
         ),
         "malformed",
     ),
@@ -297,8 +308,11 @@ def test_refused_feeds_change_nothing_and_are_recorded(
     attack: str,
 ) -> None:
     feed = ThreatFeed(feed_service, Publisher.of(publisher_key.public_key()))
-    feed.submit(sign(5, algorithms=[{"id": "ML-KEM-512", "status": "deprecated"}]),
-                actor="admin:test", origin="test")  # fmt: skip
+    feed.submit(
+        sign(5, algorithms=[{"id": "ML-KEM-512", "status": "deprecated"}]),
+        actor="admin:test",
+        origin="test",
+    )
     before = policy_rows(feed_service)
     build, reason = ATTACKS[attack]
     document = build(sign, publisher_key, other_key)
@@ -369,8 +383,9 @@ def test_a_feed_only_tightens_and_applies_each_status_once(
     assert [c.algorithm for c in outcome.changes] == ["ML-KEM-512"]
     assert feed_service.policy.status("X25519") is Status.DEPRECATED
     # The operator overrules the feed; the next pass leaves that decision alone...
-    feed_service.update_policy(PolicyUpdate(algorithm_status={"ML-KEM-512": "active"}),
-                               actor="admin:ops")  # fmt: skip
+    feed_service.update_policy(
+        PolicyUpdate(algorithm_status={"ML-KEM-512": "active"}), actor="admin:ops"
+    )
     assert feed.apply() == []
     assert feed_service.policy.status("ML-KEM-512") is Status.ACTIVE
     # ... until the publisher says it again in a new feed.
@@ -386,13 +401,23 @@ def test_transitions_apply_when_their_date_comes(
         feed_service, Publisher.of(publisher_key.public_key()), clock=lambda: clock[0]
     )
     transitions = [
-        {"id": "ir8547-ecdsa-128", "title": "ECDSA (128-bit and above) disallowed after 2035",
-         "algorithms": ["ECDSA-P256", "ECDSA-P384"], "status": "disallowed",
-         "effective": "2036-01-01", "source": "NIST IR 8547 ipd, Table 2"},
-    ]  # fmt: skip
+        {
+            "id": "ir8547-ecdsa-128",
+            "title": "ECDSA (128-bit and above) disallowed after 2035",
+            "algorithms": ["ECDSA-P256", "ECDSA-P384"],
+            "status": "disallowed",
+            "effective": "2036-01-01",
+            "source": "NIST IR 8547 ipd, Table 2",
+        },
+    ]
     document = sign_feed(
-        {"publisher": "t", "sequence": 1, "issued_at": "2030-05-31T00:00:00Z",
-         "expires_at": "2031-05-31T00:00:00Z", "transitions": transitions},  # fmt: skip
+        {
+            "publisher": "t",
+            "sequence": 1,
+            "issued_at": "2030-05-31T00:00:00Z",
+            "expires_at": "2031-05-31T00:00:00Z",
+            "transitions": transitions,
+        },
         publisher_key,
     )
     assert feed.submit(document, actor="a", origin="t").changes == []
@@ -416,7 +441,7 @@ def test_an_interrupted_application_is_finished_by_the_next_pass(
     """A crash after the sequence was claimed, before the policy changed: the next pass (a
     new process) applies it; the sequence stays claimed, so a replay is still refused."""
     publisher = Publisher.of(publisher_key.public_key())
-    from qrc.monitor.feed_format import verify_document  # noqa: PLC0415
+    from qrc.monitor.feed_format import verify_document
 
     crashed = ThreatFeed(feed_service, publisher)
     crashed._claim(verify_document(sign(2), publisher, NOW), "a", "t")
