@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from qrc.api.app import create_app
 from qrc.api.deps import AppState
+from qrc.api.webapp import NOT_BUILT, WEB_DIST
 from qrc.keys.factory import open_service
 from qrc.keys.service import KeyService
 from qrc.server.bootstrap import bootstrap_admin_token
@@ -91,6 +92,9 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
                 scheme = "http" if options.plain else "https"
                 detail = "" if options.plain else f" (TLS 1.3, {tls_mode}, {certificates})"
                 say(f"qrc: serving on {scheme}://{bound_host}:{bound_port}/docs{detail}")
+                say(f"qrc: dashboard at {scheme}://{bound_host}:{bound_port}/")
+            if not (WEB_DIST / "index.html").is_file():
+                say(f"qrc: {NOT_BUILT}")
             if tls is not None:
                 say(f"qrc: clients trust {tls.ca}")
                 if tls.ecdsa_ca is not None and settings.tls_certificates != "ml-dsa":
