@@ -169,12 +169,12 @@ class RiskConfig:
         }
 
 
-def _years(value: object, where: str, *, low: float = 0.0) -> float:
+def _years(value: object, where: str, *, low: float = 0.0, high: float = _MAX_YEARS) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RiskConfigError(f"{where} must be a number of years, not {value!r}")
     number = float(value)
-    if not math.isfinite(number) or not low <= number <= _MAX_YEARS:
-        raise RiskConfigError(f"{where} must be between {low:g} and {_MAX_YEARS:g} years")
+    if not math.isfinite(number) or not low <= number <= high:
+        raise RiskConfigError(f"{where} must be between {low:g} and {high:g}")
     return number
 
 
@@ -195,9 +195,7 @@ def _horizons(given: dict[str, Any]) -> tuple[Horizon, ...]:
             raise RiskConfigError(f"horizons.{name}: unknown field(s) {', '.join(sorted(unknown))}")
         year = out[name].year
         if "year" in entry:
-            year = _years(entry["year"], f"horizons.{name}.year", low=1900.0)
-            if year > 2300:
-                raise RiskConfigError(f"horizons.{name}.year must be a calendar year (< 2300)")
+            year = _years(entry["year"], f"horizons.{name}.year", low=1900.0, high=2300.0)
         source = entry.get("source")
         if source is None:
             # A year without a source would present an unsourced guess as ours.
