@@ -7,4 +7,5 @@ afterEach(() => {
   sessionStorage.clear();
   vi.unstubAllGlobals();
   vi.useRealTimers();
+  history.replaceState(null, "", "/");
 });

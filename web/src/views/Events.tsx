@@ -12,7 +12,7 @@ const SEVERITIES = ["low", "medium", "high", "critical"];
  * Security events, live: the first load reads every page, then every few seconds only the
  * events after the last one seen (`after`). The newest are shown first; the last 200 kept.
  */
-export function Events() {
+export function Events({ pollMs = EVENTS_POLL_MS }: { pollMs?: number }) {
   const [severity, setSeverity] = useState("");
   const [events, setEvents] = useState<SecurityEvent[]>([]);
   const [error, setError] = useState<ApiError>();
@@ -26,7 +26,11 @@ export function Events() {
     setEvents([]);
     setLoading(true);
 
+    let polling = false;
+
     async function poll() {
+      if (polling) return; // a slow answer: the next tick asks again, from the same place
+      polling = true;
       try {
         const fresh: SecurityEvent[] = [];
         for (;;) {
@@ -47,17 +51,18 @@ export function Events() {
       } catch (failure) {
         if (live) setError(failure instanceof ApiError ? failure : new ApiError(500, String(failure)));
       } finally {
+        polling = false;
         if (live) setLoading(false);
       }
     }
 
     void poll();
-    const timer = setInterval(() => void poll(), EVENTS_POLL_MS);
+    const timer = setInterval(() => void poll(), pollMs);
     return () => {
       live = false;
       clearInterval(timer);
     };
-  }, [severity]);
+  }, [severity, pollMs]);
 
   return (
     <section aria-labelledby="events-title">
@@ -73,7 +78,7 @@ export function Events() {
           </select>
         </label>
         <span className="muted" aria-live="polite">
-          Live, every {EVENTS_POLL_MS / 1000} s
+          Live, every {pollMs / 1000} s
           {updated && ` · updated ${updated.toLocaleTimeString()}`}
         </span>
       </div>

@@ -12,7 +12,7 @@ const FINAL = ["destroyed", "compromised"];
 export function KeyActions({ value, onChanged }: { value: Key; onChanged: () => void }) {
   const [action, setAction] = useState<Action | null>(null);
   const [reason, setReason] = useState<Reason>("superseded");
-  const [days, setDays] = useState(7);
+  const [days, setDays] = useState("7");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
   const path = { params: { path: { key: value.id } } };
@@ -20,6 +20,11 @@ export function KeyActions({ value, onChanged }: { value: Key; onChanged: () => 
   const final = FINAL.includes(value.status);
 
   async function run() {
+    const delay = Number(days);
+    if (action === "destroy" && !(Number.isInteger(delay) && delay >= 1)) {
+      setError("The waiting period is a whole number of days, at least 1.");
+      return;
+    }
     setBusy(true);
     setError(undefined);
     try {
@@ -32,7 +37,7 @@ export function KeyActions({ value, onChanged }: { value: Key; onChanged: () => 
         await api.POST("/api/v1/security/qrc/keys/{key}/revoke", { ...path, body: { reason } });
       } else if (action === "destroy") {
         await api.DELETE("/api/v1/security/qrc/keys/{key}", {
-          params: { path: { key: value.id }, query: { days } },
+          params: { path: { key: value.id }, query: { days: delay } },
         });
       } else if (action === "cancel") {
         await api.POST("/api/v1/security/qrc/keys/{key}/cancel-destruction", path);
@@ -130,7 +135,7 @@ export function KeyActions({ value, onChanged }: { value: Key; onChanged: () => 
               min={1}
               max={3650}
               value={days}
-              onChange={(e) => setDays(Math.max(1, Number(e.target.value) || 1))}
+              onChange={(e) => setDays(e.target.value)}
             />
           </label>
         </ConfirmDialog>

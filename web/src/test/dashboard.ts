@@ -1,0 +1,106 @@
+import type { Dashboard } from "../api/types";
+
+/** A dashboard payload as `GET /dashboard` answers it (typed by the generated schema). */
+export function dashboard(overrides: Partial<Dashboard> = {}): Dashboard {
+  return {
+    id: "5b1f0c0e-0000-4000-8000-000000000001",
+    generatedAt: "2026-12-07T12:00:00Z",
+    qrcAlgorithmStatus: [
+      {
+        algorithmName: "ML-KEM-768",
+        type: "key_exchange",
+        strength: 3,
+        status: "active",
+        policyStatus: "active",
+        family: "lattice",
+        standard: "FIPS 203",
+        quantumSafe: true,
+        keys: 4,
+        performanceBenchmark: { opsPerSecond: { encaps: 21000.4 }, measuredAt: null },
+        lastAuditDate: "2026-12-06T10:00:00Z",
+      },
+      {
+        algorithmName: "X25519",
+        type: "key_exchange",
+        strength: null,
+        status: "deprecated",
+        policyStatus: "disallowed",
+        family: "classical",
+        standard: "RFC 7748",
+        quantumSafe: false,
+        keys: 0,
+        performanceBenchmark: null,
+        lastAuditDate: null,
+      },
+    ],
+    keyManagementStats: {
+      totalKeys: 42,
+      systemKeys: 1,
+      keysByState: { active: 40, compromised: 2 },
+      keysOnDeprecatedAlgorithms: 3,
+      keysRotatedLast30Days: 7,
+      keysCreatedLast30Days: 12,
+      keyGenerationRate: 0.4,
+      keyCompromiseAlerts: 2,
+      hsmStatus: "online",
+      custody: "pkcs11",
+      hsmDetail: "SoftHSM2 slot 0",
+    },
+    dataAtRestEncryption: {
+      databaseEncryption: [
+        {
+          dataType: "sql-column",
+          keyId: "k_1",
+          keyName: "payments",
+          algorithm: "X25519MLKEM768",
+          algorithmStatus: "active",
+          quantumSafe: true,
+          protected: true,
+          objects: 90,
+        },
+      ],
+      fileStorageEncryption: [],
+      backupEncryption: [
+        {
+          dataType: "backup",
+          keyId: "k_2",
+          keyName: "old",
+          algorithm: "AES-256-GCM",
+          algorithmStatus: "active",
+          quantumSafe: false,
+          protected: false,
+          objects: 10,
+        },
+      ],
+      totalObjects: 100,
+      protectedObjects: 90,
+      overallCoveragePercentage: 90,
+    },
+    dataInTransitProtection: {
+      tlsMode: "hybrid-preferred",
+      handshakesByGroup: [
+        { group: "X25519MLKEM768", postQuantum: true, count: 75 },
+        { group: "x25519", postQuantum: false, count: 25 },
+      ],
+      totalHandshakes: 100,
+      classicalShare: 0.25,
+      auditedClassicalHandshakes: 25,
+      auditedRefusedHandshakes: 0,
+      certificates: [
+        {
+          subject: "CN=qrc",
+          algorithm: "ML-DSA-65",
+          quantumSafe: true,
+          notAfter: "2026-12-20T00:00:00Z",
+          daysLeft: 12.5,
+          expiring: true,
+        },
+      ],
+      certificatesExpiringWithin30Days: 1,
+    },
+    quantumThreatLevel: null,
+    complianceReport: { passed: 31, failed: 2, notApplicable: 5, generatedAt: null },
+    unavailable: ["quantumThreatLevel: qrc.monitor.risk is not in this build"],
+    ...overrides,
+  };
+}

@@ -1,0 +1,144 @@
+import { screen, waitFor, within } from "@testing-library/react";
+import { describe, expect, it } from "vitest";
+import { asRole, fakeApi, keyOut, problem, type FakeApi } from "./fakeApi";
+import { signedIn } from "./render";
+
+const KEY = keyOut();
+
+function keyService(role: string): FakeApi {
+  let current = KEY;
+  const api = fakeApi({
+    "GET /tokens": asRole(role),
+    "GET /dashboard": problem(404, "not-found"),
+    "GET /keys": { body: { keys: [KEY, keyOut({ id: "k_2", name: "receipts" })], next_cursor: "k_2" } },
+  });
+  api.on(`GET /keys/${KEY.id}`, () => ({ body: current }));
+  api.on(`POST /keys/${KEY.id}/rotate`, () => {
+    current = { ...current, version: current.version + 1 };
+    return { body: current };
+  });
+  return api;
+}
+
+async function openKey(role: string) {
+  const api = keyService(role);
+  const session = await signedIn();
+  await session.user.click(screen.getByTestId("nav-keys"));
+  const rows = await screen.findAllByTestId("key-row");
+  expect(rows.map((r) => r.getAttribute("data-key-id"))).toEqual([KEY.id, "k_2"]);
+  await session.user.click(within(rows[0]!).getByRole("button", { name: "payments" }));
+  const detail = await screen.findByTestId("key-detail");
+  await within(detail).findAllByTestId("key-version");
+  return { api, detail, ...session };
+}
+
+describe("keys", () => {
+  it("lists keys from the server's page and shows a key's versions", async () => {
+    const { api, detail } = await openKey("viewer");
+    const versions = within(detail).getAllByTestId("key-version");
+    expect(versions.map((v) => v.getAttribute("data-version"))).toEqual(["3", "2", "1"]);
+    expect(versions[0]).toHaveTextContent("primary");
+    expect(versions[2]).toHaveTextContent("retired");
+    expect(api.callsTo("GET /keys")[0]?.url.searchParams.get("limit")).toBe("25");
+  });
+
+  it("pages with the server's cursor", async () => {
+    const { api, user } = await openKey("viewer");
+    await user.click(screen.getByRole("button", { name: "Next" }));
+    await waitFor(() => expect(api.callsTo("GET /keys")).toHaveLength(2));
+    expect(api.callsTo("GET /keys")[1]?.url.searchParams.get("cursor")).toBe("k_2");
+  });
+
+  it("hides the lifecycle buttons from a viewer", async () => {
+    await openKey("viewer");
+    expect(screen.queryByTestId("rotate-button")).not.toBeInTheDocument();
+    expect(screen.queryByTestId("revoke-button")).not.toBeInTheDocument();
+    expect(screen.queryByTestId("destroy-button")).not.toBeInTheDocument();
+  });
+
+  it("shows them to a key manager", async () => {
+    await openKey("key_manager");
+    expect(screen.getByTestId("rotate-button")).toBeInTheDocument();
+    expect(screen.getByTestId("revoke-button")).toBeInTheDocument();
+    expect(screen.getByTestId("destroy-button")).toBeInTheDocument();
+  });
+
+  it("rotates only after the confirmation", async () => {
+    const { api, user, detail } = await openKey("admin");
+    await user.click(screen.getByTestId("rotate-button"));
+    const dialog = screen.getByRole("dialog");
+    expect(dialog).toHaveTextContent("Rotate payments?");
+    expect(api.callsTo(`POST /keys/${KEY.id}/rotate`)).toHaveLength(0);
+    await user.click(within(dialog).getByTestId("confirm-button"));
+    await waitFor(() => expect(screen.queryByRole("dialog")).not.toBeInTheDocument());
+    expect(api.callsTo(`POST /keys/${KEY.id}/rotate`)).toEqual([
+      expect.objectContaining({ body: { expected_version: 3 } }),
+    ]);
+    await waitFor(() =>
+      expect(within(detail).getAllByTestId("key-version")[0]).toHaveAttribute(
+        "data-version",
+        "4",
+      ),
+    );
+  });
+
+  it("Escape closes the dialog without acting, and focus goes back to the button", async () => {
+    const { api, user } = await openKey("admin");
+    const rotate = screen.getByTestId("rotate-button");
+    await user.click(rotate);
+    expect(screen.getByRole("dialog")).toBeInTheDocument();
+    expect(screen.getByRole("button", { name: "Cancel" })).toHaveFocus();
+    await user.keyboard("{Escape}");
+    expect(screen.queryByRole("dialog")).not.toBeInTheDocument();
+    expect(rotate).toHaveFocus();
+    expect(api.callsTo(`POST /keys/${KEY.id}/rotate`)).toHaveLength(0);
+  });
+
+  it("keeps Tab inside the dialog", async () => {
+    const { user } = await openKey("admin");
+    await user.click(screen.getByTestId("destroy-button"));
+    const dialog = screen.getByRole("dialog");
+    for (let i = 0; i < 5; i += 1) {
+      await user.tab();
+      expect(dialog).toContainElement(document.activeElement as HTMLElement);
+    }
+    await user.tab({ shift: true });
+    expect(dialog).toContainElement(document.activeElement as HTMLElement);
+  });
+
+  it("revokes with the chosen reason and schedules destruction with the chosen delay", async () => {
+    const { api, user } = await openKey("admin");
+    api.on(`POST /keys/${KEY.id}/revoke`, { body: keyOut({ status: "deactivated" }) });
+    api.on(`DELETE /keys/${KEY.id}`, { body: keyOut({ status: "pending_destruction" }) });
+    await user.click(screen.getByTestId("revoke-button"));
+    await user.selectOptions(screen.getByLabelText("Reason"), "key_compromise");
+    await user.click(screen.getByTestId("confirm-button"));
+    await waitFor(() =>
+      expect(api.callsTo(`POST /keys/${KEY.id}/revoke`)[0]?.body).toEqual({
+        reason: "key_compromise",
+      }),
+    );
+    await waitFor(() => expect(screen.queryByRole("dialog")).not.toBeInTheDocument());
+    await user.click(screen.getByTestId("destroy-button"));
+    const days = screen.getByLabelText("Days to wait");
+    await user.clear(days);
+    await user.type(days, "30");
+    await user.click(screen.getByTestId("confirm-button"));
+    await waitFor(() =>
+      expect(api.callsTo(`DELETE /keys/${KEY.id}`)[0]?.url.searchParams.get("days")).toBe("30"),
+    );
+  });
+
+  it("shows the service's refusal inside the dialog", async () => {
+    const { api, user } = await openKey("admin");
+    api.on(
+      `POST /keys/${KEY.id}/rotate`,
+      problem(409, "conflict", "key 'payments' is at version 4, not 3"),
+    );
+    await user.click(screen.getByTestId("rotate-button"));
+    await user.click(screen.getByTestId("confirm-button"));
+    expect(await within(screen.getByRole("dialog")).findByRole("alert")).toHaveTextContent(
+      "is at version 4, not 3",
+    );
+  });
+});
