@@ -18,11 +18,11 @@ Rules, in order:
    that grows with the time an attacker has;
 5. it fits the size budgets and, where measured, the latency budget.
 
-Among the rest, preferred in this order: a final standard over an experimental one, the
-family the purpose favours (hybrid for key exchange and encryption while ML-KEM is young;
-ML-DSA for signatures; hash-based SLH-DSA for long-lived signatures, whose security rests on
-hash functions alone), measured latency over unmeasured, the lowest category that meets the
-rule, fewer bytes, less latency.
+Among the rest, preferred in this order: a final standard over an experimental one; given a
+latency budget, one measured to meet it over one not measured; the family the purpose
+favours (hybrid for key exchange and encryption while ML-KEM is young; ML-DSA for
+signatures; hash-based SLH-DSA for long-lived signatures, whose security rests on hash
+functions alone); the lowest category that meets the rule; fewer bytes; less latency.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from qrc.crypto.registry import AlgorithmInfo, Family, Kind, Status, all_algorithms
+from qrc.crypto.registry import AlgorithmInfo, Family, Kind, Status, all_algorithms, get_info
 
 __all__ = ["Advice", "Candidate", "Purpose", "advise", "measure", "min_category"]
 
@@ -224,13 +224,16 @@ def _judge(
     return candidate
 
 
-def _rank(candidate: Candidate, purpose: Purpose) -> tuple[int, int, int, int, int, float]:
+def _rank(
+    candidate: Candidate, purpose: Purpose, timed: bool
+) -> tuple[int, int, int, int, int, float]:
     families = [f.value for f in _FAMILIES[purpose]]
     family = families.index(candidate.family) if candidate.family in families else len(families)
     return (
         candidate.status == Status.EXPERIMENTAL.value,
+        # With a latency budget, a candidate known to meet it beats one nobody measured.
+        timed and candidate.latency_ms is None,
         family,
-        candidate.latency_ms is None,
         candidate.nist_level or 0,
         candidate.output_bytes,
         candidate.latency_ms or 0.0,
@@ -239,16 +242,16 @@ def _rank(candidate: Candidate, purpose: Purpose) -> tuple[int, int, int, int, i
 
 _RANK_WORDS: Final = (
     "experimental, where a final standard fits",
+    "latency not measured, so the budget is not known to be met",
     "a family this purpose prefers less",
-    "latency not measured",
     "a higher category than needed (larger and slower)",
     "more bytes",
     "slower",
 )
 
 
-def _why_not_first(candidate: Candidate, best: Candidate, purpose: Purpose) -> str:
-    mine, theirs = _rank(candidate, purpose), _rank(best, purpose)
+def _why_not_first(candidate: Candidate, best: Candidate, purpose: Purpose, timed: bool) -> str:
+    mine, theirs = _rank(candidate, purpose, timed), _rank(best, purpose, timed)
     for index, (a, b) in enumerate(zip(mine, theirs, strict=True)):
         if a != b:
             return f"ranked below {best.algorithm}: {_RANK_WORDS[index]}"
@@ -296,12 +299,13 @@ def advise(
         status = status_of(info.id) if status_of is not None else info.status
         judged = _judge(info, purpose, lifetime_years, budgets, benchmarks, status)
         (rejected if judged.rejected else accepted).append(judged)
-    accepted.sort(key=lambda c: _rank(c, purpose))
+    timed = max_latency_ms is not None
+    accepted.sort(key=lambda c: _rank(c, purpose, timed))
     best = accepted[0] if accepted else None
     if best is not None:
         best.why.insert(0, _WHY_FAMILY[purpose])
         for other in accepted[1:]:
-            other.why.insert(0, _why_not_first(other, best, purpose))
+            other.why.insert(0, _why_not_first(other, best, purpose, timed))
     notes = _notes(purpose, best, bool(rejected) and best is None)
     return Advice(
         purpose,
@@ -388,9 +392,12 @@ def measure(
     from qrc.crypto.schemes import get_scheme  # noqa: PLC0415
 
     wanted = None if purpose is None else _LATENCY[Purpose(purpose)][0]
+    kind = None if purpose is None else _KIND.get(Purpose(purpose), Kind.KEM)
     out: dict[str, Any] = {}
     for algorithm in algorithms:
         try:
+            if kind is not None and get_info(algorithm).kind is not kind:
+                continue  # not a candidate for this purpose
             ops = _measure_one(get_scheme(algorithm), wanted, repeats)
         except (CryptoError, ImportError):
             continue
