@@ -5,9 +5,10 @@
 to the server end at ``--connect``. Both present ``--cert``/``--key`` and trust ``--ca``
 only; the key exchange is ``X25519MLKEM768`` only. ``qrc tunnel issue`` makes a peer
 certificate from a CA directory. The tunnel prints ``READY HOST PORT`` once it listens,
-logs every refused peer, re-reads its certificate, key and CA files on SIGHUP (renewal
-without restart; open connections go on), and stops cleanly on SIGTERM, printing its
-counters as JSON.
+logs every refused peer, re-reads its certificate, key, CA and CRL files on SIGHUP and
+when they change (renewal and revocation without restart; open connections go on), and
+stops cleanly on SIGTERM, printing its counters as JSON. With ``--crl`` it refuses revoked
+peers, and fails closed when the CRL is missing, expired or not the CA's.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import ipaddress
 import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -47,6 +49,22 @@ Drain = Annotated[
     float, typer.Option("--drain-timeout", min=0.0, help="Seconds to let connections finish.")
 ]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log every connection.")]
+Crls = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--crl",
+        help="CRL file of the CA (qrc ca crl; repeatable): revoked peers are refused, and so "
+        "is every peer when the CRL is missing or expired (fail closed).",
+    ),
+]
+Watch = Annotated[
+    float,
+    typer.Option(
+        "--reload-check-seconds",
+        min=0.05,
+        help="How often to look for changed certificate, key, CA or CRL files (reloaded).",
+    ),
+]
 EventsDir = Annotated[
     Path | None,
     typer.Option(
@@ -70,10 +88,13 @@ def _run(
     idle_timeout: float,
     drain_timeout: float,
     verbose: bool,
+    crls: list[Path] | None = None,
+    reload_check: float = 30.0,
     events_data_dir: Path | None = None,
 ) -> None:
+    files = _Files(cert, key, ca, tuple(crls or ()), reload_check)
     serve = functools.partial(
-        _serve, role, listen, target, cert, key, ca, server_name, max_connections,
+        _serve, role, listen, target, files, server_name, max_connections,
         idle_timeout, drain_timeout, verbose,
     )  # fmt: skip
     if events_data_dir is None:
@@ -86,13 +107,22 @@ def _run(
         serve(security_event_recorder(service, f"tunnel:{role}"))
 
 
+@dataclass(frozen=True)
+class _Files:
+    """What an end reads from disk (and re-reads when it changes)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    crls: tuple[Path, ...]
+    check_seconds: float
+
+
 def _serve(
     role: str,
     listen: str,
     target: str,
-    cert: Path,
-    key: Path,
-    ca: Path,
+    files: _Files,
     server_name: str | None,
     max_connections: int,
     idle_timeout: float,
@@ -110,10 +140,10 @@ def _serve(
     try:
         listen_at, target_at = tunnel.parse_address(listen), tunnel.parse_address(target)
         make = tunnel.server_context if role == "server" else tunnel.client_context
-        context = make(cert, key, ca)
+        context = make(files.cert, files.key, files.ca, files.crls)
 
         def reload() -> SSL.Context:
-            return make(cert, key, ca)
+            return make(files.cert, files.key, files.ca, files.crls)
     except (ValueError, OSError) as exc:
         fail(str(exc))
     if role == "client" and not _loopback(listen_at[0]):
@@ -138,7 +168,10 @@ def _serve(
         print(f"READY {address[0]} {address[1]}", flush=True)
 
     try:
-        asyncio.run(end.run(ready, reload=reload))
+        watched = (files.cert, files.key, files.ca, *files.crls)
+        asyncio.run(
+            end.run(ready, reload=reload, watch=watched, watch_interval=files.check_seconds)
+        )
     except OSError as exc:
         fail(f"cannot listen on {listen}: {exc}")
     print(json.dumps(end.stats.as_dict()), file=sys.stderr, flush=True)
@@ -164,6 +197,8 @@ def server(
     idle_timeout: Idle = 300.0,
     drain_timeout: Drain = 10.0,
     verbose: Verbose = False,
+    crl: Crls = None,
+    reload_check_seconds: Watch = 30.0,
     events_data_dir: EventsDir = None,
 ) -> None:
     """Accept PQ mutual TLS on --listen; forward each connection to --forward."""
@@ -179,6 +214,8 @@ def server(
         idle_timeout=idle_timeout,
         drain_timeout=drain_timeout,
         verbose=verbose,
+        crls=crl,
+        reload_check=reload_check_seconds,
         events_data_dir=events_data_dir,
     )
 
@@ -198,6 +235,8 @@ def client(
     idle_timeout: Idle = 300.0,
     drain_timeout: Drain = 10.0,
     verbose: Verbose = False,
+    crl: Crls = None,
+    reload_check_seconds: Watch = 30.0,
     events_data_dir: EventsDir = None,
 ) -> None:
     """Accept plain TCP on --listen; carry each connection to --connect over PQ mutual TLS."""
@@ -213,6 +252,8 @@ def client(
         idle_timeout=idle_timeout,
         drain_timeout=drain_timeout,
         verbose=verbose,
+        crls=crl,
+        reload_check=reload_check_seconds,
         events_data_dir=events_data_dir,
     )
 

@@ -28,9 +28,16 @@ Every refused peer (no certificate, untrusted or expired certificate, wrong host
 classical-only key exchange, handshake timeout) is logged, counted in
 :attr:`TunnelStats.refused` by reason, and passed to ``on_refused`` (the key service's
 security events through :func:`qrc.transit.tunnel_events.security_event_recorder`).
-``SIGHUP`` re-reads certificate, key and CA for new connections (:meth:`Tunnel.run` with
-``reload``). ``SIGTERM``/``SIGINT`` stop accepting, give open connections
-``drain_timeout`` seconds to finish, then close what is left.
+``SIGHUP`` re-reads certificate, key, CA and CRLs for new connections (:meth:`Tunnel.run`
+with ``reload``), and so does a change to any of those files (``watch``: a certificate
+renewed or a CRL published takes effect without a signal).
+
+With CRLs (``crls``: files from the private CA, ``qrc ca crl``), each end checks the peer's
+certificate against its issuer's CRL and **fails closed**: a revoked certificate, a CRL
+missing for the issuer, expired or badly signed refuses the peer.
+
+``SIGTERM``/``SIGINT`` stop accepting, give open connections ``drain_timeout`` seconds to
+finish, then close what is left.
 """
 
 from __future__ import annotations
@@ -39,14 +46,17 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, Literal
 
-from OpenSSL import SSL
+from cryptography import x509
+from OpenSSL import SSL, crypto
 
 from qrc.transit import tls
 from qrc.transit.tunnel_io import Relay, Side, TLSStream, Truncated
@@ -76,7 +86,12 @@ _VERIFY_REASONS: Final = {
     19: "untrusted_certificate",  # self-signed in chain
     20: "untrusted_certificate",  # unable to get local issuer
     21: "untrusted_certificate",
+    3: "crl_unavailable",  # no CRL for the peer's issuer
+    8: "crl_invalid",  # CRL signature does not verify
+    11: "crl_not_yet_valid",
+    12: "crl_expired",
     23: "certificate_revoked",
+    33: "crl_unavailable",  # unable to get the CRL's issuer
     26: "certificate_wrong_purpose",
     62: "wrong_host_name",
 }
@@ -101,16 +116,42 @@ def _load_identity(
         raise tls.TLSConfigError(f"cannot use {cert} / {key}: {exc}") from None
 
 
+_CRL_BLOCK: Final = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.S)
+
+
+def _add_crls(ctx: SSL.Context, crls: Sequence[str | os.PathLike[str]]) -> None:
+    """Check peers against ``crls`` (PEM files of one or more CRLs, or DER), fail closed."""
+    if not crls:
+        return
+    store = ctx.get_cert_store()
+    if store is None:  # pragma: no cover - a context always has one
+        raise tls.TLSConfigError("the TLS context has no certificate store")
+    for path in crls:
+        data = Path(path).read_bytes()
+        try:
+            blocks = _CRL_BLOCK.findall(data)
+            found = [x509.load_pem_x509_crl(b) for b in blocks] or [x509.load_der_x509_crl(data)]
+        except ValueError as exc:
+            raise tls.TLSConfigError(f"{path} is not a CRL (PEM or DER): {exc}") from None
+        for crl in found:
+            store.add_crl(crl)
+    store.set_flags(crypto.X509StoreFlags.CRL_CHECK)
+
+
 def server_context(
-    cert: str | os.PathLike[str], key: str | os.PathLike[str], ca: str | os.PathLike[str]
+    cert: str | os.PathLike[str],
+    key: str | os.PathLike[str],
+    ca: str | os.PathLike[str],
+    crls: Sequence[str | os.PathLike[str]] = (),
 ) -> SSL.Context:
     """The server end's context: TLS 1.3, ``X25519MLKEM768`` only, a client certificate
-    from ``ca`` required."""
+    from ``ca`` required (and not revoked, with ``crls``)."""
     ctx = tls.server_context(cert, key, groups=(GROUP,))
     try:
         ctx.load_verify_locations(os.fspath(ca))
     except SSL.Error as exc:
         raise tls.TLSConfigError(f"cannot load CA certificates from {ca}: {exc}") from None
+    _add_crls(ctx, crls)
     ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _keep_verdict)
     # No resumption: every connection proves possession of its certificate's key again.
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
@@ -119,11 +160,16 @@ def server_context(
 
 
 def client_context(
-    cert: str | os.PathLike[str], key: str | os.PathLike[str], ca: str | os.PathLike[str]
+    cert: str | os.PathLike[str],
+    key: str | os.PathLike[str],
+    ca: str | os.PathLike[str],
+    crls: Sequence[str | os.PathLike[str]] = (),
 ) -> SSL.Context:
-    """The client end's context: ``X25519MLKEM768`` only, presents ``cert``, trusts ``ca``."""
+    """The client end's context: ``X25519MLKEM768`` only, presents ``cert``, trusts ``ca``
+    (and checks the server's certificate against ``crls``)."""
     ctx = tls.client_context(ca, groups=(GROUP,))
     _load_identity(ctx, cert, key)
+    _add_crls(ctx, crls)
     return ctx
 
 
@@ -227,22 +273,56 @@ class Tunnel:
         on_ready: Callable[[tuple[str, int]], None] | None = None,
         *,
         reload: Callable[[], SSL.Context] | None = None,
+        watch: Sequence[str | os.PathLike[str]] = (),
+        watch_interval: float = 30.0,
     ) -> None:
         """Serve until SIGTERM or SIGINT, then stop cleanly. With ``reload``, SIGHUP builds
         a new context with it (re-reading certificate, key and CA files) for new
-        connections; if that fails, the old context stays and the error is logged."""
+        connections, and so does a change of any file in ``watch`` (looked at every
+        ``watch_interval`` seconds); if that fails, the old context stays and the error is
+        logged."""
         loop = asyncio.get_running_loop()
         stopping = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
+        watcher: asyncio.Task[None] | None = None
         if reload is not None:
             loop.add_signal_handler(signal.SIGHUP, self._reload, reload)
+            if watch:
+                watcher = asyncio.create_task(self._watch(reload, watch, watch_interval))
         await self.start()
         if on_ready is not None:
             on_ready(self.address)
         await stopping.wait()
+        if watcher is not None:
+            watcher.cancel()
         _log.info("tunnel stopping: %d connection(s) open", self.stats.active)
         await self.stop()
+
+    async def _watch(
+        self,
+        build: Callable[[], SSL.Context],
+        paths: Sequence[str | os.PathLike[str]],
+        interval: float,
+    ) -> None:
+        def stamps() -> list[tuple[int, int] | None]:
+            out: list[tuple[int, int] | None] = []
+            for path in paths:
+                try:
+                    info = os.stat(path)
+                except OSError:
+                    out.append(None)
+                else:
+                    out.append((info.st_mtime_ns, info.st_ino))
+            return out
+
+        seen = stamps()
+        while True:
+            await asyncio.sleep(interval)
+            now = stamps()
+            if now != seen:
+                seen = now
+                self._reload(build)
 
     def _reload(self, build: Callable[[], SSL.Context]) -> None:
         try:
@@ -251,7 +331,7 @@ class Tunnel:
             _log.error("tunnel: reload failed, keeping the current certificate: %s", exc)
             return
         self.stats.reloads += 1
-        _log.warning("tunnel: certificate, key and CA reloaded for new connections")
+        _log.warning("tunnel: certificate, key, CA and CRLs reloaded for new connections")
 
     # ------------------------------------------------------------------ connections
     def _accept(self, side: Side) -> None:
