@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from qrc.monitor.compliance_facts import Facts, KeyFacts
+from qrc.monitor.compliance_facts import NOT_RUN, Facts, KeyFacts
 
 __all__ = [
     "CERT_RENEWAL_DAYS",
@@ -83,6 +83,12 @@ def user_keys(facts: Facts) -> list[KeyFacts]:
 
 
 # ---------------------------------------------------------------- FIPS 203/204/205
+def _passed(selftest: str) -> bool:
+    """A known-answer test that passed, or one not run (disallowed or unregistered)."""
+    return selftest == "ok" or selftest.startswith(NOT_RUN)
+
+
+
 def parameter_set(algorithm: str, standard: str) -> str | None:
     """The FIPS ``standard`` parameter set ``algorithm`` is or contains (hybrids included)."""
     folded = algorithm.upper().replace("-", "")
@@ -120,7 +126,7 @@ def fips_check(standard: str) -> Check:
                 result = facts.selftests.get(algorithm)
                 if algorithm in facts.floor:
                     problems[algorithm] = f"disallowed: {facts.floor[algorithm]}"
-                elif result is not None and result != "ok":
+                elif result is not None and not _passed(result):
                     problems[algorithm] = result
         evidence = {
             "parameter_sets": {
@@ -407,7 +413,7 @@ def audit_integrity(facts: Facts) -> Finding:
 
 def selftests(facts: Facts) -> Finding:
     """Known-answer tests of every algorithm in use pass; none is under the self-test floor."""
-    failed = {a: r for a, r in facts.selftests.items() if r != "ok"}
+    failed = {a: r for a, r in facts.selftests.items() if not _passed(r)}
     failed.update({a: f"disallowed: {why}" for a, why in facts.floor.items()})
     evidence = {"known_answer_tests": dict(sorted(facts.selftests.items())), "failures": failed}
     return verdict(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from qrc.crypto.errors import UnsupportedAlgorithm
-from qrc.crypto.registry import AlgorithmInfo, Family, get_info
+from qrc.crypto.registry import AlgorithmInfo, Family, Status, get_info
 from qrc.crypto.selftest import known_answer_test
 from qrc.keys.audit.events import EventType
 from qrc.keys.context import SYSTEM_LABEL
@@ -28,11 +28,15 @@ if TYPE_CHECKING:
     from qrc.keys.service import KeyService
     from qrc.transit.listener import HandshakeCounters
 
-__all__ = ["AuditFacts", "BackupFacts", "Facts", "KeyFacts", "gather_facts", "info_of"]
+__all__ = [
+    "NOT_RUN",
+    "AuditFacts", "BackupFacts", "Facts", "KeyFacts", "gather_facts", "info_of"]
 
 _PAGE = 1000
 _EVENTS = 1000
 LIVE_STATES = ("pre_active", "active", "suspended")
+NOT_RUN = "not run: "
+"""How a self-test result that was not run begins (``"ok"`` when it ran and passed)."""
 
 
 def info_of(algorithm: str) -> AlgorithmInfo | None:
@@ -215,7 +219,10 @@ def _selftests(algorithms: Iterable[str]) -> dict[str, str]:
     for algorithm in sorted(algorithms):
         info = info_of(algorithm)
         if info is None:
-            results[algorithm] = "not registered: no known-answer test"
+            results[algorithm] = NOT_RUN + "not registered"
+            continue
+        if info.status is Status.DISALLOWED:  # nothing may run it, a known-answer test neither
+            results[algorithm] = NOT_RUN + "disallowed"
             continue
         try:
             known_answer_test(info.id)
