@@ -81,6 +81,9 @@ TABLE: dict[tuple[str, str], frozenset[str] | None] = {
     # policy and tokens: admin only
     ("POST", B + "/protocols/update"): roles(),
     ("POST", B + "/protocols/feed"): roles(),
+    # migration off an algorithm: auditors read the plan; only admins run it
+    ("GET", B + "/migration/plan"): roles(AU),
+    ("POST", B + "/migration/run"): roles(),
     ("POST", B + "/tokens"): roles(),
     ("GET", B + "/tokens"): roles(),
     ("DELETE", B + "/tokens/{token_id}"): roles(),
@@ -193,6 +196,7 @@ class Walk:
             "/data/index/object": {"identifier": "walk/object"},
             "/data/shred-report": {"key": self.keys["enc"]},
             "/relay/messages": {"recipient": WALK_AGENT},
+            "/migration/plan": {"algorithm": "ML-KEM-512"},
         }
         if method == "GET" and route in query:
             return url, {"params": query[route]}
@@ -229,6 +233,7 @@ class Walk:
             # Version 1 of a key at version 1: valid however often it is repeated.
             "/keys/{key}/min-decryption-version": lambda: {"version": 1},
             "/protocols/update": lambda: {"dry_run": True},
+            "/migration/run": lambda: {"algorithm": "ML-KEM-512", "dry_run": True},
             "/advisor": lambda: {"purpose": "key-exchange", "lifetime_years": 5},
             "/tokens": lambda: {"name": api.unique("walk-token"), "role": "viewer"},
             "/relay/messages": lambda: {"message": self.relay_message},

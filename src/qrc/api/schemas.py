@@ -336,6 +336,9 @@ class ProtocolPlan(BaseModel):
     changes: list[str]
     affected_keys: list[AffectedKeyOut]
     policy: dict[str, Any]
+    # Follow-ups: GET .../migration/plan?algorithm=ALG for each algorithm the update
+    # deprecates or disallows (qrc.monitor.migration_plan).
+    migration_plans: list[str] = []
 
 
 class AuditEventOut(BaseModel):

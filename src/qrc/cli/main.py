@@ -541,6 +541,8 @@ _COMMANDS.update(
         ("agents", "qrc.cli.agents:agents_app"),
         ("ca", "qrc.cli.ca:ca_app"),
         ("inventory", "qrc.cli.inventory:inventory_app"),
+        ("migrate", "qrc.cli.migrate:migrate_app"),
+        ("feed", "qrc.cli.feed:feed_app"),
         ("anomalies", "qrc.cli.anomaly:anomalies_app"),
         ("risk", "qrc.cli.risk:risk_app"),
         ("advise", "qrc.cli.risk:advise_app"),

@@ -1,10 +1,29 @@
-"""Algorithm migration: when an algorithm is deprecated, move every key off it.
+"""Algorithm migration: when an algorithm is deprecated, move everything off it.
 
-:func:`plan_migration` is the dry run: the keys that still have a live version under the
+The public Python API (stable: the incident-response playbooks build on it):
+
+- :func:`plan_migration` (here): the keys with live material under an algorithm and what
+  each will move to, with the indexed objects under them. A dry run.
+- :func:`execute_migration` (here): rotate those keys to a new version of their purpose's
+  default algorithm; conditional, resumable, audited per key.
+- :func:`qrc.monitor.migration_plan.plan_algorithm_migration`: the whole plan: keys,
+  certificates (the private CA's and the listener's), encrypted objects by key, version
+  and data type, TLS channels, and the work estimated from the measured benchmarks.
+- :func:`qrc.monitor.migration_run.run_algorithm_migration`: execute the whole plan (or
+  dry-run it): rotate keys, rewrap indexed data, reissue the private CA's leaf
+  certificates, tighten the TLS policy; audited (``migration.start``/``migration.finish``
+  and each step's own events), with progress, resumable after a crash.
+- :func:`qrc.monitor.migration_run.update_qrc_algorithms_and_keys`: the story's function:
+  change algorithm statuses (``KeyService.update_policy``) and migrate off every algorithm
+  the change deprecates or disallows.
+
+:func:`plan_migration` is the keys' part: the keys that still have a live version under the
 algorithm (their primary, or older versions not yet retired), what each will move to (the
 policy's default for its purpose), and the indexed objects (``service.data``) still
 encrypted under such versions. :func:`execute_migration` rotates each key whose primary
-version is still under the algorithm to a new version of the target algorithm.
+version is still under the algorithm to a new version of the target algorithm. The
+service's own keys (audit, CA) are never rotated here: they are listed as skipped, and the
+certificates the CA keys sign appear in the whole plan.
 
 Progress lives in the store itself, so a crash loses nothing: each key moves in a
 transaction of its own, conditional on the primary version the plan saw (a key another
@@ -23,7 +42,8 @@ from sqlalchemy import func, select
 
 from qrc.crypto.errors import UnsupportedAlgorithm
 from qrc.crypto.registry import get_info
-from qrc.keys.errors import KeyServiceError
+from qrc.keys.context import SYSTEM_LABEL, is_reserved
+from qrc.keys.errors import InvalidRequest, KeyServiceError
 from qrc.keys.lifecycle.rotation import ROTATABLE
 from qrc.keys.states import KeyState, Purpose
 from qrc.keys.store.models import EncryptedDataIndex, Key, KeyVersion
@@ -93,10 +113,13 @@ def _canonical(algorithm: str) -> str:
     try:
         return get_info(algorithm).id
     except UnsupportedAlgorithm as exc:
-        raise KeyServiceError(str(exc)) from None
+        raise InvalidRequest(str(exc)) from None
 
 
 def _action(key: Key, moved: bool, target: str | None) -> str:
+    if is_reserved(key):
+        role = key.labels.get(SYSTEM_LABEL, "system")
+        return f"skip: reserved for the service ({role}); see the certificates in the plan"
     if moved:
         return "rewrap data under the old versions, then raise min_decryption_version"
     if key.destruction_due_at is not None:

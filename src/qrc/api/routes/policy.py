@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Request
 
 from qrc.api.deps import require, state_of
+from qrc.api.routes.migration import plan_links
 from qrc.api.schemas import (
     AffectedKeyOut,
     AlgorithmList,
@@ -86,5 +87,6 @@ def protocols_update(body: ProtocolUpdate, client: Admin, request: Request) -> P
     plan = state_of(request).service.update_policy(update, actor=client.actor, dry_run=body.dry_run)
     affected = [AffectedKeyOut(**vars(k)) for k in plan.affected_keys]
     return ProtocolPlan(
-        applied=not body.dry_run, changes=plan.changes, affected_keys=affected, policy=plan.policy
-    )
+        applied=not body.dry_run, changes=plan.changes, affected_keys=affected, policy=plan.policy,
+        migration_plans=plan_links(dict(body.algorithm_status)),
+    )  # fmt: skip

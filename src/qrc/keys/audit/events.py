@@ -62,6 +62,7 @@ class EventType(enum.StrEnum):
     CLASSICAL_TLS_HANDSHAKE = "classical_tls_handshake"
     TLS_HANDSHAKE_REFUSED = "tls_handshake_refused"
     ANOMALY = "anomaly"  # unusual use of a token or key (qrc.monitor.anomaly)
+    ALGORITHM_MIGRATION = "algorithm_migration"  # a run of qrc.monitor.migration_run
 
 
 class EventDefaults(NamedTuple):
@@ -111,6 +112,11 @@ EVENT_DEFAULTS: Final[dict[str, EventDefaults]] = {
     ),
     EventType.TLS_HANDSHAKE_REFUSED: EventDefaults(
         "A TLS handshake was refused", False, "handshake refused"
+    ),
+    EventType.ALGORITHM_MIGRATION: EventDefaults(
+        "Keys, data, certificates and TLS policy moved off an algorithm",
+        True,
+        "keys rotated, data rewrapped, certificates reissued, TLS policy tightened",
     ),
 }
 
