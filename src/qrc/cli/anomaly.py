@@ -2,8 +2,8 @@
 
 - ``train``: learn from the audit history of ``--data-dir`` and show what is usual for each
   token and key (the server learns the same by itself at start; nothing is saved);
-- ``scan``: learn from the history before the last ``--recent-hours``, score those hours and
-  list the anomalies (read only: nothing is recorded);
+- ``scan``: learn from the history before the last ``--recent-hours`` (or ``--since``),
+  score what came after and list the anomalies (read only: nothing is recorded);
 - ``evaluate``: the injected scenarios on synthetic traffic; prints precision and recall.
 
 Registered in ``qrc.cli.main`` as ``("anomalies", "qrc.cli.anomaly:anomalies_app")``.
@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from qrc.cli.admin.common import DEFAULT_DIR, DataDirOpt, JsonOpt, key_service, out, print_json
+from qrc.cli.admin.common import (
+    DEFAULT_DIR,
+    DataDirOpt,
+    JsonOpt,
+    key_service,
+    out,
+    parse_time,
+    print_json,
+)
 from qrc.cli.io import fail
 
 if TYPE_CHECKING:
@@ -57,15 +65,14 @@ def _settings(window: float, contamination: float, min_windows: int) -> Detector
 
 
 def _train(
-    service: KeyService, settings: DetectorSettings, days: float, recent: timedelta
-) -> tuple[AnomalyModel, datetime]:
+    service: KeyService, settings: DetectorSettings, days: float, split: datetime
+) -> AnomalyModel:
     from qrc.monitor.anomaly import AnomalyModel, NotTrained  # noqa: PLC0415
     from qrc.monitor.anomaly_observer import read_history  # noqa: PLC0415
 
-    split = datetime.now(UTC) - recent
     history = read_history(service, split - timedelta(days=days), split)
     try:
-        return AnomalyModel.train(history, settings), split
+        return AnomalyModel.train(history, settings)
     except NotTrained as exc:
         fail(f"not enough history to learn from: {exc} (try --days or --min-windows)")
 
@@ -81,8 +88,8 @@ def train(
 ) -> None:
     """Learn from the audit history and show what is usual for each token and key."""
     with key_service(data_dir) as service:
-        model, _ = _train(
-            service, _settings(window, contamination, min_windows), days, timedelta(0)
+        model = _train(
+            service, _settings(window, contamination, min_windows), days, datetime.now(UTC)
         )
     summary = model.summary()
     if as_json:
@@ -111,6 +118,10 @@ def scan(
     recent_hours: Annotated[
         float, typer.Option("--recent-hours", min=0.01, max=24 * 30, help="Hours to score.")
     ] = 24.0,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", help="Score from this time on (ISO 8601), not --recent-hours."),
+    ] = None,
     days: DaysOpt = 14.0,
     window: WindowOpt = 60.0,
     contamination: ContaminationOpt = 0.01,
@@ -120,9 +131,11 @@ def scan(
     """Score the last hours of the audit history against the days before them."""
     from qrc.monitor.anomaly_observer import read_history  # noqa: PLC0415
 
-    recent = timedelta(hours=recent_hours)
+    split = datetime.now(UTC) - timedelta(hours=recent_hours)
+    if since is not None:
+        split = parse_time(since, "--since")
     with key_service(data_dir) as service:
-        model, split = _train(service, _settings(window, contamination, min_windows), days, recent)
+        model = _train(service, _settings(window, contamination, min_windows), days, split)
         events = read_history(service, split, datetime.now(UTC))
     anomalies = model.score(events)
     if as_json:
