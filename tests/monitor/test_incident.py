@@ -18,21 +18,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
 
 from qrc.crypto.base import VerifyingKey
-from qrc.crypto.errors import AlgorithmNotAllowed, DecryptionError
+from qrc.crypto.errors import AlgorithmNotAllowed, DecryptionError, UnsupportedAlgorithm
 from qrc.crypto.keyfile import load_public_pem
 from qrc.data.format import from_text, parse, to_text
 from qrc.data.rewrap import SqlTarget
 from qrc.data.sdk import DataEncryptor, integrity_hash
 from qrc.keys.audit.note import verify_note
 from qrc.keys.custody.factory import CustodyConfig
+from qrc.keys.custody.local import KEK_FILE, LocalCustody
 from qrc.keys.data_index import IndexEntry
 from qrc.keys.errors import KeyServiceError
 from qrc.keys.factory import ServiceConfig, open_service
 from qrc.keys.service import KeyService
+from qrc.monitor.incident_algorithm import algorithm_break
 from qrc.monitor.incident_key import REPLACES_LABEL, key_compromise
 from qrc.transit.ca import TLSFiles
+from tests.keys.conftest import FAST_ARGON2
 from tests.monitor.test_sinks import SECRET, Verifier, WebhookReceiver, tls_files  # noqa: F401
 from tests.monitor.test_sinks_syslog import StreamReceiver, parse_syslog
 
@@ -49,24 +53,27 @@ _RUN = (
 class Drill:
     """A data directory, an application database with encrypted values, and the SIEM."""
 
-    def __init__(self, root: Path, tls_files: TLSFiles, key: str, algorithm: str) -> None:
+    def __init__(self, root: Path, files: TLSFiles, key: str, algorithm: str) -> None:
         self.data = root / "data"
         self.app_db = root / "app.db"
         self.sql_url = f"sqlite:///{self.app_db}"
         self.key = key
-        self.webhook = WebhookReceiver(tls_files)
+        self.webhook = WebhookReceiver(files)
         self.syslog = StreamReceiver()
         self.env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
         self.env |= {
             "QRC_MASTER_PASSPHRASE": PASSPHRASE,
             "QRC_WEBHOOK_URL": self.webhook.url,
             "QRC_WEBHOOK_SECRET": SECRET.decode(),
-            "QRC_WEBHOOK_CA_FILE": str(tls_files.ca),
+            "QRC_WEBHOOK_CA_FILE": str(files.ca),
             "QRC_SYSLOG_ADDRESS": f"tcp://127.0.0.1:{self.syslog.port}",
             "QRC_SINK_RETRY_SECONDS": "0.05",
         }
         with sqlite3.connect(self.app_db) as db:
             db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT)")
+        # A KEK sealed with cheap Argon2 parameters (kept in the file): each run opens fast.
+        self.data.mkdir(mode=0o700)
+        LocalCustody.create(self.data / KEK_FILE, PASSPHRASE, params=FAST_ARGON2)
         with self.service() as service:
             service.keys.create_key(
                 name=key, purpose="encryption", algorithm=algorithm, actor="drill"
@@ -79,10 +86,13 @@ class Drill:
                     header = parse(blob)
                     entries.append(
                         IndexEntry(
-                            f"customers/{row}/email", key, header.key_version, "sql-column",
+                            f"customers/{row}/email",
+                            key,
+                            header.key_version,
+                            "sql-column",
                             location=f"sql:customers/email/{row}",
                             integrity_hash=integrity_hash(blob),
-                        )  # fmt: skip
+                        )
                     )
                 service.data.register(entries, actor="drill")
 
@@ -218,11 +228,12 @@ def test_key_compromise_drill(drill: Drill) -> None:
     assert {e["id"] for e in events} <= syslog_ids
 
     # Running it again finds everything done and changes nothing.
-    again = drill.qrc("key-compromise", "customers", "--yes", "--json")
-    assert again.returncode == 0, again.stderr
-    statuses = {s["name"]: s["status"] for s in json.loads(again.stdout)["steps"]}
-    assert statuses["contain"] == statuses["replace"] == "already done"
     with drill.service() as service:
+        again = key_compromise(service, "customers", actor="t", execute=True, targets={
+            "sql": SqlTarget(create_engine(drill.sql_url))})  # fmt: skip
+        assert again.outcome == "complete"
+        assert again.step("contain").status == again.step("replace").status == "already done"
+        assert again.step("move-data").detail["moved"] == 0
         keys, _ = service.keys.list_keys(name_prefix="customers")
         assert sorted(k.name for k in keys) == ["customers", "customers-replacement"]
 
@@ -231,8 +242,6 @@ class _Interrupted(SqlTarget):
     """The application database, lost after ``writes`` writes (a crash mid-run)."""
 
     def __init__(self, url: str, writes: int) -> None:
-        from sqlalchemy import create_engine  # noqa: PLC0415
-
         super().__init__(create_engine(url))
         self.writes = writes
 
@@ -247,9 +256,7 @@ def test_an_interrupted_key_compromise_is_finished_by_running_it_again(drill: Dr
     with drill.service() as service:
         broken = _Interrupted(drill.sql_url, writes=2)
         with pytest.raises(ConnectionError):
-            key_compromise(
-                service, "customers", actor="t", execute=True, targets={"sql": broken}
-            )
+            key_compromise(service, "customers", actor="t", execute=True, targets={"sql": broken})
         assert service.keys.get_key("customers").status == "compromised"
         new = service.keys.get_key("customers-replacement")
         assert len(service.data.under(new.id)) == 2
@@ -312,7 +319,13 @@ def test_algorithm_break_drill(tmp_path: Path, tls_files: TLSFiles) -> None:  # 
 def test_errors_say_what_to_do(drill: Drill) -> None:
     missing = drill.qrc("key-compromise", "no-such-key")
     assert missing.returncode == 2 and "no-such-key" in missing.stderr
-    unknown = drill.qrc("algorithm-break", "ROT13")
-    assert unknown.returncode == 2 and "ROT13" in unknown.stderr
-    default = drill.qrc("algorithm-break", "X25519MLKEM768", "--yes")
-    assert default.returncode == 2 and "--to" in default.stderr
+    with drill.service() as service:
+        with pytest.raises(UnsupportedAlgorithm, match="ROT13"):
+            algorithm_break(service, "ROT13", actor="t")
+        with pytest.raises(KeyServiceError, match="--to"):
+            algorithm_break(service, "X25519MLKEM768", actor="t", execute=True)
+        # A reserved key (the audit key) is not the generic playbook's to revoke.
+        service.audit.checkpoint(actor="t")
+        with pytest.raises(KeyServiceError):
+            key_compromise(service, "qrc-audit-signing", actor="t", execute=True)
+        assert service.keys.get_key("qrc-audit-signing").status == "active"
