@@ -107,9 +107,14 @@ class Anomaly:
         return {"severity": self.severity, **self.details(), "key_ids": list(self.key_ids)}
 
 
+def _noun(operation: str, n: int) -> str:
+    plural = _NOUNS.get(operation, operation + " events")
+    return plural.removesuffix("s") if n == 1 else plural
+
+
 def _describe_ops(window: WindowStats) -> str:
     top = window.operations.most_common(2)
-    parts = [f"{n} {_NOUNS.get(op, op + ' events')}" for op, n in top]
+    parts = [f"{n} {_noun(op, n)}" for op, n in top]
     rest = window.count - sum(n for _, n in top)
     if rest:
         parts.append(f"{rest} other")
