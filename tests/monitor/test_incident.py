@@ -287,7 +287,7 @@ def test_algorithm_break_drill(tmp_path: Path, tls_files: TLSFiles) -> None:  # 
         plan = drill.qrc("algorithm-break", "ML-KEM-512", "--json")
         assert plan.returncode == 0, plan.stderr
         planned = json.loads(plan.stdout)
-        assert [s["name"] for s in planned["steps"]] == ["restrict", "rotate", "rewrap", "disallow"]
+        assert [s["name"] for s in planned["steps"]] == ["restrict", "migrate", "disallow"]
         assert planned["steps"][1]["detail"]["keys"][0]["name"] == "legacy"
 
         done = drill.qrc("algorithm-break", "ML-KEM-512", "--yes", "--json")
@@ -312,6 +312,8 @@ def test_algorithm_break_drill(tmp_path: Path, tls_files: TLSFiles) -> None:  # 
         incident = [e for e in events if e["kind"] == "incident"]
         assert [e["data"]["phase"] for e in incident] == ["started", "finished"]  # type: ignore[index]
         assert all(e["type"] == "algorithm_break" for e in incident)
+        assert ("security_event", "algorithm_migration") in [(e["kind"], e["type"]) for e in events]
+        assert report["steps"][1]["detail"]["rotated"] == 1
     finally:
         drill.close()
 

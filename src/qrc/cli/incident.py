@@ -173,11 +173,16 @@ def algorithm_break(
     force: Annotated[
         bool, typer.Option("--force", help="Disallow now, even with data left under ALG.")
     ] = False,
+    certificates_out: Annotated[
+        Path | None,
+        typer.Option("--certificates-out", help="Where reissued leaf certificates are written."),
+    ] = None,
     sql_url: SqlOpt = None,
     redis_url: RedisOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Stop using a broken algorithm: policy, rotation, rewrap, then disallow; report."""
+    """Stop using a broken algorithm: policy, migration (keys, data, certificates, TLS),
+    then disallow; report."""
     from qrc.monitor.incident_algorithm import algorithm_break as playbook  # noqa: PLC0415
 
     actor = current_actor()
@@ -190,7 +195,8 @@ def algorithm_break(
     ) -> IncidentReport:
         return playbook(
             service, algorithm, actor=actor, execute=execute, replacement=to, force=force,
-            targets=targets, notifier=notifier, progress=say if execute else None,
+            targets=targets, data_dir=data_dir, certificates_out=certificates_out,
+            notifier=notifier, progress=say if execute else None,
         )  # fmt: skip
 
     _run(run, data_dir, yes, as_json, sql_url, redis_url)

@@ -5,15 +5,14 @@ Steps, in order (each skips what is already done, so a second run finishes the f
 1. ``restrict`` — the policy marks the algorithm ``deprecated`` (no new key may use it) and,
    where it is a purpose's default, makes ``replacement`` the default
    (:meth:`KeyService.update_policy`, what ``POST /protocols/update`` calls).
-2. ``rotate`` — every key whose primary version is under the algorithm gets a new version of
-   its purpose's default (:func:`qrc.monitor.migration.execute_migration`).
-3. ``rewrap`` — the indexed objects under those keys move to the new primary versions
-   (:func:`qrc.data.rewrap.rewrap_key`, for locations a target reaches).
-4. ``disallow`` — once nothing indexed is left under the algorithm, the policy disallows it:
-   no operation at all, old versions included. Not before: disallowing first would make the
+2. ``migrate`` — the migration off the algorithm
+   (:func:`qrc.monitor.migration_run.run_algorithm_migration`): keys rotated to a new
+   version of their purpose's default, indexed data rewrapped where a target reaches its
+   location, the private CA's leaf certificates reissued (written to ``certificates_out``
+   for their holders), the TLS mode tightened when a classical group is broken.
+3. ``disallow`` — once the migration is complete, the policy disallows the algorithm: no
+   operation at all, old versions included. Not before: disallowing first would make the
    data still under it unreadable. ``force`` disallows at once, whatever is left.
-5. ``tls`` — a broken classical key exchange (X25519, P-256...) sets the TLS mode to
-   ``pq-only``.
 
 Deprecating comes first rather than disallowing because data under the algorithm must still
 be readable to be moved; from that moment no new key or version uses it.
@@ -22,15 +21,15 @@ be readable to be moved; from that moment no new key or version uses it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from qrc.crypto.registry import Family, Kind, Status, get_info
-from qrc.data.rewrap import RewrapTarget, rewrap_key
-from qrc.data.sdk import DataEncryptor
+from qrc.crypto.registry import Status, get_info
+from qrc.data.rewrap import RewrapTarget
 from qrc.keys.errors import InvalidRequest
 from qrc.keys.policy import PolicyUpdate
 from qrc.monitor.incident import IncidentReport, Notifier, PlaybookRun, Progress
-from qrc.monitor.migration import execute_migration, plan_migration
+from qrc.monitor.migration_run import MigrationRun, run_algorithm_migration
 
 if TYPE_CHECKING:
     from qrc.keys.service import KeyService
@@ -49,6 +48,8 @@ class _AlgorithmBreak(PlaybookRun):
         replacement: str | None,
         targets: Mapping[str, RewrapTarget],
         force: bool,
+        data_dir: Path | None,
+        certificates_out: Path | None,
         actor: str,
         execute: bool,
         notifier: Notifier | None,
@@ -61,6 +62,8 @@ class _AlgorithmBreak(PlaybookRun):
         self.replacement = replacement
         self.targets = targets
         self.force = force
+        self.data_dir = data_dir
+        self.certificates_out = certificates_out
 
     def _defaults_to_move(self) -> dict[str, str]:
         defaults = self.service.current_policy()["default_algorithms"]
@@ -72,40 +75,46 @@ class _AlgorithmBreak(PlaybookRun):
             )
         return {purpose: str(self.replacement) for purpose in moving}
 
+    def _migration(self, *, dry_run: bool) -> MigrationRun:
+        def progress(step: str, done: int, total: int, what: str) -> None:
+            self.say(f"migrate {step} {done}/{total}: {what}")
+
+        return run_algorithm_migration(
+            self.service,
+            self.algorithm,
+            actor=self.actor,
+            dry_run=dry_run,
+            data_dir=self.data_dir,
+            certificates_out=self.certificates_out,
+            rewrap_targets=self.targets,
+            progress=None if dry_run else progress,
+        )
+
     # ------------------------------------------------------------------ plan
     def plan(self) -> None:
         defaults = self._defaults_to_move()
         status = self.service.policy.status(self.algorithm)
         restrict = self.add("restrict", f"policy: {self.algorithm} deprecated (no new keys)")
-        restrict.detail.update(status=status.value, new_defaults=defaults)
-        plan = plan_migration(self.service, self.algorithm)
-        rotate = self.add(
-            "rotate",
-            f"rotate {len(plan.to_rotate)} keys to their purpose's default algorithm",
+        restrict.detail.update(policy_status=status.value, new_defaults=defaults)
+        would = self._migration(dry_run=True)
+        migrate = self.add(
+            "migrate",
+            "rotate keys, rewrap indexed data, reissue certificates, tighten TLS "
+            f"({', '.join(f'{k} {v}' for k, v in would.plan.counts.items())})",
         )
-        rotate.detail["keys"] = [
+        migrate.detail["keys"] = [
             {"name": k.name, "to": k.target or defaults.get(k.purpose), "action": k.action}
-            for k in plan.keys
+            for k in would.plan.keys.keys
         ]
-        self.add("rewrap", f"rewrap {plan.objects} indexed objects under the algorithm")
-        self.add("disallow", f"policy: {self.algorithm} disallowed once no data is left under it")
-        info = get_info(self.algorithm)
-        if info.kind is Kind.KEM and info.family is Family.CLASSICAL:
-            self.add("tls", "TLS mode pq-only: no classical-only key exchange")
-        self.report.human_actions.insert(
-            0,
-            f"Reissue certificates whose signatures use {self.algorithm} (qrc inventory lists "
-            "them) and tell the peers that pin them.",
-        )
+        migrate.detail["pending"] = would.pending
+        self.add("disallow", f"policy: {self.algorithm} disallowed once the migration is done")
+        self.report.human_actions[:0] = would.manual
 
     # ------------------------------------------------------------------ run
     def run(self) -> None:
         self._restrict()
-        self._rotate()
-        self._rewrap()
-        self._disallow()
-        if any(s.name == "tls" for s in self.report.steps):
-            self._tls()
+        migration = self._migrate()
+        self._disallow(migration)
 
     def _update(self, update: PolicyUpdate) -> None:
         self.service.update_policy(update, actor=self.actor)
@@ -121,80 +130,36 @@ class _AlgorithmBreak(PlaybookRun):
         self._update(PolicyUpdate(default_algorithms=defaults, algorithm_status=statuses))
         self.finish_step(step, "done", new_defaults=defaults)
 
-    def _rotate(self) -> None:
-        step = self.report.step("rotate")
-        report = execute_migration(
-            self.service,
-            self.algorithm,
-            actor=self.actor,
-            progress=lambda key, outcome: self.say(f"rotate {key.name}: {outcome}"),
-        )
-        status = "failed" if report.failed or report.remaining else "done"
-        if status == "done" and not report.rotated:
-            status = "already done"
+    def _migrate(self) -> MigrationRun:
+        step = self.report.step("migrate")
+        migration = self._migration(dry_run=False)
+        self.report.human_actions[:0] = [m for m in migration.manual if m]
+        summary = migration.summary()
+        changed = migration.changed
+        outcome = "done" if changed else "already done"
+        if not migration.complete:
+            outcome = "failed"
         self.finish_step(
-            step,
-            status,
-            rotated=[f"{n} -> {a} v{v}" for n, a, v in report.rotated],
-            failed=[f"{n}: {why}" for n, why in report.failed],
+            step, outcome, **summary, pending_work=migration.pending, failures=migration.failed
         )
+        return migration
 
-    def _rewrap(self) -> None:
-        step = self.report.step("rewrap")
-        plan = plan_migration(self.service, self.algorithm)
-        keys = [k for k in plan.keys if k.objects]
-        if not keys:
-            self.finish_step(step, "already done", objects=0)
-            return
-        rewrapped = 0
-        left: dict[str, int] = {}
-        with DataEncryptor.local(self.service, actor=self.actor) as sdk:
-            for planned in keys:
-                name = planned.name
-
-                def progress(done: int, total: int, name: str = name) -> None:
-                    self.say(f"rewrap {name}: {done}/{total}")
-
-                report = rewrap_key(sdk, planned.key_id, self.targets, progress=progress)
-                rewrapped += report.rewrapped + report.already_current
-                for scheme, n in report.no_target.items():
-                    left[scheme] = left.get(scheme, 0) + n
-        remaining = plan_migration(self.service, self.algorithm).objects
-        self.finish_step(
-            step,
-            "done" if not remaining else "failed",
-            rewrapped=rewrapped,
-            remaining=remaining,
-            no_target=left,
-        )
-
-    def _disallow(self) -> None:
+    def _disallow(self, migration: MigrationRun) -> None:
         step = self.report.step("disallow")
         if self.service.policy.status(self.algorithm) is Status.DISALLOWED:
             self.finish_step(step, "already done")
             return
-        plan = plan_migration(self.service, self.algorithm)
-        if (plan.objects or plan.to_rotate) and not self.force:
+        if not migration.complete and not self.force:
             self.finish_step(
                 step,
                 "failed",
-                reason="data or keys are still under the algorithm: disallowing now would "
-                "make them unreadable; move them (targets for their locations) and run again, "
-                "or --force",
-                objects=plan.objects,
-                keys=[k.name for k in plan.to_rotate],
+                reason="the migration is not complete: disallowing now would make what is "
+                "left unreadable; finish it (targets for the data's locations) and run "
+                "again, or --force",
             )
             return
         self._update(PolicyUpdate(algorithm_status={self.algorithm: "disallowed"}))
-        self.finish_step(step, "done", objects_left=plan.objects)
-
-    def _tls(self) -> None:
-        step = self.report.step("tls")
-        if self.service.current_policy()["tls_mode"] == "pq-only":
-            self.finish_step(step, "already done")
-            return
-        self._update(PolicyUpdate(tls_mode="pq-only"))
-        self.finish_step(step, "done")
+        self.finish_step(step, "done", forced=not migration.complete)
 
 
 def algorithm_break(
@@ -206,10 +171,15 @@ def algorithm_break(
     replacement: str | None = None,
     force: bool = False,
     targets: Mapping[str, RewrapTarget] | None = None,
+    data_dir: Path | None = None,
+    certificates_out: Path | None = None,
     notifier: Notifier | None = None,
     progress: Progress | None = None,
 ) -> IncidentReport:
     """Plan (``execute=False``) or run the algorithm-break playbook for ``algorithm``.
+
+    ``data_dir`` (the service's: ``ca/``, ``tls/``) and ``certificates_out`` (where reissued
+    leaves go) are passed to the migration; ``targets`` reach the indexed data.
 
     Raises:
         UnsupportedAlgorithm: not a registry ID.
@@ -224,6 +194,8 @@ def algorithm_break(
         replacement=replacement,
         targets=targets or {},
         force=force,
+        data_dir=data_dir,
+        certificates_out=certificates_out,
         actor=actor,
         execute=execute,
         notifier=notifier,
