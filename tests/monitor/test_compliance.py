@@ -211,7 +211,7 @@ def test_classical_tls_fails_4_2_1_and_pq_tls_passes(store: KeyService) -> None:
     )
     good = build_report(store, counters=pq, tls_mode="pq-only")
     bad = build_report(store, counters=classical, tls_mode="hybrid-preferred")
-    for control in ("pci-dss-4.0/4.2.1", "etsi-ts-103-744/hybrid"):
+    for control in ("pci-dss-4.0/4.2.1", "etsi-ts-103-744/hybrid", "dora/rts-6.2"):
         assert (outcomes(good)[control], outcomes(bad)[control]) == ("pass", "fail"), control
     evidence = result(bad, "pci-dss-4.0/4.2.1")["evidence"]
     assert isinstance(evidence, dict)

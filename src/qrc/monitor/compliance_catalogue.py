@@ -155,7 +155,8 @@ CONTROLS: tuple[Control, ...] = (
        "Register or replace the listed algorithms; keep the CBOM with the yearly review.",
        "The yearly review and the response plan are process: date and sign the CBOM."),
     _c("dora/rts-6.2", "RTS 2024/1774 Art. 6(2)(a)", "Data at rest and in transit is "
-       "encrypted", t.data_encryption, "Rewrap the listed objects under an allowed PQ key.",
+       "encrypted", t.at_rest_and_in_transit, "Rewrap the listed objects under an allowed PQ "
+       "key; set the TLS mode to pq-only.",
        "Data the index was not told about; the data classification behind the policy."),
     _c("dora/rts-6.4", "RTS 2024/1774 Art. 6(4)", "Cryptographic technology is updated as "
        "cryptanalysis develops", k.outdated_keys,

@@ -88,7 +88,6 @@ def _passed(selftest: str) -> bool:
     return selftest == "ok" or selftest.startswith(NOT_RUN)
 
 
-
 def parameter_set(algorithm: str, standard: str) -> str | None:
     """The FIPS ``standard`` parameter set ``algorithm`` is or contains (hybrids included)."""
     folded = algorithm.upper().replace("-", "")

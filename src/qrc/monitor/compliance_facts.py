@@ -28,9 +28,7 @@ if TYPE_CHECKING:
     from qrc.keys.service import KeyService
     from qrc.transit.listener import HandshakeCounters
 
-__all__ = [
-    "NOT_RUN",
-    "AuditFacts", "BackupFacts", "Facts", "KeyFacts", "gather_facts", "info_of"]
+__all__ = ["NOT_RUN", "AuditFacts", "BackupFacts", "Facts", "KeyFacts", "gather_facts", "info_of"]
 
 _PAGE = 1000
 _EVENTS = 1000

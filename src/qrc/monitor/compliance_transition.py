@@ -30,6 +30,7 @@ from qrc.transit.tls import is_pq_group
 __all__ = [
     "CNSA_ALGORITHMS",
     "STATEFUL_HBS_PREFIXES",
+    "at_rest_and_in_transit",
     "certificate_register",
     "cnsa_algorithms",
     "cnsa_tls",
@@ -350,4 +351,16 @@ def data_encryption(facts: Facts) -> Finding:
         "algorithm",
         f"{sum(by_alg.values())} indexed object(s), all under allowed post-quantum algorithms",
         evidence,
+    )
+
+
+def at_rest_and_in_transit(facts: Facts) -> Finding:
+    """DORA RTS Art. 6(2)(a): data at rest (the index) and in transit (the listener)."""
+    rest, moving = data_encryption(facts), transit(facts)
+    evidence = {"at_rest": rest.evidence, "in_transit": moving.evidence}
+    failed = [f.summary for f in (rest, moving) if f.outcome is Outcome.FAIL]
+    if failed:
+        return Finding(Outcome.FAIL, "; ".join(failed), evidence)
+    return Finding(
+        moving.outcome, f"at rest: {rest.summary}; in transit: {moving.summary}", evidence
     )
