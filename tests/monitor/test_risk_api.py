@@ -6,8 +6,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
-from qrc.api.app import API_PREFIX
+from qrc.api.app import API_PREFIX, create_app
+from qrc.api.deps import ApiSettings, AppState
+from qrc.keys.service import KeyService
+from qrc.monitor.risk_config import load_risk_config
 from tests.api.api_server import ApiProcess
 
 PROBLEM = "application/problem+json"
@@ -94,3 +98,17 @@ def test_advisor_over_http(server: ApiProcess) -> None:
         )
         assert 400 <= raw.status_code < 500 and "Traceback" not in raw.text
         assert http.post("/advisor", json={"purpose": "signature"}).status_code == 401
+
+
+def test_risk_route_uses_the_servers_model(populated: KeyService) -> None:
+    """The model a server puts on the state (from QRC_RISK_FILE) is the one GET /risk uses."""
+    state = AppState(populated, ApiSettings())
+    http = TestClient(create_app(state))
+    _, token = populated.tokens.create(name="auditor", role="auditor", actor="test")
+    auditor = {"Authorization": f"Bearer {token}"}
+    assert http.get(API_PREFIX + "/risk", headers=auditor).json()["model"]["source"] == (
+        "built-in defaults"
+    )
+    setattr(state, "risk_config", load_risk_config(migration_years=7))  # noqa: B010
+    doc = http.get(API_PREFIX + "/risk", headers=auditor).json()
+    assert doc["migration"]["years"] == 7 and doc["migration"]["source"] == "configured"
