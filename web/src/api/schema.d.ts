@@ -4,6 +4,27 @@
  */
 
 export interface paths {
+    "/api/v1/security/qrc/advisor": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Recommend an algorithm and parameter set for a purpose, lifetime and budgets
+         * @description Rule-based: the registry's sizes, categories and statuses and this service's measured
+         *     benchmarks; says why the recommendation won and why every other algorithm did not.
+         */
+        post: operations["advisor_api_v1_security_qrc_advisor_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/security/qrc/algorithms/status": {
         parameters: {
             query?: never;
@@ -96,6 +117,26 @@ export interface paths {
          * @description The private CA's two roots (ML-DSA-87, ECDSA P-384), PEM (no token needed).
          */
         get: operations["trust_api_v1_security_qrc_ca_trust_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/security/qrc/compliance/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The compliance report (JSON, HTML or PDF)
+         * @description Controls mapped to the standards and rules, each with its outcome and evidence.
+         */
+        get: operations["compliance_report_api_v1_security_qrc_compliance_report_get"];
         put?: never;
         post?: never;
         delete?: never;
@@ -579,6 +620,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/security/qrc/migration/plan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What leaving an algorithm involves (a dry run)
+         * @description Keys, certificates, encrypted objects and TLS channels under ``algorithm``, what the
+         *     run does about each, and the work estimated from the measured benchmarks.
+         */
+        get: operations["migration_plan_api_v1_security_qrc_migration_plan_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/security/qrc/migration/run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Migrate off an algorithm (dry run unless dry_run is false)
+         * @description Rotate keys to a new version of their purpose's default and tighten the TLS policy;
+         *     rewraps and leaf reissues come back as ``pending`` (``qrc migrate run`` does them).
+         */
+        post: operations["migration_run_api_v1_security_qrc_migration_run_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/security/qrc/protocols/feed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The threat feed: statuses, advisories and transition dates
+         * @description The accepted feed, the statuses it gives and the policy's, advisories, dates ahead.
+         */
+        get: operations["read_feed_api_v1_security_qrc_protocols_feed_get"];
+        put?: never;
+        /**
+         * Submit a signed threat feed
+         * @description Verify a signed feed under the configured publisher key, accept and apply it.
+         *
+         *     Refused (and recorded as a security event, the policy unchanged): a bad signature or
+         *     another signer, a sequence not above the last accepted one, an expired or malformed feed.
+         */
+        post: operations["submit_feed_api_v1_security_qrc_protocols_feed_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/security/qrc/protocols/update": {
         parameters: {
             query?: never;
@@ -674,6 +784,27 @@ export interface paths {
          * @description Decrypt and re-encrypt under the primary version; the plaintext is never returned.
          */
         post: operations["rewrap_api_v1_security_qrc_rewrap_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/security/qrc/risk": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Harvest-now-decrypt-later risk per key, data type and TLS channel; threat level
+         * @description Mosca's x + y > z for every live key, indexed data type and the TLS listener, under
+         *     the low, median and high quantum-threat horizons, with the quantum threat indicator.
+         */
+        get: operations["risk_api_v1_security_qrc_risk_get"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -889,6 +1020,30 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * AdvisorIn
+         * @description What the algorithm is for, how long it must hold, and the budgets it must fit.
+         */
+        AdvisorIn: {
+            /**
+             * Lifetime Years
+             * @description Years the protection must hold.
+             */
+            lifetime_years: number;
+            /**
+             * Max Bytes
+             * @description Ciphertext or signature bytes (key exchange: public key plus ciphertext).
+             */
+            max_bytes?: number | null;
+            /**
+             * Max Latency Ms
+             * @description Per handshake, decryption, signature or verification.
+             */
+            max_latency_ms?: number | null;
+            /** Max Public Key Bytes */
+            max_public_key_bytes?: number | null;
+            purpose: components["schemas"]["Purpose"];
+        };
         /** AffectedKeyOut */
         AffectedKeyOut: {
             /** Action */
@@ -1030,6 +1185,17 @@ export interface components {
             /** Key Version */
             key_version: number;
         };
+        /** ComplianceCounts */
+        ComplianceCounts: {
+            /** Fail */
+            fail: number;
+            /** Manual */
+            manual: number;
+            /** Notapplicable */
+            notApplicable: number;
+            /** Pass */
+            pass: number;
+        };
         /** DataEncryptionStatus */
         DataEncryptionStatus: {
             /** Backupencryption */
@@ -1131,6 +1297,67 @@ export interface components {
              * Format: byte
              */
             plaintext: string;
+        };
+        /** FailingControl */
+        FailingControl: {
+            /** Finding */
+            finding: string;
+            /** Framework */
+            framework: string;
+            /** Id */
+            id: string;
+            /** Reference */
+            reference: string;
+            /** Remediation */
+            remediation: string;
+            /** Title */
+            title: string;
+        };
+        /**
+         * FeedChangeOut
+         * @description An algorithm status the feed changed.
+         */
+        FeedChangeOut: {
+            /** After */
+            after: string;
+            /** Algorithm */
+            algorithm: string;
+            /** Before */
+            before: string;
+            /** Reason */
+            reason: string;
+        };
+        /**
+         * FeedSubmitOut
+         * @description What an accepted feed did.
+         */
+        FeedSubmitOut: {
+            /** Accepted */
+            accepted: boolean;
+            /** Changes */
+            changes: components["schemas"]["FeedChangeOut"][];
+            /** Sequence */
+            sequence: number | null;
+        };
+        /** FrameworkSummary */
+        FrameworkSummary: {
+            /** Fail */
+            fail: number;
+            /** Id */
+            id: string;
+            /** Manual */
+            manual: number;
+            /** Name */
+            name: string;
+            /** Notapplicable */
+            notApplicable: number;
+            /** Pass */
+            pass: number;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "pass" | "fail" | "manual" | "not_applicable";
         };
         /** GroupCount */
         GroupCount: {
@@ -1313,6 +1540,81 @@ export interface components {
             /** Version */
             version: number;
         };
+        /** MigrationPlanOut */
+        MigrationPlanOut: {
+            /** Algorithm */
+            algorithm: string;
+            /** Certificates */
+            certificates: components["schemas"]["PlannedCertificateOut"][];
+            /** Channels */
+            channels: components["schemas"]["PlannedChannelOut"][];
+            /** Counts */
+            counts: {
+                [key: string]: number;
+            };
+            estimate: components["schemas"]["WorkEstimateOut"];
+            /** Keys */
+            keys: components["schemas"]["PlannedKeyOut"][];
+            /** Kind */
+            kind: string;
+            /** Objects */
+            objects: components["schemas"]["ObjectGroupOut"][];
+            /**
+             * Planned At
+             * Format: date-time
+             */
+            planned_at: string;
+            /** Status */
+            status: string;
+        };
+        /** MigrationRunIn */
+        MigrationRunIn: {
+            /** Algorithm */
+            algorithm: string;
+            /**
+             * Dry Run
+             * @default true
+             */
+            dry_run?: boolean;
+            /** Limit */
+            limit?: number | null;
+        };
+        /** MigrationRunOut */
+        MigrationRunOut: {
+            /** Algorithm */
+            algorithm: string;
+            /** Complete */
+            complete: boolean;
+            /** Dry Run */
+            dry_run: boolean;
+            /** Failed */
+            failed: {
+                [key: string]: string;
+            }[];
+            /** Manual */
+            manual: string[];
+            /** Pending */
+            pending: string[];
+            plan: components["schemas"]["MigrationPlanOut"];
+            /** Reissued */
+            reissued: {
+                [key: string]: unknown;
+            }[];
+            /** Rewrapped */
+            rewrapped: {
+                [key: string]: unknown;
+            }[];
+            /** Rotated */
+            rotated: {
+                [key: string]: unknown;
+            }[];
+            /** Summary */
+            summary: {
+                [key: string]: number;
+            };
+            /** Tightened */
+            tightened: string[];
+        };
         /** MinDecryptionVersionIn */
         MinDecryptionVersionIn: {
             /**
@@ -1343,6 +1645,19 @@ export interface components {
             /** Totalhandshakes */
             totalHandshakes: number;
         };
+        /** ObjectGroupOut */
+        ObjectGroupOut: {
+            /** Data Type */
+            data_type: string | null;
+            /** Key Id */
+            key_id: string;
+            /** Key Name */
+            key_name: string;
+            /** Key Version */
+            key_version: number;
+            /** Objects */
+            objects: number;
+        };
         /** PerformanceData */
         PerformanceData: {
             /** Measuredat */
@@ -1360,6 +1675,73 @@ export interface components {
             /** Plaintext */
             plaintext: string;
         };
+        /** PlannedCertificateOut */
+        PlannedCertificateOut: {
+            /** Action */
+            action: string;
+            /** Automatic */
+            automatic: boolean;
+            /** Family */
+            family: string | null;
+            /** Key Algorithm */
+            key_algorithm: string | null;
+            /** Not After */
+            not_after: string | null;
+            /** Replacement Family */
+            replacement_family?: string | null;
+            /** Role */
+            role: string;
+            /** Serial */
+            serial: string;
+            /** Signature Algorithm */
+            signature_algorithm: string | null;
+            /** Source */
+            source: string;
+            /** Subject */
+            subject: string;
+        };
+        /** PlannedChannelOut */
+        PlannedChannelOut: {
+            /** Action */
+            action: string;
+            /** Automatic */
+            automatic: boolean;
+            /** Current */
+            current: string;
+            /** Name */
+            name: string;
+            /** Proposed */
+            proposed: string | null;
+            /** Recent Classical Handshakes */
+            recent_classical_handshakes: number;
+            /** Setting */
+            setting: string;
+        };
+        /** PlannedKeyOut */
+        PlannedKeyOut: {
+            /** Action */
+            action: string;
+            /** Key Id */
+            key_id: string;
+            /** Name */
+            name: string;
+            /** Objects */
+            objects: number;
+            /** Old Versions */
+            old_versions: number[];
+            /** Primary Algorithm */
+            primary_algorithm: string;
+            /** Primary Version */
+            primary_version: number;
+            /** Purpose */
+            purpose: string;
+            /** Rotates */
+            rotates: boolean;
+            /** Status */
+            status: string;
+            /** Target */
+            target: string | null;
+        };
         ProblemOut: {
             detail?: string;
             status: number;
@@ -1375,6 +1757,11 @@ export interface components {
             applied: boolean;
             /** Changes */
             changes: string[];
+            /**
+             * Migration Plans
+             * @default []
+             */
+            migration_plans?: string[];
             /** Policy */
             policy: {
                 [key: string]: unknown;
@@ -1404,6 +1791,12 @@ export interface components {
             /** Tls Mode */
             tls_mode?: ("pq-only" | "hybrid-preferred") | null;
         };
+        /**
+         * Purpose
+         * @description What the algorithm will do.
+         * @enum {string}
+         */
+        Purpose: "key-exchange" | "encryption" | "data-at-rest" | "signature" | "long-lived-signature";
         /** QRCAlgorithmInfo */
         QRCAlgorithmInfo: {
             /** Algorithmname */
@@ -1450,17 +1843,24 @@ export interface components {
         };
         /**
          * QRCComplianceReport
-         * @description The compliance summary (``qrc.monitor.compliance``).
+         * @description The compliance summary (``qrc.monitor.compliance``; the full report: /compliance).
          */
         QRCComplianceReport: {
-            /** Failed */
-            failed: number;
-            /** Generatedat */
-            generatedAt?: string | null;
-            /** Notapplicable */
-            notApplicable: number;
-            /** Passed */
-            passed: number;
+            counts: components["schemas"]["ComplianceCounts"];
+            /** Frameworks */
+            frameworks: components["schemas"]["FrameworkSummary"][];
+            /**
+             * Generatedat
+             * Format: date-time
+             */
+            generatedAt: string;
+            /**
+             * Overallstatus
+             * @enum {string}
+             */
+            overallStatus: "pass" | "fail" | "manual" | "not_applicable";
+            /** Topfailing */
+            topFailing: components["schemas"]["FailingControl"][];
         };
         /** QRCEncryptionDetails */
         QRCEncryptionDetails: {
@@ -1534,7 +1934,7 @@ export interface components {
         };
         /** QRCSecurityDashboard */
         QRCSecurityDashboard: {
-            /** @description null while this build has no compliance computation (see unavailable) */
+            /** @description null if it could not be computed (see unavailable) */
             complianceReport: components["schemas"]["QRCComplianceReport"] | null;
             dataAtRestEncryption: components["schemas"]["DataEncryptionStatus"];
             dataInTransitProtection: components["schemas"]["NetworkSecurityStatus"];
@@ -1551,7 +1951,7 @@ export interface components {
             keyManagementStats: components["schemas"]["QRCKeyManagementStats"];
             /** Qrcalgorithmstatus */
             qrcAlgorithmStatus: components["schemas"]["QRCAlgorithmInfo"][];
-            /** @description null while this build has no threat-level computation (see unavailable) */
+            /** @description null if it could not be computed (see unavailable) */
             quantumThreatLevel: components["schemas"]["QuantumThreatIndicator"] | null;
             /**
              * Unavailable
@@ -1561,16 +1961,46 @@ export interface components {
         };
         /**
          * QuantumThreatIndicator
-         * @description The quantum threat level (``qrc.monitor.risk``).
+         * @description The quantum threat level (``qrc.monitor.risk_indicator``; ``docs/risk.md``).
          */
         QuantumThreatIndicator: {
-            /** Level */
-            level: string;
+            /** Classicalcertificates */
+            classicalCertificates: number;
+            /** Classicalhandshakes */
+            classicalHandshakes: number;
+            /** Classicalkeys */
+            classicalKeys: number;
+            /** Deprecatedalgorithmsinuse */
+            deprecatedAlgorithmsInUse: string[];
+            /** Exposeddatatypes */
+            exposedDataTypes: number;
+            /** Exposedkeys */
+            exposedKeys: number;
+            /** Exposedobjects */
+            exposedObjects: number;
+            /** Horizons */
+            horizons: components["schemas"]["ThreatHorizon"][];
             /**
-             * Reasons
-             * @default []
+             * Lastassessed
+             * Format: date-time
              */
-            reasons?: string[];
+            lastAssessed: string;
+            /**
+             * Level
+             * @enum {string}
+             */
+            level: "low" | "moderate" | "elevated" | "high" | "critical";
+            /** Migrationyears */
+            migrationYears: number;
+            /** Reasons */
+            reasons: string[];
+            /**
+             * Score
+             * @description A sum of named points, each in reasons
+             */
+            score: number;
+            /** Tlsmode */
+            tlsMode: string | null;
         };
         /** RelayAckIn */
         RelayAckIn: {
@@ -1788,6 +2218,23 @@ export interface components {
             /** Signature */
             signature: string;
         };
+        /** ThreatHorizon */
+        ThreatHorizon: {
+            /**
+             * Name
+             * @description low, median or high estimate
+             */
+            name: string;
+            /** Source */
+            source: string;
+            /**
+             * Year
+             * @description When a cryptographically relevant quantum computer may exist
+             */
+            year: number;
+            /** Yearsaway */
+            yearsAway: number;
+        };
         /** TokenCreate */
         TokenCreate: {
             /**
@@ -1886,6 +2333,17 @@ export interface components {
             /** Valid */
             valid: boolean;
         };
+        /** WorkEstimateOut */
+        WorkEstimateOut: {
+            /** Seconds */
+            seconds: number;
+            /** Steps */
+            steps: {
+                [key: string]: number;
+            };
+            /** Unmeasured */
+            unmeasured: string[];
+        };
     };
     responses: never;
     parameters: never;
@@ -1895,6 +2353,113 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    advisor_api_v1_security_qrc_advisor_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AdvisorIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description A dependency (root KEK, store) is busy or down: see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
     algorithm_status_api_v1_security_qrc_algorithms_status_get: {
         parameters: {
             query?: never;
@@ -2327,6 +2892,113 @@ export interface operations {
                 };
                 content: {
                     "application/pem-certificate-chain": unknown;
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description A dependency (root KEK, store) is busy or down: see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    compliance_report_api_v1_security_qrc_compliance_report_get: {
+        parameters: {
+            query?: {
+                format?: "json" | "html" | "pdf";
+                /** @description Framework IDs (repeatable or comma-separated); all by default. */
+                framework?: string[] | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every control of the selected frameworks, evaluated now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                    "application/pdf": unknown;
+                    "text/html": unknown;
                 };
             };
             /** @description Bad request */
@@ -5028,6 +5700,426 @@ export interface operations {
             };
         };
     };
+    migration_plan_api_v1_security_qrc_migration_plan_get: {
+        parameters: {
+            query: {
+                algorithm: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MigrationPlanOut"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description A dependency (root KEK, store) is busy or down: see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    migration_run_api_v1_security_qrc_migration_run_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MigrationRunIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MigrationRunOut"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description A dependency (root KEK, store) is busy or down: see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    read_feed_api_v1_security_qrc_protocols_feed_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The landscape */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description A dependency (root KEK, store) is busy or down: see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    submit_feed_api_v1_security_qrc_protocols_feed_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    feed: Record<string, never>;
+                    signature: {
+                        algorithm: string;
+                        value: string;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FeedSubmitOut"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description A dependency (root KEK, store) is busy or down: see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
     protocols_update_api_v1_security_qrc_protocols_update_post: {
         parameters: {
             query?: never;
@@ -5570,6 +6662,109 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CiphertextOut"];
+                };
+            };
+            /** @description Bad request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Payload too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description Rate limited */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+            /** @description A dependency (root KEK, store) is busy or down: see Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemOut"];
+                };
+            };
+        };
+    };
+    risk_api_v1_security_qrc_risk_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        [key: string]: unknown;
+                    };
                 };
             };
             /** @description Bad request */

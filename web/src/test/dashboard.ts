@@ -1,5 +1,28 @@
 import type { Dashboard } from "../api/types";
 
+type Threat = NonNullable<Dashboard["quantumThreatLevel"]>;
+
+/** A threat indicator as `GET /dashboard` answers it. */
+export function threat(overrides: Partial<Threat> = {}): Threat {
+  return {
+    level: "elevated",
+    score: 42,
+    reasons: ["3 keys fail Mosca's inequality"],
+    horizons: [{ name: "median", year: 2035, yearsAway: 8.1, source: "NIST IR 8547" }],
+    exposedKeys: 3,
+    exposedDataTypes: 1,
+    exposedObjects: 10,
+    classicalKeys: 0,
+    classicalHandshakes: 0,
+    classicalCertificates: 0,
+    deprecatedAlgorithmsInUse: [],
+    migrationYears: 1,
+    tlsMode: "pq-only",
+    lastAssessed: "2026-12-07T12:00:00Z",
+    ...overrides,
+  };
+}
+
 /** A dashboard payload as `GET /dashboard` answers it (typed by the generated schema). */
 export function dashboard(overrides: Partial<Dashboard> = {}): Dashboard {
   return {
@@ -99,7 +122,24 @@ export function dashboard(overrides: Partial<Dashboard> = {}): Dashboard {
       certificatesExpiringWithin30Days: 1,
     },
     quantumThreatLevel: null,
-    complianceReport: { passed: 31, failed: 2, notApplicable: 5, generatedAt: null },
+    complianceReport: {
+      generatedAt: "2026-12-07T12:00:00Z",
+      overallStatus: "fail",
+      counts: { pass: 31, fail: 2, manual: 12, notApplicable: 5 },
+      frameworks: [
+        { id: "fips-203", name: "FIPS 203 (ML-KEM)", status: "pass", pass: 1, fail: 0, manual: 0, notApplicable: 0 },
+      ],
+      topFailing: [
+        {
+          id: "sp800-57-rotation",
+          framework: "sp800-57",
+          reference: "SP 800-57 5.3",
+          title: "Keys are rotated within their cryptoperiod",
+          finding: "2 keys are overdue",
+          remediation: "rotate them",
+        },
+      ],
+    },
     unavailable: ["quantumThreatLevel: qrc.monitor.risk is not in this build"],
     ...overrides,
   };

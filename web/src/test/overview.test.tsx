@@ -1,6 +1,6 @@
 import { screen, within } from "@testing-library/react";
 import { describe, expect, it } from "vitest";
-import { dashboard } from "./dashboard";
+import { dashboard, threat } from "./dashboard";
 import { asRole, fakeApi, problem } from "./fakeApi";
 import { signedIn } from "./render";
 
@@ -20,6 +20,8 @@ describe("overview", () => {
     expect(within(table).getByText("encaps 21,000")).toBeInTheDocument();
     const compliance = screen.getByTestId("compliance-summary");
     expect(within(compliance).getByText("31")).toBeInTheDocument();
+    expect(screen.getByTestId("compliance-status")).toHaveTextContent("fail");
+    expect(screen.getByText(/2 keys are overdue/)).toBeInTheDocument();
     // The part this server does not compute says so, with its reason.
     expect(screen.getByTestId("not-available")).toHaveTextContent(
       "qrc.monitor.risk is not in this build",
@@ -28,7 +30,7 @@ describe("overview", () => {
 
   it("shows the threat level when the server computes it", async () => {
     const body = dashboard({
-      quantumThreatLevel: { level: "elevated", reasons: ["3 keys fail Mosca's inequality"] },
+      quantumThreatLevel: threat(),
       unavailable: [],
     });
     fakeApi({ "GET /tokens": asRole("admin"), "GET /dashboard": { body } });

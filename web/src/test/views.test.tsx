@@ -151,7 +151,17 @@ describe("inventory, algorithms, compliance", () => {
     fakeApi({
       "GET /tokens": asRole("auditor"),
       "GET /dashboard": problem(404, "not-found"),
-      "GET /compliance/report": { body: { controls: [{ id: "FIPS 203", status: "pass" }] } },
+      "GET /compliance/report": {
+        body: {
+          generated_at: "2026-12-07T12:00:00Z",
+          overall_status: "pass",
+          counts: { pass: 1, fail: 0, manual: 0, notApplicable: 0 },
+          frameworks: [{ id: "fips-203", name: "FIPS 203 (ML-KEM)", status: "pass" }],
+          controls: [
+            { id: "fips-203-kem", framework: "fips-203", reference: "FIPS 203", title: "ML-KEM in use", outcome: "pass", finding: "4 keys", remediation: null },
+          ],
+        },
+      },
     });
     const user = userEvent.setup();
     await signedIn();

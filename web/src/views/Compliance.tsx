@@ -1,103 +1,124 @@
-import { getRaw } from "../api/client";
+import { useState } from "react";
+import { api, need } from "../api/client";
 import { DownloadButton } from "../components/DownloadButton";
 import { LoadState } from "../components/LoadState";
+import { Stat } from "../components/Stat";
 import { useLoad } from "../hooks/useLoad";
 
-export const COMPLIANCE_PATH = "/compliance/report";
 const FORMATS = [
   ["json", "JSON"],
   ["html", "HTML"],
   ["pdf", "PDF"],
 ] as const;
 
-interface ControlLike {
-  id?: unknown;
-  control?: unknown;
-  title?: unknown;
-  status?: unknown;
-  result?: unknown;
+/**
+ * The fields of `GET /compliance/report?format=json` this view shows. The route answers
+ * three media types and declares no model, so the generated client types the body
+ * `unknown`; these follow `qrc.monitor.compliance.ComplianceReport.as_dict`, checked first.
+ */
+interface Report {
+  generated_at: string;
+  overall_status: string;
+  counts: { pass: number; fail: number; manual: number; notApplicable: number };
+  frameworks: { id: string; name: string; status: string }[];
+  controls: {
+    id: string;
+    framework: string;
+    reference: string;
+    title: string;
+    outcome: string;
+    finding: string;
+    remediation: string | null;
+  }[];
 }
 
-/**
- * The compliance report (`GET /compliance/report?format=json|html|pdf`). The route is newer
- * than this page's generated client, so the JSON is read loosely: counts by status and the
- * controls' IDs and statuses where it names them. A server without it answers 404.
- */
+function isReport(body: unknown): body is Report {
+  if (typeof body !== "object" || body === null) return false;
+  const r = body as Partial<Report>;
+  return typeof r.counts === "object" && Array.isArray(r.frameworks) && Array.isArray(r.controls);
+}
+
+/** The compliance report: every control evaluated now, and the report as JSON, HTML or PDF. */
 export function Compliance() {
+  const [framework, setFramework] = useState("");
   const report = useLoad(async () => {
-    const response = await getRaw(`${COMPLIANCE_PATH}?format=json`);
-    return (await response.json()) as unknown;
-  }, []);
-  const controls = controlsOf(report.data);
-  const counts = new Map<string, number>();
-  for (const c of controls) counts.set(c.status, (counts.get(c.status) ?? 0) + 1);
+    const body: unknown = need(
+      await api.GET("/api/v1/security/qrc/compliance/report", {
+        params: { query: { format: "json", framework: framework ? [framework] : null } },
+      }),
+    );
+    if (!isReport(body)) throw new Error("the report's answer has an unexpected shape");
+    return body;
+  }, [framework]);
+  const data = report.data;
+  const query = framework ? `&framework=${encodeURIComponent(framework)}` : "";
 
   return (
     <section aria-labelledby="compliance-view-title">
       <h1 id="compliance-view-title">Compliance report</h1>
-      <LoadState error={report.error} loading={report.loading} what="the compliance report" />
-      {report.data !== undefined && (
+      <LoadState error={report.error} loading={report.loading && !data} what="the compliance report" />
+      {data && (
         <>
-          <div className="actions">
+          <div className="filters">
+            <label>
+              Framework
+              <select value={framework} onChange={(e) => setFramework(e.target.value)}>
+                <option value="">all</option>
+                {data.frameworks.map((f) => (
+                  <option key={f.id} value={f.id}>
+                    {f.name}
+                  </option>
+                ))}
+              </select>
+            </label>
             {FORMATS.map(([format, label]) => (
               <DownloadButton
                 key={format}
-                path={`${COMPLIANCE_PATH}?format=${format}`}
-                filename={`qrc-compliance.${format}`}
+                path={`/compliance/report?format=${format}${query}`}
+                filename={`qrc-compliance${framework ? `-${framework}` : ""}.${format}`}
                 label={`Download ${label}`}
                 testId={`download-${format}`}
               />
             ))}
           </div>
-          {controls.length > 0 && (
-            <>
-              <p>
-                {[...counts].map(([status, n]) => `${n} ${status}`).join(" · ")} of{" "}
-                {controls.length} controls
-              </p>
-              <div className="table-wrap">
-                <table data-testid="compliance-table">
-                  <thead>
-                    <tr>
-                      <th scope="col">Control</th>
-                      <th scope="col">Status</th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {controls.map((c, i) => (
-                      <tr key={`${c.id}-${i}`}>
-                        <td>{c.id}</td>
-                        <td>
-                          <span className={`badge result-${c.status}`}>{c.status}</span>
-                        </td>
-                      </tr>
-                    ))}
-                  </tbody>
-                </table>
-              </div>
-            </>
-          )}
+          <p>
+            Overall: <span className={`badge result-${data.overall_status}`}>{data.overall_status}</span>{" "}
+            <span className="muted">as of {new Date(data.generated_at).toLocaleString()}</span>
+          </p>
+          <div className="stats">
+            <Stat label="Passed" value={data.counts.pass} tone="ok" />
+            <Stat label="Failed" value={data.counts.fail} tone={data.counts.fail ? "bad" : "ok"} />
+            <Stat label="Manual" value={data.counts.manual} />
+            <Stat label="Not applicable" value={data.counts.notApplicable} />
+          </div>
+          <div className="table-wrap">
+            <table data-testid="compliance-table">
+              <thead>
+                <tr>
+                  <th scope="col">Control</th>
+                  <th scope="col">Outcome</th>
+                  <th scope="col">Finding</th>
+                  <th scope="col">Remediation</th>
+                </tr>
+              </thead>
+              <tbody>
+                {data.controls.map((c) => (
+                  <tr key={c.id}>
+                    <td className="wrap">
+                      <strong>{c.reference}</strong> {c.title}
+                    </td>
+                    <td>
+                      <span className={`badge result-${c.outcome}`}>{c.outcome.replace("_", " ")}</span>
+                    </td>
+                    <td className="wrap">{c.finding}</td>
+                    <td className="wrap">{c.remediation ?? ""}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
         </>
       )}
     </section>
   );
-}
-
-function text(...values: unknown[]): string | undefined {
-  const found = values.find((v) => typeof v === "string");
-  return typeof found === "string" ? found : undefined;
-}
-
-/** `{controls: [{id|control|title, status|result}]}`, whatever else the report holds. */
-function controlsOf(body: unknown): { id: string; status: string }[] {
-  if (typeof body !== "object" || body === null) return [];
-  const list = (body as { controls?: unknown }).controls;
-  if (!Array.isArray(list)) return [];
-  return list.flatMap((item: unknown) => {
-    if (typeof item !== "object" || item === null) return [];
-    const c = item as ControlLike;
-    const id = text(c.id, c.control, c.title);
-    const status = text(c.status, c.result);
-    return id && status ? [{ id, status }] : [];
-  });
 }

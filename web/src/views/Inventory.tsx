@@ -2,7 +2,7 @@ import { api, need } from "../api/client";
 import { DownloadButton } from "../components/DownloadButton";
 import { LoadState } from "../components/LoadState";
 import { useLoad } from "../hooks/useLoad";
-import { Stat } from "./Overview";
+import { Stat } from "../components/Stat";
 
 /**
  * The fields of `GET /inventory` (JSON) this view shows. The route declares no response

@@ -1,11 +1,12 @@
-import type { ReactNode } from "react";
 import { api, need } from "../api/client";
-import type { Dashboard, KeyStats } from "../api/types";
+import type { KeyStats } from "../api/types";
 import { LoadState } from "../components/LoadState";
+import { Stat } from "../components/Stat";
 import { useLoad } from "../hooks/useLoad";
 import { AlgorithmTable } from "./overview/AlgorithmTable";
 import { DataAtRest } from "./overview/DataAtRest";
 import { DataInTransit } from "./overview/DataInTransit";
+import { ComplianceSummary, ThreatLevel } from "./overview/ThreatAndCompliance";
 
 export const OVERVIEW_POLL_MS = 30_000;
 
@@ -80,65 +81,5 @@ function KeyManagement({ stats }: { stats: KeyStats }) {
         {stats.systemKeys > 0 && ` (including ${stats.systemKeys} of the service's own)`}
       </p>
     </section>
-  );
-}
-
-function ThreatLevel({ data }: { data: Dashboard }) {
-  const threat = data.quantumThreatLevel;
-  return (
-    <section className="card" aria-labelledby="threat-title">
-      <h2 id="threat-title">Quantum threat level</h2>
-      {threat ? (
-        <>
-          <p className={`level level-${threat.level.toLowerCase()}`} data-testid="threat-level">
-            {threat.level}
-          </p>
-          <ul>
-            {(threat.reasons ?? []).map((reason) => (
-              <li key={reason}>{reason}</li>
-            ))}
-          </ul>
-        </>
-      ) : (
-        <Unavailable data={data} part="quantumThreatLevel" />
-      )}
-    </section>
-  );
-}
-
-function ComplianceSummary({ data }: { data: Dashboard }) {
-  const report = data.complianceReport;
-  return (
-    <section className="card" aria-labelledby="compliance-title">
-      <h2 id="compliance-title">Compliance</h2>
-      {report ? (
-        <div className="stats" data-testid="compliance-summary">
-          <Stat label="Controls passed" value={report.passed} tone="ok" />
-          <Stat label="Failed" value={report.failed} tone={report.failed ? "bad" : "ok"} />
-          <Stat label="Not applicable" value={report.notApplicable} />
-        </div>
-      ) : (
-        <Unavailable data={data} part="complianceReport" />
-      )}
-    </section>
-  );
-}
-
-/** A part the server did not compute, with the reason it gave (`unavailable`). */
-function Unavailable({ data, part }: { data: Dashboard; part: string }) {
-  const why = data.unavailable.find((line) => line.startsWith(part));
-  return (
-    <p className="notice" data-testid="not-available">
-      Not available on this server{why ? `: ${why.slice(part.length).replace(/^:\s*/, "")}` : "."}
-    </p>
-  );
-}
-
-export function Stat(props: { label: string; value: ReactNode; tone?: string }) {
-  return (
-    <div className={`stat ${props.tone ?? ""}`}>
-      <div className="stat-value">{props.value}</div>
-      <div className="stat-label">{props.label}</div>
-    </div>
   );
 }
