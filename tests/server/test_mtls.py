@@ -172,7 +172,7 @@ def test_revoked_and_expired_certificates_are_refused_and_recorded(
         "--token-id",
         viewer,
         "--days",
-        "0.00003",
+        "0.0001",
         "--family",
         "ecdsa",
         "--out",

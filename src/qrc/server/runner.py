@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -74,6 +75,10 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
             )
         tls = serving.files if serving is not None else None
         attach_ca(state, service, data_dir, mutual=serving is not None and serving.mutual)
+        if serving is not None:  # a CA made while serving turns mutual TLS on (tlsmaint)
+            serving.maintainer.on_mutual = functools.partial(
+                attach_ca, state, service, data_dir, mutual=True
+            )
         app = create_app(state)
         jobs = _start_jobs(settings, service, state, options.scheduler_interval)
         if settings.bench_on_start:

@@ -6,7 +6,10 @@ Every ``interval`` seconds :class:`TLSMaintainer` re-runs
 other names; after ``qrc ca init``, :func:`qrc.transit.ca_server.ensure_ca_server_tls` from
 the key service's CA), re-signs the CRLs when they are due, and, if the certificate files
 differ from those the listener loaded (renewed here, or by another worker of the same data
-directory), rebuilds the listener's context.
+directory), rebuilds the listener's context. A CA made by ``qrc ca init`` while the server
+runs is taken up at the next pass: server certificates from it, and mutual TLS turned on
+(``QRC_TLS_CLIENT_AUTH=optional``), with ``on_mutual`` called so that the API maps client
+certificates to their tokens.
 New handshakes use the new context; open connections keep theirs until they close.
 """
 
@@ -52,11 +55,14 @@ class TLSMaintainer:
         interval: float,
         follow_policy: bool,
         ca: PrivateCA | None = None,
+        mutual_wanted: bool = False,
     ) -> None:
         self.listener, self.service = listener, service
         self.ensure = ensure
         self.interval, self.follow_policy = interval, follow_policy
         self.ca = ca
+        self.mutual_wanted = mutual_wanted
+        self.on_mutual: Callable[[], None] | None = None
         self.loaded = tls_snapshot(listener.files, self._client_files())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="qrc-tls")
@@ -83,8 +89,12 @@ class TLSMaintainer:
             if stored in MODES and stored != self.listener.mode:
                 mode = stored  # type: ignore[assignment]
         files = self.ensure()
-        if self.ca is not None and self.ca.exists() and self.ca.crls_due():
+        ca_ready = self.ca is not None and self.ca.exists()
+        if self.ca is not None and ca_ready and self.ca.crls_due():
             self.ca.publish_crls()
+        if self.ca is not None and ca_ready and self.mutual_wanted and not self.mutual:
+            self._turn_on_mutual(self.ca, files, mode)
+            return
         snapshot = tls_snapshot(files, self._client_files())
         renewed = snapshot != self.loaded
         if mode is None and not renewed:
@@ -95,6 +105,20 @@ class TLSMaintainer:
             logger.info("TLS mode is now %s (new connections)", mode)
         if renewed:
             logger.info("TLS certificates renewed or CRLs updated (new connections)")
+
+    @property
+    def mutual(self) -> bool:
+        """Whether the listener asks for client certificates."""
+        return self.listener.client_ca is not None
+
+    def _turn_on_mutual(self, ca: PrivateCA, files: TLSFiles, mode: Mode | None) -> None:
+        # The API learns to map certificates before the listener asks for them.
+        if self.on_mutual is not None:
+            self.on_mutual()
+        crls = [ca.crl_file(family) for family in FAMILIES]
+        self.listener.reload(files=files, mode=mode, client_ca=ca.trust_file, client_crls=crls)
+        self.loaded = tls_snapshot(files, self._client_files())
+        logger.warning("private CA found: server certificates from it, mutual TLS on")
 
     def _client_files(self) -> list[Path]:
         if self.listener.client_ca is None:
@@ -130,7 +154,6 @@ def start_listener_tls(
     names = default_server_names(host)
     validity = datetime.timedelta(days=settings.tls_cert_days)
     ca = PrivateCA(settings.data_dir / "ca", ServiceCAKeys(service.keys, "serve"))
-    from_ca = ca.exists()
 
     def ensure() -> TLSFiles:
         files = ensure_listener_tls(
@@ -141,7 +164,7 @@ def start_listener_tls(
             validity=validity,
             renew_before=validity / 3,
         )
-        if not from_ca:
+        if not ca.exists():
             return files
         # After `qrc ca init`: the listener's certificates come from that CA.
         return ensure_ca_server_tls(
@@ -151,7 +174,8 @@ def start_listener_tls(
     files = ensure()
     if mode not in MODES:
         raise ValueError(f"unknown TLS mode {mode!r}")
-    mutual = settings.tls_client_auth == "optional" and from_ca
+    mutual_wanted = settings.tls_client_auth == "optional"
+    mutual = mutual_wanted and ca.exists()
     listener = ListenerTLS(
         files,
         mode=mode,  # type: ignore[arg-type]
@@ -167,7 +191,8 @@ def start_listener_tls(
         ensure=ensure,
         interval=settings.tls_check_seconds,
         follow_policy=follow_policy,
-        ca=ca if from_ca else None,
+        ca=ca,
+        mutual_wanted=mutual_wanted,
     )
     maintainer.start()
     return ServingTLS(files, listener, maintainer)

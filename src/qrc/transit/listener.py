@@ -314,21 +314,29 @@ class ListenerTLS:
         files: TLSFiles | None = None,
         mode: pqtls.Mode | None = None,
         certificates: CertificatePolicy | None = None,
+        client_ca: str | os.PathLike[str] | None = None,
+        client_crls: Sequence[str | os.PathLike[str]] | None = None,
     ) -> None:
-        """Rebuild the context (from the files as they are now) for new handshakes.
+        """Rebuild the context (from the files as they are now) for new handshakes;
+        ``client_ca`` (with its ``client_crls``) turns mutual TLS on.
 
         Raises TLSConfigError and keeps the current context if the new one cannot be built
         (a key file half written by another process, say).
         """
         with self._lock:
             previous = (self._files, self._mode, self._certificates)
+            before = (self.client_ca, self.client_crls)
             self._files = files or self._files
             self._mode = mode or self._mode
             self._certificates = certificates or self._certificates
+            if client_ca is not None:
+                self.client_ca = client_ca
+                self.client_crls = tuple(client_crls or ())
             try:
                 context = self._build()
             except Exception:
                 self._files, self._mode, self._certificates = previous
+                self.client_ca, self.client_crls = before
                 raise
             self.context = context  # one reference swap: new connections see it at once
             self.generation += 1
