@@ -43,7 +43,8 @@ HUMAN_ACTIONS = [
     "Decide whether this is a major ICT-related incident under DORA (Regulation (EU) "
     "2022/2554, Art. 19): if so, send the initial notification to the competent authority "
     "within 4 hours of classifying it (and at most 24 hours after becoming aware of it), "
-    "the intermediate report within 72 hours and the final report within a month.",
+    "an intermediate report within 72 hours of that, and the final report within a month "
+    "of the latest intermediate one.",
     "If personal data may have been exposed, notify the supervisory authority within 72 "
     "hours of becoming aware (GDPR Art. 33), and the people concerned without undue delay "
     "when the risk to them is high (Art. 34).",

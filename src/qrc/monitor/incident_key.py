@@ -255,8 +255,9 @@ class _KeyCompromise(PlaybookRun):
             self.report.human_actions.insert(
                 0,
                 f"{len(scoped)} API token(s) are scoped to the compromised key: issue each a "
-                f"token scoped to {self.replacement.name} ({self.replacement.id}) and revoke "
-                "the old one (qrc token create / qrc token revoke).",
+                f"token scoped to {self.replacement.name} (qrc token create NAME --role "
+                f"crypto_user --key {self.replacement.id}) and revoke the old one "
+                "(qrc token revoke ID).",
             )
         self.finish_step(step, "done", tokens=scoped)
 
