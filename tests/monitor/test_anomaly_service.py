@@ -25,7 +25,7 @@ from qrc.keys.service import KeyService
 from qrc.keys.store.db import Database
 from qrc.monitor.anomaly import Anomaly, AnomalyModel, DetectorSettings
 from qrc.monitor.anomaly_features import Entity
-from qrc.monitor.anomaly_observer import read_history, record_anomalies
+from qrc.monitor.anomaly_observer import ACTION_TAKEN, read_history, record_anomalies
 from qrc.monitor.anomaly_scenarios import TOKENS, normal_traffic
 from qrc.server.anomalyjob import AnomalyJob, start_anomaly_detection
 from qrc.server.config import load_settings
@@ -164,7 +164,13 @@ def test_history_and_recorded_anomalies_on_both_stores(store: KeyService) -> Non
     assert record_anomalies(store, [anomaly]) == 1
     (event,) = store.audit.security_events(event_type="anomaly")
     assert (event.source, event.key_id, event.severity) == ("token:t1:app", key_id, "medium")
-    assert event.details["explanation"] == anomaly.explanation
+    assert event.details["explanation"] == event.description == anomaly.explanation
+    assert event.action_taken == ACTION_TAKEN and event.is_quantum_threat_related is False
+    downgrade = replace(anomaly, entity=Entity("actor", "tls"), key_ids=(), severity="high",
+                        explanation="actor tls: 80 refused TLS handshakes in 60 s")  # fmt: skip
+    assert record_anomalies(store, [downgrade]) == 1
+    tls = store.audit.security_events(event_type="anomaly")[-1]
+    assert (tls.source, tls.key_id, tls.is_quantum_threat_related) == ("tls", None, True)
     assert event.details["reasons"] == ["new_source"]
 
 

@@ -23,9 +23,16 @@ from qrc.keys.observers import KeyUse, SecurityNotice
 from qrc.keys.service import KeyService
 from qrc.keys.store.db import utcnow
 from qrc.monitor.anomaly import Anomaly
-from qrc.monitor.anomaly_features import Event, event_from_audit, event_from_notice, event_from_use
+from qrc.monitor.anomaly_features import (
+    Entity,
+    Event,
+    event_from_audit,
+    event_from_notice,
+    event_from_use,
+)
 
 __all__ = [
+    "ACTION_TAKEN",
     "DETECTOR_SOURCE",
     "AnomalyObserver",
     "read_history",
@@ -35,6 +42,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DETECTOR_SOURCE = "anomaly-detector"
+ACTION_TAKEN = "recorded for review; nothing was blocked"
 _PAGE = 1000
 
 
@@ -108,7 +116,8 @@ def record_anomalies(service: KeyService, anomalies: list[Anomaly]) -> int:
     """Record each anomaly as an ``anomaly`` security event; how many were recorded.
 
     The event's ``source`` is the token (or key) that behaved unusually, its ``key_id`` the
-    key when the window concerns one key, and ``details.explanation`` says what was unusual.
+    key when the window concerns one key, its ``description`` (and ``details.explanation``)
+    says what was unusual.
     """
     recorded = 0
     for anomaly in anomalies:
@@ -127,6 +136,10 @@ def record_anomalies(service: KeyService, anomalies: list[Anomaly]) -> int:
                     anomaly.entity.name[:200],
                     key=key,
                     details={"detector": DETECTOR_SOURCE, **anomaly.details()},
+                    description=anomaly.explanation[:500],
+                    # A burst of classical or refused handshakes: a downgrade attempt.
+                    is_quantum_threat_related=anomaly.entity == Entity("actor", "tls"),
+                    action_taken=ACTION_TAKEN,
                 )
             recorded += 1
         except Exception:
