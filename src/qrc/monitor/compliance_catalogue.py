@@ -53,8 +53,11 @@ def _c(
 
 
 _KAT = "Run `qrc selftest`; replace the failing provider or disallow the algorithm."
-_ROTATE = "Rotate the listed keys (`qrc admin keys rotate`) and give each a rotation period."
-_BACKUP = "Run `qrc admin backup create` with a threshold of at least 2, on a schedule."
+_ROTATE = (
+    "Rotate the listed keys (`qrc admin keys rotate`); a key without a rotation period is "
+    "replaced by one created with `--rotation-days` (the period is set at creation)."
+)
+_BACKUP = "Run `qrc admin backup -o FILE -k 3 -n 5` (a threshold of at least 2) on a schedule."
 _AUDIT = (
     "Investigate at once (docs/incident-response.md): compare with the latest export and the "
     "witness, restore the chain from a backup, find who had database access."
@@ -83,9 +86,10 @@ CONTROLS: tuple[Control, ...] = (
        "wrapped under a healthy root KEK", k.custody,
        "Bring the KEK back (check the HSM or the sealed KEK file); see docs/operations.md.",
        "Whether the host, the HSM and the passphrase are themselves well protected."),
-    _c("sp800-57/destruction", "Part 1 §8 (key destruction)", "Scheduled key destruction happens "
-       "when due", k.destruction, "Run the scheduler (`qrc serve` runs it; or "
-       "`qrc admin jobs run`).", "Copies of key material outside the service (old backups)."),
+    _c("sp800-57/destruction", "Part 1 §8 (key destruction)", "Scheduled key destruction "
+       "happens when due", k.destruction, "Run the scheduler (`qrc serve` runs it; or "
+       "`qrc admin scheduler --once`).",
+       "Copies of key material outside the service (old backups)."),
     _c("sp800-57/backup", "Part 1 §8 (key backup and recovery)", "The key store is backed up "
        "recently, split among custodians", k.backups, _BACKUP,
        "That a backup can actually be restored: run a restore drill."),
