@@ -36,6 +36,7 @@ from qrc.monitor.inventory import Inventory, KeyAsset, build_inventory
 from qrc.monitor.migration import MigrationPlan, plan_migration
 from qrc.monitor.risk_config import RiskConfig, load_risk_config
 from qrc.monitor.risk_migration import MigrationEstimate, estimate_migration
+from qrc.transit.tls import is_pq_group
 
 if TYPE_CHECKING:
     from qrc.keys.service import KeyService
@@ -399,8 +400,6 @@ def _data_type_risks(
 
 def _channel(inv: Inventory, config: RiskConfig, now_year: float, y: float) -> ChannelRisk:
     shakes = inv.handshakes
-    from qrc.transit.tls import is_pq_group  # noqa: PLC0415
-
     counted = sum(n for (group, _s, _c), n in shakes.completed.items() if not is_pq_group(group))
     # The listener's counters (this process) and the audit trail (every process) overlap:
     # take the larger rather than add them.
