@@ -34,31 +34,38 @@ NOW = datetime.datetime(2027, 1, 1, tzinfo=datetime.UTC)
 CLASSICAL = ("X25519", "ECDSA-P256")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyService]:
+def _build(url: str, tmp_path: Path) -> Iterator[KeyService]:
     """A key service whose policy (its own status table) lets classical keys be created."""
     custody = LocalCustody.create(tmp_path / "kek.sealed", "risk passphrase", params=FAST_ARGON2)
     statuses: dict[str, Status] = dict(BUILT_IN_STATUS)
+    db = Database(url)
+    db.upgrade()
+    policy = AlgorithmPolicy(apply=statuses.__setitem__)
+    svc = KeyService(
+        db, Keyring(custody), policy=policy, min_destruction_delay=datetime.timedelta(0)
+    )
+    svc.update_policy(
+        PolicyUpdate(algorithm_status=dict.fromkeys(CLASSICAL, "active")), actor=ACTOR
+    )
+    yield svc
+    svc.close()
+    db.dispose()
 
-    def build(url: str) -> Iterator[KeyService]:
-        db = Database(url)
-        db.upgrade()
-        policy = AlgorithmPolicy(apply=statuses.__setitem__)
-        svc = KeyService(
-            db, Keyring(custody), policy=policy, min_destruction_delay=datetime.timedelta(0)
-        )
-        svc.update_policy(
-            PolicyUpdate(algorithm_status=dict.fromkeys(CLASSICAL, "active")), actor=ACTOR
-        )
-        yield svc
-        svc.close()
-        db.dispose()
 
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[KeyService]:
+    """On SQLite."""
+    yield from _build(f"sqlite:///{tmp_path / 'qrc.db'}", tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyService]:
+    """On SQLite and on PostgreSQL: for the tests whose queries span keys, versions, index."""
     if request.param == "sqlite":
-        yield from build(f"sqlite:///{tmp_path / 'qrc.db'}")
+        yield from _build(f"sqlite:///{tmp_path / 'qrc.db'}", tmp_path)
         return
     with fresh_database() as url:
-        yield from build(url)
+        yield from _build(url, tmp_path)
 
 
 def _populate(service: KeyService) -> None:
@@ -92,7 +99,8 @@ def _by_name(report: RiskReport) -> dict[str, dict[str, object]]:
     return {k.name: k.as_dict() for k in report.keys}
 
 
-def test_each_key_and_data_type_against_each_horizon(service: KeyService) -> None:
+def test_each_key_and_data_type_against_each_horizon(store: KeyService) -> None:
+    service = store
     _populate(service)
     config = load_risk_config(migration_years=1.0)
     report = assess_risk(service, config, now=NOW)
@@ -144,7 +152,8 @@ def test_destroyed_keys_are_left_out(service: KeyService) -> None:
     assert "old" not in {k.name for k in after.keys} and after.exposed_keys() == []
 
 
-def test_migration_time_is_lead_time_plus_measured_work(service: KeyService) -> None:
+def test_migration_time_is_lead_time_plus_measured_work(store: KeyService) -> None:
+    service = store
     _populate(service)
     rates = {"keygen": 1.0, "encapsulate": 1.0, "decapsulate": 1.0, "sign": 1.0, "verify": 1.0}
     algorithms = ("X25519", "ECDSA-P256", "X25519MLKEM768", "MLDSA65-Ed25519-SHA512")
