@@ -310,3 +310,23 @@ def test_unknown_frameworks_are_refused_before_any_work(store: KeyService) -> No
         build_report(store, frameworks=["pci-dss-3"])
     report = build_report(store, frameworks=["gdpr, DORA", "gdpr"])
     assert report.frameworks == ["gdpr", "dora"]
+
+
+def test_the_dashboard_summary_reuses_a_recent_audit_verification(store: KeyService) -> None:
+    healthy(store)
+
+    def failing(**options: float) -> list[str]:
+        summary = compliance_summary(store, frameworks=["pci-dss-4.0"], **options)
+        return [c["id"] for c in summary["topFailing"]]
+
+    def recorded() -> int:
+        return len(store.audit.security_events(event_type="audit_verification_failure"))
+
+    assert failing() == []  # verified now, and remembered
+    with store.db.session() as session:
+        session.execute(text("UPDATE qrc_audit_events SET actor = 'mallory' WHERE seq = 3"))
+    assert failing() == []  # a poll within SUMMARY_AUDIT_MAX_AGE reuses that verification
+    assert failing(audit_max_age=0) == ["pci-dss-4.0/10.3.4"]  # the report always verifies
+    assert recorded() == 1
+    assert failing() == ["pci-dss-4.0/10.3.4"]  # the failure is remembered: not re-recorded
+    assert recorded() == 1

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FRAMEWORKS",
+    "SUMMARY_AUDIT_MAX_AGE",
     "ComplianceReport",
     "ControlResult",
     "Outcome",
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 _TOP_FAILING = 5
+SUMMARY_AUDIT_MAX_AGE = 300.0
+"""Seconds the dashboard's summary may reuse an audit verification (the report: never)."""
 
 
 class UnknownFramework(ValueError):
@@ -206,19 +209,27 @@ def build_report(
     counters: HandshakeCounters | None = None,
     tls_mode: str | None = None,
     now: datetime.datetime | None = None,
+    audit_max_age: float = 0.0,
 ) -> ComplianceReport:
     """Gather the live state of ``service`` and evaluate the controls of ``frameworks``.
 
     ``tls_dir``, ``scan``, ``counters`` and ``tls_mode`` are passed to the inventory
     (:func:`qrc.monitor.inventory.build_inventory`). Frameworks are checked first, so a
-    typo costs no audit verification.
+    typo costs no audit verification. The audit chain is verified in full, unless a
+    verification at most ``audit_max_age`` seconds old is at hand.
 
     Raises:
         UnknownFramework: a framework the catalogue does not have.
     """
     selected = parse_frameworks(frameworks)
     facts = gather_facts(
-        service, tls_dir=tls_dir, scan=scan, counters=counters, tls_mode=tls_mode, now=now
+        service,
+        tls_dir=tls_dir,
+        scan=scan,
+        counters=counters,
+        tls_mode=tls_mode,
+        now=now,
+        audit_max_age=audit_max_age,
     )
     return evaluate(facts, selected)
 
@@ -234,9 +245,12 @@ def compliance_summary(
     """The dashboard's ``complianceReport``: the shape in this module's docstring.
 
     Pass ``report`` to summarise one already built; otherwise one is built for
-    ``frameworks`` with the ``inventory`` arguments of :func:`build_report`.
+    ``frameworks`` with the ``inventory`` arguments of :func:`build_report`. Polled, it
+    reuses an audit verification up to :data:`SUMMARY_AUDIT_MAX_AGE` seconds old (unless
+    ``audit_max_age`` is given): a full verification reads the whole chain.
     """
     if report is None:
+        inventory.setdefault("audit_max_age", SUMMARY_AUDIT_MAX_AGE)
         report = build_report(service, frameworks=frameworks, **inventory)
     return {
         "generatedAt": report.generated_at.isoformat(),

@@ -11,6 +11,9 @@ known-answer tests of the algorithms in use. Nothing here judges; the controls
 from __future__ import annotations
 
 import datetime
+import threading
+import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,7 +182,28 @@ def _key_facts(
     )
 
 
-def _audit(service: KeyService) -> AuditFacts:
+# service → (monotonic time, facts) of its latest full audit verification, for callers that
+# accept a recent one (the dashboard's summary): a verification reads the whole chain, and
+# records a failure as a security event, which should not happen on every dashboard poll.
+_VERIFIED: weakref.WeakKeyDictionary[KeyService, tuple[float, AuditFacts]] = (
+    weakref.WeakKeyDictionary()
+)
+_VERIFIED_LOCK = threading.Lock()
+
+
+def _audit(service: KeyService, max_age: float) -> AuditFacts:
+    if max_age > 0:
+        with _VERIFIED_LOCK:
+            cached = _VERIFIED.get(service)
+        if cached is not None and time.monotonic() - cached[0] <= max_age:
+            return cached[1]
+    facts = _verify(service)
+    with _VERIFIED_LOCK:
+        _VERIFIED[service] = (time.monotonic(), facts)
+    return facts
+
+
+def _verify(service: KeyService) -> AuditFacts:
     report = service.audit.verify()
     witness = service.audit.witness
     try:
@@ -253,8 +277,12 @@ def gather_facts(
     counters: HandshakeCounters | None = None,
     tls_mode: str | None = None,
     now: datetime.datetime | None = None,
+    audit_max_age: float = 0.0,
 ) -> Facts:
     """Read the live state once: the inventory, keys, policy, audit, backups, self-tests.
+
+    The audit chain is verified in full unless a verification of this service at most
+    ``audit_max_age`` seconds old is at hand (0, the default: always verify).
 
     ``now`` moves the report's clock (transition dates are judged against it); the
     inventory's ages use it too. Verifying the audit chain reads the whole chain.
@@ -281,7 +309,7 @@ def gather_facts(
         custody_state=health.state.value,
         custody_detail=health.detail,
         kek_id=health.kek_id,
-        audit=_audit(service),
+        audit=_audit(service, audit_max_age),
         backups=_backups(service),
         selftests=_selftests(in_use),
         floor=service.policy.floor,
