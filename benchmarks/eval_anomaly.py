@@ -53,6 +53,13 @@ def table(reports: list[dict[str, Any]], command: str) -> str:
         f"hold attack events). False alarms: {false} windows in {days} test days "
         f"(**{false / days:.2f} a day**).",
     ]
+    reasons: dict[str, int] = {}
+    for report in reports:
+        for reason, n in report["false_alarm_reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    if reasons:
+        by_rule = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items(), key=lambda x: -x[1]))
+        lines += ["", f"The rules behind the false alarms: {by_rule}."]
     examples = [e for r in reports for e in r["false_alarm_examples"]][:3]
     if examples:
         lines += ["", "False alarms look like this:", ""]
@@ -70,8 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     reports = [
-        evaluate(seed=seed, train_days=args.train_days, test_days=args.test_days)
-        for seed in seeds
+        evaluate(seed=seed, train_days=args.train_days, test_days=args.test_days) for seed in seeds
     ]
     if args.json:
         json.dump(reports, sys.stdout, indent=2)

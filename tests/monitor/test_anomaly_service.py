@@ -147,6 +147,10 @@ def test_history_and_recorded_anomalies_on_both_stores(store: KeyService) -> Non
     assert [(e.actor, e.source, e.result) for e in events] == [
         ("token:t1:app", "198.51.100.7", "success")
     ] * 3
+    # Bounded: the newest events, still oldest first.
+    newest = read_history(store, since, max_events=2)
+    assert [(e.operation, e.source) for e in newest] == [("encrypt", "198.51.100.7")] * 2
+    assert newest[0].at <= newest[1].at and newest[1].at == events[-1].at
     key_id = events[0].key_id
     assert key_id is not None
     anomaly = Anomaly(

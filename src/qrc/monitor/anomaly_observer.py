@@ -98,18 +98,22 @@ def read_history(
     since: datetime,
     until: datetime | None = None,
     *,
-    max_events: int = 2_000_000,
+    max_events: int = 500_000,
 ) -> list[Event]:
-    """The audit chain's events from ``since`` to ``until`` (at most ``max_events``, the
-    newest dropped beyond that: the scan says how many it read)."""
+    """The audit chain's events from ``since`` to ``until``, oldest first: the newest
+    ``max_events`` of them (memory stays bounded however busy the service was)."""
     events: list[Event] = []
     cursor: str | None = None
     while len(events) < max_events:
-        rows, cursor = service.audit.query(since=since, until=until, limit=_PAGE, cursor=cursor)
+        rows, cursor = service.audit.query(
+            since=since, until=until, limit=_PAGE, cursor=cursor, descending=True
+        )
         events.extend(event_from_audit(row) for row in rows)
         if cursor is None:
             break
-    return events[:max_events]
+    events = events[:max_events]
+    events.reverse()
+    return events
 
 
 def record_anomalies(service: KeyService, anomalies: list[Anomaly]) -> int:

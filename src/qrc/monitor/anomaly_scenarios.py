@@ -19,6 +19,7 @@ Everything is made with ``numpy.random.default_rng(seed)``: one seed, one result
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -195,6 +196,7 @@ def evaluate(
     found = dict.fromkeys(SCENARIOS, 0)
     true_positive = false_positive = 0
     examples: list[str] = []
+    false_reasons: Counter[str] = Counter()
     for day in range(test_days):
         start = first_test + timedelta(days=day)
         normal = [e for e in history if start <= e.at < start + timedelta(days=1)]
@@ -210,6 +212,7 @@ def evaluate(
             else:
                 false_positive += 1
                 examples.append(anomaly.explanation)
+                false_reasons.update(anomaly.reasons)
         for name in hit:
             found[name] += 1
     flagged_total = true_positive + false_positive
@@ -231,6 +234,7 @@ def evaluate(
         "false_alarms": false_positive,
         "false_alarms_per_day": false_positive / test_days,
         "false_alarm_examples": examples[:5],
+        "false_alarm_reasons": dict(false_reasons),
     }
 
 
