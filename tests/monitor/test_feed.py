@@ -326,6 +326,7 @@ def test_refused_feeds_change_nothing_and_are_recorded(
     (event,) = events(feed_service, FEED_REFUSED)
     assert event.details["reason"] == reason and event.source == "threat-feed:admin:attacker"
     assert event.severity in ("medium", "high")
+    assert event.is_quantum_threat_related and f"refused ({reason})" in (event.description or "")
     with feed_service.db.read_session() as session:
         audited = session.scalars(
             select(AuditEvent).where(AuditEvent.event_type == "threat_feed." + FEED_REFUSED)

@@ -89,6 +89,15 @@ _REFUSAL_SEVERITY: Final = {
     "malformed": Severity.MEDIUM,
 }
 _HISTORY: Final = 100
+# The story's description and action_taken of each event type (description refined per event).
+_STORY_FIELDS: Final = {
+    FEED_REFUSED: ("A threat feed was refused", "refused; the policy is unchanged"),
+    FEED_ACCEPTED: ("A signed threat feed was accepted", "its statuses are applied when due"),
+    ALGORITHM_STATUS_CHANGED: (
+        "A threat feed changed an algorithm's status",
+        "policy updated (as POST /protocols/update); new keys and uses follow it",
+    ),
+}
 
 
 class _EventName(str):
@@ -379,7 +388,22 @@ class ThreatFeed:
         """A security event and its audit event, in ``session``'s transaction."""
         source = f"threat-feed:{actor}"[:200]
         name = cast(EventType, _EventName(event_type))
-        record_event(session, name, severity, source, algorithm=algorithm, details=details)
+        description, action = _STORY_FIELDS[event_type]
+        if event_type == ALGORITHM_STATUS_CHANGED:
+            description = f"{details['algorithm']}: {details['from']} -> {details['to']}"
+        elif event_type == FEED_REFUSED:
+            description = f"threat feed refused ({details['reason']}): {details['detail']}"
+        record_event(
+            session,
+            name,
+            severity,
+            source,
+            algorithm=algorithm,
+            details=details,
+            description=description[:500],
+            is_quantum_threat_related=True,
+            action_taken=action,
+        )
         result = "denied" if event_type == FEED_REFUSED else "success"
         self.service.ctx.record(
             session, f"threat_feed.{event_type}", actor, result=result, details=details
