@@ -32,7 +32,13 @@ if TYPE_CHECKING:
     from qrc.keys.service import KeyService
     from qrc.transit.listener import HandshakeCounters
 
-__all__ = ["LEVELS", "indicator_from_report", "level_of", "quantum_threat_indicator"]
+__all__ = [
+    "LEVELS",
+    "indicator_from_report",
+    "level_of",
+    "quantum_threat_indicator",
+    "risk_document",
+]
 
 # (lowest score, level), highest first.
 LEVELS: Final = ((75, "critical"), (55, "high"), (35, "elevated"), (15, "moderate"), (0, "low"))
@@ -163,3 +169,20 @@ def quantum_threat_indicator(
         service, config, tls_dir=tls_dir, counters=counters, tls_mode=tls_mode, now=now
     )
     return indicator_from_report(report)
+
+
+def risk_document(
+    service: KeyService,
+    config: RiskConfig | None = None,
+    *,
+    tls_dir: Path | None = None,
+    counters: HandshakeCounters | None = None,
+    tls_mode: str | None = None,
+    now: datetime.datetime | None = None,
+) -> dict[str, Any]:
+    """The risk report as JSON (``GET /risk``, ``qrc risk --json``), with the indicator
+    under ``quantum_threat_indicator``."""
+    report = assess_risk(
+        service, config, tls_dir=tls_dir, counters=counters, tls_mode=tls_mode, now=now
+    )
+    return {**report.as_dict(), "quantum_threat_indicator": indicator_from_report(report)}
