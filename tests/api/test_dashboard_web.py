@@ -94,6 +94,8 @@ def test_the_api_and_service_pages_are_not_shadowed(web: Api) -> None:
     assert web.get("/metrics", "viewer", prefix=False).text.startswith("#")
     assert_problem(web.get("/metrics", None, prefix=False), 401, "unauthorized")
     assert web.call("POST", "/", None, prefix=False).status_code == 404  # GET and HEAD only
+    redirected = web.get("/docs/", None, prefix=False, follow_redirects=False)
+    assert redirected.status_code == 307 and redirected.headers["location"].endswith("/docs")
 
 
 def test_without_a_build_the_root_says_how_to_make_one(unbuilt: Api) -> None:

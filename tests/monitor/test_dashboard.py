@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +16,12 @@ from qrc.crypto.registry import BUILT_IN_STATUS, Status
 from qrc.keys.custody.keyring import Keyring
 from qrc.keys.custody.local import LocalCustody
 from qrc.keys.data_index import IndexEntry
+from qrc.keys.errors import KeyStateError
 from qrc.keys.policy import AlgorithmPolicy, PolicyUpdate
 from qrc.keys.service import KeyService
 from qrc.keys.store.db import Database
 from qrc.monitor import dashboard as dashboard_module
+from qrc.monitor import dashboard_cache as dashboard_cache_module
 from qrc.monitor.compliance import compliance_summary
 from qrc.monitor.dashboard import build_dashboard, storage_class
 from qrc.monitor.dashboard_cache import DashboardCache, cache_of
@@ -211,14 +213,44 @@ class FakeClock:
         return self.now
 
 
-def test_cache_keeps_a_snapshot_for_its_time(own_service: KeyService) -> None:
+def test_cache_keeps_a_snapshot_then_refreshes_it_behind_the_callers(
+    own_service: KeyService,
+) -> None:
     clock = FakeClock()
-    cache = DashboardCache(own_service, seconds=5, clock=clock)
+    pending: list[Callable[[], None]] = []
+    cache = DashboardCache(own_service, seconds=5, clock=clock, spawn=pending.append)
     first = cache.get()
     clock.now = 4.9
-    assert cache.get() is first and cache.computed == 1
+    assert cache.get() is first and cache.computed == 1 and pending == []
     clock.now = 5.0
-    assert cache.get().id != first.id and cache.computed == 2
+    assert cache.get() is first  # old: still answered, one refresh started
+    assert cache.get() is first and len(pending) == 1  # not a second one
+    pending.pop()()
+    second = cache.get()
+    assert second.id != first.id and cache.computed == 2
+    clock.now = 9.9
+    assert cache.get() is second and pending == []
+
+
+def test_a_failed_refresh_keeps_the_snapshot_and_is_retried(
+    own_service: KeyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    pending: list[Callable[[], None]] = []
+    cache = DashboardCache(own_service, seconds=5, clock=clock, spawn=pending.append)
+    first = cache.get()
+    clock.now = 6
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("store unreachable")
+
+    monkeypatch.setattr(dashboard_cache_module, "build_dashboard", broken)
+    assert cache.get() is first
+    pending.pop()()  # fails: logged
+    monkeypatch.undo()
+    assert cache.get() is first and len(pending) == 1  # the next caller retries
+    pending.pop()()
+    assert cache.get().id != first.id
 
 
 def test_cache_drops_the_snapshot_on_a_key_change_not_on_a_use(own_service: KeyService) -> None:
@@ -229,6 +261,11 @@ def test_cache_drops_the_snapshot_on_a_key_change_not_on_a_use(own_service: KeyS
     assert before.key_management_stats.total_keys == 1
     own_service.crypto.encrypt("k", b"data", actor="t")
     assert cache.get() is before  # a data-plane use waits for the time limit
+    with pytest.raises(KeyStateError):  # a refused change changes nothing
+        own_service.keys.resume("k", actor="t")
+    assert cache.get() is before
     own_service.keys.rotate("k", actor="t")
     after = cache.get()
     assert after is not before and after.key_management_stats.keys_rotated_last_30_days == 1
+    own_service.keys.revoke("k", "key_compromise", actor="t")  # and a compromise event
+    assert cache.get().key_management_stats.key_compromise_alerts == 1

@@ -99,7 +99,14 @@ class WebDashboard:
         path: str = scope["path"]
         if path == self.api_prefix or path.startswith(self.api_prefix + "/"):
             return False
-        return all(route.matches(scope)[0] is Match.NONE for route in self.routes)
+        if self._routed(scope):
+            return False
+        # The router redirects /docs/ to /docs (and the reverse): leave those to it as well.
+        other = path[:-1] if path.endswith("/") else path + "/"
+        return path == "/" or not self._routed({**scope, "path": other})
+
+    def _routed(self, scope: Scope) -> bool:
+        return any(route.matches(scope)[0] is not Match.NONE for route in self.routes)
 
     def _respond(self, scope: Scope) -> Response:
         relative = str(scope["path"]).lstrip("/")
