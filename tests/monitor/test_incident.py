@@ -331,3 +331,19 @@ def test_errors_say_what_to_do(drill: Drill) -> None:
         with pytest.raises(KeyServiceError):
             key_compromise(service, "qrc-audit-signing", actor="t", execute=True)
         assert service.keys.get_key("qrc-audit-signing").status == "active"
+
+
+def test_a_value_rewritten_meanwhile_is_left_alone_and_reported(drill: Drill) -> None:
+    with sqlite3.connect(drill.app_db) as db:
+        db.execute("UPDATE customers SET email = 'plain@example.com' WHERE id = 0")
+    with drill.service() as service:
+        target = SqlTarget(create_engine(drill.sql_url))
+        report = key_compromise(
+            service, "customers", actor="t", execute=True, targets={"sql": target}
+        )
+    move = report.step("move-data")
+    assert report.outcome == "incomplete" and move.status == "failed"
+    assert move.detail["moved"] == ROWS - 1 and move.detail["changed_meanwhile"] == 1
+    with sqlite3.connect(drill.app_db) as db:
+        (kept,) = db.execute("SELECT email FROM customers WHERE id = 0").fetchone()
+    assert kept == "plain@example.com"

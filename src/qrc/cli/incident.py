@@ -73,7 +73,19 @@ def _session(
             with open_sinks(settings, service) as dispatcher:
                 if dispatcher is not None:
                     say(f"qrc: notifying {', '.join(dispatcher.sinks)}")
+                else:
+                    say(
+                        "qrc: no event sink is configured (QRC_WEBHOOK_URL, "
+                        "QRC_SYSLOG_ADDRESS): tell the SIEM and the on-call team yourself"
+                    )
                 yield service, targets, dispatcher
+            for stats in dispatcher.stats() if dispatcher is not None else []:
+                lost = sum(stats.dropped.values())
+                if lost or stats.depth:
+                    say(
+                        f"qrc: {lost} event(s) could not be delivered to the {stats.sink} sink "
+                        f"(last error: {stats.last_error}); the audit chain has them all"
+                    )
         finally:
             service.close()
             close_targets()

@@ -25,6 +25,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from qrc.crypto.errors import DecryptionError
 from qrc.data.format import WRAP_CONTEXT, parse, replace_wrapped
 from qrc.data.rewrap import RewrapTarget
 from qrc.data.sdk import integrity_hash
@@ -189,14 +190,21 @@ class _KeyCompromise(PlaybookRun):
             if target is None:
                 left[scheme] = left.get(scheme, 0) + 1
                 continue
-            old = target.read(location)
+            try:
+                old = target.read(location)
+                header = parse(old) if old is not None else None
+            except DecryptionError:  # not a data envelope any more
+                old, header = b"", None
             if old is None:
                 missing += 1
                 continue
-            header = parse(old)
-            if header.key_id == new.id:  # written by a run that stopped before the index
+            if header is not None and header.key_id == new.id:
+                # Written by a run that stopped before the index heard of it.
                 self._reindex(record, new, header.key_version, old)
                 moved += 1
+                continue
+            if header is None or header.key_id != self.key.id:
+                changed += 1  # rewritten by its application since it was indexed
                 continue
             digest = hashlib.sha256(header.wrapped_key).digest()
             wrapped = memo.get(digest)

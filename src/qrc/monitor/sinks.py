@@ -28,7 +28,7 @@ import secrets
 import socket
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -173,6 +173,7 @@ class _Worker:
         self.max_attempts = max_attempts
         self.stats = SinkStats(sink.name)
         self._queue: deque[SinkEvent] = deque()
+        self._ranks: Counter[int] = Counter()  # events queued per rank: the drop choice is O(1)
         self._cond = threading.Condition()
         self._busy = False
         self._stopping = False
@@ -189,14 +190,18 @@ class _Worker:
                 return
             self.stats.queued += 1
             if len(self._queue) >= self.capacity:
-                lowest = min(e.rank for e in self._queue)
+                lowest = min(rank for rank, n in self._ranks.items() if n)
                 if event.rank < lowest:
                     self._drop(event, "queue_full")
+                    self._cond.notify_all()
                     return
+                # The oldest of the least important: near the head in a flood of them.
                 victim = next(e for e in self._queue if e.rank == lowest)
                 self._queue.remove(victim)
+                self._ranks[victim.rank] -= 1
                 self._drop(victim, "queue_full")
             self._queue.append(event)
+            self._ranks[event.rank] += 1
             self.stats.depth = len(self._queue)
             self._cond.notify_all()
 
@@ -238,6 +243,7 @@ class _Worker:
                 self._dropped, self._dropped_count = [], 0
                 return notice
             event = self._queue.popleft()
+            self._ranks[event.rank] -= 1
             self.stats.depth = len(self._queue)
             return event
 
@@ -305,6 +311,7 @@ class _Worker:
             self._stopping = True
             while self._queue:
                 self._drop(self._queue.popleft(), "shutdown")
+            self._ranks.clear()
             self.stats.depth = 0
             self._cond.notify_all()
         self._thread.join(timeout=max(1.0, flush_seconds))
