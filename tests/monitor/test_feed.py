@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from qrc.monitor.feed import (
     FEED_ACCEPTED,
     FEED_REFUSED,
     ThreatFeed,
+    read_stored_feed,
 )
 from qrc.monitor.feed_format import (
     CONTEXT,
@@ -451,3 +453,46 @@ def test_an_interrupted_application_is_finished_by_the_next_pass(
     assert {c.algorithm for c in restarted.apply()} == {"ML-KEM-512", "HQC-128"}
     with pytest.raises(FeedRefused, match="replay"):
         restarted.submit(sign(2), actor="a", origin="t")
+
+
+def _race(feeds: list[ThreatFeed], documents: list[bytes]) -> list[object]:
+    """Submit one document on each node at the same moment; each one's sequence or reason."""
+    start = threading.Barrier(len(feeds))
+    results: list[object] = [None] * len(feeds)
+
+    def submit(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = feeds[i].submit(documents[i], actor=f"node{i}", origin="t").sequence
+        except FeedRefused as exc:
+            results[i] = exc.reason
+
+    threads = [threading.Thread(target=submit, args=(i,)) for i in range(len(feeds))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_two_nodes_cannot_both_accept_one_sequence(
+    store_url: str, custody: LocalCustody, publisher_key: SigningKey, sign: Callable[..., bytes]
+) -> None:
+    """Two services on one store (two nodes) take the same feed at the same moment, before
+    any feed exists (no row to lock yet): exactly one accepts it, the other refuses a replay."""
+    publisher = Publisher.of(publisher_key.public_key())
+    nodes = [open_service(store_url, custody) for _ in range(2)]
+    try:
+        feeds = [ThreatFeed(node, publisher) for node in nodes]
+        same = _race(feeds, [sign(1)] * 2)
+        assert sorted(map(str, same)) == ["1", "replay"], same
+        # 3 first refuses 2 as a rollback; 2 first lets 3 through as well.
+        ordered = _race(feeds, [sign(3), sign(2)])
+        assert set(ordered) in ({3, "rollback"}, {2, 3}), ordered
+        with nodes[0].db.read_session() as session:
+            stored = read_stored_feed(session)
+        assert stored is not None and stored.feed.sequence == 3
+        assert len(events(nodes[0], ALGORITHM_STATUS_CHANGED)) == 2  # applied once, not twice
+    finally:
+        for node in nodes:
+            node.close()

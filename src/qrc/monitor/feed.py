@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from qrc.crypto.registry import Status
@@ -269,7 +270,19 @@ class ThreatFeed:
             return row is not None and isinstance(row.value, dict) and row.value["digest"] == digest
 
     def _claim(self, verified: VerifiedFeed, actor: str, origin: str) -> None:
-        """Record ``verified`` as the last accepted feed, if its sequence is new."""
+        """Record ``verified`` as the last accepted feed, if its sequence is new.
+
+        The row is read under a lock (``FOR UPDATE``; SQLite's writer lock), so two nodes
+        cannot both accept one sequence. Before the first feed there is no row to lock: two
+        first feeds at once collide on the primary key, and the loser tries again against
+        the winner's row.
+        """
+        try:
+            self._claim_once(verified, actor, origin)
+        except IntegrityError:
+            self._claim_once(verified, actor, origin)
+
+    def _claim_once(self, verified: VerifiedFeed, actor: str, origin: str) -> None:
         feed = verified.feed
         with self.service.db.session() as session:
             row = session.get(Policy, FEED_ROW, with_for_update=True)
