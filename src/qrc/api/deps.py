@@ -26,6 +26,7 @@ from qrc.api.ratelimit import RateLimiter
 from qrc.keys.access.tokens import TOKEN_PREFIX, Client, Role
 from qrc.keys.observers import REQUEST_SOURCE
 from qrc.keys.service import KeyService
+from qrc.monitor.risk_config import RiskConfig
 from qrc.transit.listener import HandshakeCounters
 
 __all__ = [
@@ -110,6 +111,8 @@ class AppState:
     # its serial (hex) -> the API client it stands for (mutual TLS), or None.
     ca_dir: Path | None = None
     certificate_client: Callable[[str], Client | None] | None = None
+    # The risk model (QRC_RISK_FILE, QRC_RISK_MIGRATION_YEARS); None: the built-in estimates.
+    risk_config: RiskConfig | None = None
 
     def __post_init__(self) -> None:
         if self.limiter is None:

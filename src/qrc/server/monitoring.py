@@ -11,6 +11,7 @@ from typing import Protocol
 
 from qrc.api.deps import AppState
 from qrc.keys.service import KeyService
+from qrc.monitor.risk_config import load_risk_config
 from qrc.server.anomalyjob import start_anomaly_detection
 from qrc.server.config import Settings
 from qrc.server.feedjob import start_feed
@@ -31,6 +32,9 @@ class Stoppable(Protocol):
 def start_monitoring(settings: Settings, service: KeyService, state: AppState) -> list[Stoppable]:
     """Start the configured monitoring parts; the caller stops each at shutdown."""
     running: list[Stoppable] = []
+    state.risk_config = load_risk_config(  # risk: the model GET /risk and the dashboard use
+        settings.risk_file, migration_years=settings.risk_migration_years
+    )
     # One line per part, each in its own module: (part) running.extend(start_part(...)).
     running.extend(start_sinks(settings, service, state))  # event sinks: webhook, syslog
     running.extend(start_feed(settings, service, state))  # threat feed: fetch, apply
