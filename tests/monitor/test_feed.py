@@ -284,6 +284,10 @@ ATTACKS: dict[str, tuple[Attack, str]] = {
         ),
         "malformed",
     ),
+    "signed, version true": (
+        lambda s, p, o: raw_sign({**json.loads(s(9))["feed"], "version": True}, p),
+        "malformed",
+    ),
     "signed, version 2": (
         lambda s, p, o: raw_sign({**json.loads(s(9))["feed"], "version": 2}, p),
         "malformed",

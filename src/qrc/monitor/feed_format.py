@@ -172,7 +172,7 @@ class Feed(_Strict):
     """The signed ``feed`` object (``docs/formats.md``, "Threat feed v1")."""
 
     format: Literal["qrc-threat-feed"]
-    version: Literal[1]
+    version: int  # strict: a JSON true, which equals 1 in Python, is not 1 here
     publisher: Annotated[str, Field(min_length=1, max_length=200, pattern=_TEXT)]
     publisher_key_id: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     sequence: Annotated[int, Field(ge=1, le=_MAX_INT)]
@@ -185,6 +185,8 @@ class Feed(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Feed:
+        if self.version != VERSION:
+            raise ValueError(f"version {self.version}: this reader knows version {VERSION} only")
         for day in [t.effective for t in self.transitions] + [m.date for m in self.milestones]:
             _day(day)
         for advisory in self.advisories:
