@@ -1,7 +1,7 @@
 import { useCallback, useEffect, useState } from "react";
 import { ApiError, notReady, setApiListener } from "./api/client";
 import { keepToken, resolveRole, storedToken } from "./api/session";
-import type { Role } from "./api/types";
+import { mayRead, type Role, type ViewName } from "./api/types";
 import { Algorithms } from "./views/Algorithms";
 import { Audit } from "./views/Audit";
 import { Compliance } from "./views/Compliance";
@@ -11,7 +11,7 @@ import { Keys } from "./views/Keys";
 import { Overview } from "./views/Overview";
 import { SignIn } from "./views/SignIn";
 
-const VIEWS = [
+const VIEWS: readonly (readonly [ViewName, string])[] = [
   ["overview", "Overview"],
   ["keys", "Keys"],
   ["algorithms", "Algorithms & policy"],
@@ -19,8 +19,8 @@ const VIEWS = [
   ["events", "Security events"],
   ["inventory", "Inventory"],
   ["compliance", "Compliance"],
-] as const;
-type View = (typeof VIEWS)[number][0];
+];
+type View = ViewName;
 
 const READY_POLL_MS = 15_000;
 
@@ -137,14 +137,28 @@ export function App() {
       </nav>
       <main className="content">
         {banner}
-        {view === "overview" && <Overview />}
-        {view === "keys" && <Keys role={role} />}
-        {view === "algorithms" && <Algorithms role={role} />}
-        {view === "audit" && <Audit />}
-        {view === "events" && <Events />}
-        {view === "inventory" && <Inventory />}
-        {view === "compliance" && <Compliance />}
+        {!mayRead(view, role) ? (
+          <p className="notice" data-testid="forbidden">
+            Your token&apos;s role ({role}) may not read this view.
+          </p>
+        ) : (
+          <CurrentView view={view} role={role} />
+        )}
       </main>
     </div>
+  );
+}
+
+function CurrentView({ view, role }: { view: View; role: Role | null }) {
+  return (
+    <>
+      {view === "overview" && <Overview />}
+      {view === "keys" && <Keys role={role} />}
+      {view === "algorithms" && <Algorithms role={role} />}
+      {view === "audit" && <Audit />}
+      {view === "events" && <Events />}
+      {view === "inventory" && <Inventory />}
+      {view === "compliance" && <Compliance />}
+    </>
   );
 }

@@ -26,3 +26,24 @@ export type AtRest = Schemas["DataEncryptionStatus"];
 export type EncryptionDetails = Schemas["QRCEncryptionDetails"];
 export type InTransit = Schemas["NetworkSecurityStatus"];
 export type GroupCount = Schemas["GroupCount"];
+
+/**
+ * Which roles may read each view's routes (docs/api.md, route table). A view the signed-in
+ * role may not read is not requested at all: each refused request is an audit event.
+ */
+export const READERS = {
+  overview: ["admin", "key_manager", "auditor", "viewer"],
+  keys: ["admin", "key_manager", "crypto_user", "viewer"],
+  algorithms: ROLES,
+  audit: ["admin", "auditor"],
+  events: ["admin", "auditor"],
+  inventory: ["admin", "auditor"],
+  compliance: ["admin", "auditor"],
+} as const satisfies Record<string, readonly Role[]>;
+
+export type ViewName = keyof typeof READERS;
+
+/** Whether `role` may read `view`; an unknown role may try (the service decides). */
+export function mayRead(view: ViewName, role: Role | null): boolean {
+  return role === null || (READERS[view] as readonly Role[]).includes(role);
+}

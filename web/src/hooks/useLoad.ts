@@ -14,7 +14,8 @@ function asApiError(error: unknown): ApiError {
 
 /**
  * Run `load` now and whenever `deps` change (and on `reload`); every `pollMs` if given.
- * An answer that arrives after a newer request started is dropped.
+ * An answer that arrives after a newer request started is dropped; polling stops at a 403
+ * or 404.
  */
 export function useLoad<T>(
   load: () => Promise<T>,
@@ -26,6 +27,8 @@ export function useLoad<T>(
   const [loading, setLoading] = useState(true);
   const [tick, setTick] = useState(0);
   const latest = useRef(0);
+  // A refusal (403) or a missing route (404) will not change by asking again: no polling.
+  const settled = error?.kind === "forbidden" || error?.kind === "not-found";
   const run = useCallback(load, deps);
 
   useEffect(() => {
@@ -47,10 +50,10 @@ export function useLoad<T>(
   }, [run, tick]);
 
   useEffect(() => {
-    if (!pollMs) return undefined;
+    if (!pollMs || settled) return undefined;
     const timer = setInterval(() => setTick((n) => n + 1), pollMs);
     return () => clearInterval(timer);
-  }, [pollMs]);
+  }, [pollMs, settled]);
 
   const reload = useCallback(() => setTick((n) => n + 1), []);
   return { data, error, loading, reload };

@@ -49,9 +49,17 @@ describe("error states", () => {
     expect(screen.queryByTestId("error-banner")).not.toBeInTheDocument();
   });
 
-  it("says when the role may not read a view (403)", async () => {
+  it("does not ask for a view the role may not read", async () => {
+    const api = fakeApi({ "GET /tokens": asRole("viewer"), "GET /dashboard": { body: dashboard() } });
+    const { user } = await signedIn();
+    await user.click(screen.getByTestId("nav-audit"));
+    expect(screen.getByTestId("forbidden")).toHaveTextContent("(viewer) may not read");
+    expect(api.callsTo("GET /audit/logs")).toHaveLength(0);
+  });
+
+  it("says when the service refuses a view (403) to a role it could not name", async () => {
     fakeApi({
-      "GET /tokens": asRole("viewer"),
+      "GET /tokens": problem(403, "forbidden"),
       "GET /dashboard": { body: dashboard() },
       "GET /audit/logs": problem(403, "forbidden", "role viewer may not do this"),
       "GET /audit/verify": problem(403, "forbidden", "role viewer may not do this"),

@@ -49,15 +49,18 @@ export function Events({ pollMs = EVENTS_POLL_MS }: { pollMs?: number }) {
         setError(undefined);
         setUpdated(new Date());
       } catch (failure) {
-        if (live) setError(failure instanceof ApiError ? failure : new ApiError(500, String(failure)));
+        const error = failure instanceof ApiError ? failure : new ApiError(500, String(failure));
+        // Asking again will not change a refusal or a missing route: stop polling.
+        if (error.kind === "forbidden" || error.kind === "not-found") clearInterval(timer);
+        if (live) setError(error);
       } finally {
         polling = false;
         if (live) setLoading(false);
       }
     }
 
-    void poll();
     const timer = setInterval(() => void poll(), pollMs);
+    void poll();
     return () => {
       live = false;
       clearInterval(timer);

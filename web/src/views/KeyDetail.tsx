@@ -1,3 +1,4 @@
+import { useEffect, useRef } from "react";
 import { api, need } from "../api/client";
 import type { Key } from "../api/types";
 import { LoadState } from "../components/LoadState";
@@ -21,6 +22,13 @@ export function KeyDetail({ keyId, canManage, onChanged, onClose }: Props) {
     [keyId],
   );
 
+  const heading = useRef<HTMLHeadingElement>(null);
+  // The detail opens below the list: bring it into view and move focus to it.
+  useEffect(() => {
+    heading.current?.scrollIntoView?.({ block: "nearest" });
+    heading.current?.focus();
+  }, [keyId]);
+
   function changed() {
     key.reload();
     onChanged();
@@ -29,7 +37,7 @@ export function KeyDetail({ keyId, canManage, onChanged, onClose }: Props) {
   return (
     <section className="panel" data-testid="key-detail" aria-labelledby="key-detail-title">
       <div className="panel-head">
-        <h2 id="key-detail-title">{key.data?.name ?? keyId}</h2>
+        <h2 id="key-detail-title" ref={heading} tabIndex={-1}>{key.data?.name ?? keyId}</h2>
         <button type="button" onClick={onClose} aria-label="Close key detail">
           Close
         </button>

@@ -30,7 +30,7 @@ export function AlgorithmTable({ algorithms }: { algorithms: AlgorithmInfo[] }) 
                 </td>
                 <td>{a.quantumSafe ? "yes" : "no"}</td>
                 <td>{a.keys}</td>
-                <td className="mono">{benchmark(a)}</td>
+                <td className="mono wrap">{benchmark(a)}</td>
                 <td>{a.lastAuditDate ? new Date(a.lastAuditDate).toLocaleDateString() : "—"}</td>
               </tr>
             ))}

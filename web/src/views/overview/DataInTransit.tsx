@@ -9,7 +9,7 @@ export function DataInTransit({ value }: { value: InTransit }) {
   const share = value.classicalShare;
   const expiring = value.certificates.filter((c) => c.expiring);
   return (
-    <section className="card wide" aria-labelledby="transit-title">
+    <section className="card span2" aria-labelledby="transit-title">
       <h2 id="transit-title">Data in transit</h2>
       <p>
         TLS mode: <strong>{value.tlsMode ?? "not serving TLS here"}</strong> ·{" "}
