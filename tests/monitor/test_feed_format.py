@@ -86,3 +86,20 @@ def test_sign_verify_round_trip_and_layout_independence(
         assert exc.reason == "signature"
     else:
         raise AssertionError("a changed feed verified")
+
+
+def test_slh_dsa_publishers_and_algorithm_confusion() -> None:
+    slh = get_signature("SLH-DSA-SHA2-128f").generate()
+    document = sign_feed(body(1), slh)
+    assert verify_document(document, Publisher.of(slh.public_key()), NOW).feed.sequence == 1
+    # An SLH-DSA feed shown to an ML-DSA publisher (and the other way round): refused.
+    for raw, publisher in (
+        (document, PUBLISHER),
+        (sign_feed(body(1), KEY), Publisher.of(slh.public_key())),
+    ):
+        try:
+            verify_document(raw, publisher, NOW)
+        except FeedRefused as exc:
+            assert exc.reason == "signature"
+        else:
+            raise AssertionError("a feed verified under another publisher's key")
