@@ -11,10 +11,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+from qrc.api.app import API_PREFIX
 from qrc.cli import main
 from qrc.keys.custody.factory import CustodyConfig
 from qrc.keys.custody.keyring import Keyring
@@ -29,6 +31,7 @@ from qrc.monitor.anomaly_observer import ACTION_TAKEN, read_history, record_anom
 from qrc.monitor.anomaly_scenarios import TOKENS, normal_traffic
 from qrc.server.anomalyjob import AnomalyJob, start_anomaly_detection
 from qrc.server.config import load_settings
+from tests.api.api_server import ApiProcess
 from tests.api.conftest import running_api
 from tests.keys.conftest import FAST_ARGON2
 from tests.keys.pg import fresh_database
@@ -251,3 +254,28 @@ def test_cli_evaluate_scan_and_train(tmp_path: Path) -> None:
 
     bad = qrc("scan", "--data-dir", data, "--window", "1")
     assert bad.exit_code == 2 and "--window" in bad.output
+
+
+def test_a_real_server_records_the_peer_address_of_key_uses(tmp_path: Path) -> None:
+    process = ApiProcess(tmp_path / "server")
+    try:
+        admin = {"Authorization": f"Bearer {process.tokens['admin']}"}
+        with httpx.Client(base_url=process.url + API_PREFIX, headers=admin, timeout=60) as http:
+            created = http.post("/keys/generate", json={"name": "e2e", "purpose": "encryption"})
+            assert created.status_code == 201, created.text
+            sealed = http.post("/encrypt", json={"key": "e2e", "plaintext": b64(b"x")})
+            assert sealed.status_code == 200, sealed.text
+            bad = bytearray(base64.b64decode(sealed.json()["ciphertext"]))
+            bad[-1] ^= 1
+            failed = http.post("/decrypt", json={"key": "e2e", "ciphertext": b64(bytes(bad))})
+            assert failed.status_code == 400, failed.text
+            logs = http.get("/audit/logs", params={"key": "e2e", "limit": 100})
+            assert logs.status_code == 200, logs.text
+    finally:
+        process.stop()
+    sources = {
+        (e["event_type"], e["result"]): e["details"].get("source") for e in logs.json()["events"]
+    }
+    assert sources[("key.encrypt", "success")] == "127.0.0.1"
+    assert sources[("key.decrypt", "failure")] == "127.0.0.1"
+    assert sources[("key.create", "success")] is None
