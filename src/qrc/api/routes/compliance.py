@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import Field
 
 from qrc.api.deps import require, state_of
 from qrc.api.problems import Problem
@@ -17,6 +18,10 @@ __all__ = ["router"]
 
 router = APIRouter()
 Auditor = Annotated[Client, require(Role.AUDITOR)]
+# IDs, comma-separated (``gdpr,dora``); which ones exist is checked against the catalogue.
+FrameworkList = Annotated[
+    str, Field(min_length=1, max_length=300, pattern=r"^[A-Za-z0-9][A-Za-z0-9., -]*$")
+]
 # The HTML report is self-contained: nothing to load, nothing to run.
 _HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
@@ -37,7 +42,7 @@ def compliance_report(
     request: Request,
     format: Annotated[Literal["json", "html", "pdf"], Query()] = "json",
     framework: Annotated[
-        list[str] | None,
+        list[FrameworkList] | None,
         Query(description="Framework IDs (repeatable or comma-separated); all by default."),
     ] = None,
 ) -> Response:
