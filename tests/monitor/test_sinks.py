@@ -494,3 +494,23 @@ def test_sink_settings_that_cannot_work_are_refused(tmp_path: Path) -> None:
                 webhook_signing_key=rsa_like,
             )
         )
+
+
+def test_a_hung_receiver_never_holds_up_a_key_operation(service: KeyService) -> None:
+    sink = _Blocked()  # takes the first event and never answers until released
+    dispatcher = SinkDispatcher([sink], capacity=2, backoff=FAST, flush_seconds=0)
+    service.observers.add(dispatcher)
+    try:
+        service.keys.create_key(name="a", purpose="encryption", actor="t")
+        service.keys.create_key(name="b", purpose="encryption", actor="t")
+        service.keys.revoke("a", "key_compromise", actor="t")
+        assert sink.started.wait(30)
+        # Further security events still return at once, queue, and overflow into drops.
+        for i in range(3):
+            service.keys.create_key(name=f"c{i}", purpose="encryption", actor="t")
+            service.keys.revoke(f"c{i}", "key_compromise", actor="t")
+        (stats,) = dispatcher.stats()
+        assert stats.queued == 4 and stats.depth == 2 and stats.dropped == {"queue_full": 1}
+    finally:
+        sink.release.set()
+        dispatcher.stop()

@@ -289,6 +289,10 @@ class _Worker:
                             self.stats.last_error,
                         )
                     self._cond.wait(wait)
+                    if self._stopping:  # woken to stop: no further attempt
+                        if event.kind != KIND_DROPPED:
+                            self._drop(event, "shutdown")
+                        return
                 continue
             with self._cond:
                 self.stats.delivered += 1
