@@ -31,6 +31,7 @@ _RGB = {
     "manual": (138, 109, 0),
 }
 _TITLE = "Post-quantum cryptography compliance report"
+_PDF_EVIDENCE = 3000  # characters of evidence per control in the PDF
 # PDF core fonts are Latin-1: these are the characters the catalogue and evidence use beyond.
 _LATIN1 = str.maketrans(
     {
@@ -46,6 +47,14 @@ _LATIN1 = str.maketrans(
         "§": "S.",
     }
 )
+
+
+def _counts_line(report: ComplianceReport) -> str:
+    counts = report.counts()
+    return (
+        f"{counts['pass']} pass, {counts['fail']} fail, {counts['manual']} manual, "
+        f"{counts['notApplicable']} not applicable"
+    )
 
 
 def to_json(report: ComplianceReport) -> str:
@@ -103,9 +112,7 @@ def to_html(report: ComplianceReport) -> str:
         f"<title>{e(_TITLE)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{e(_TITLE)}</h1>",
         f"<p>Generated {e(report.generated_at.isoformat())}. Overall: "
-        f"{_badge(report.overall_status)}. Controls: "
-        + ", ".join(f"{e(k)} {v}" for k, v in report.counts().items())
-        + ".</p>",
+        f"{_badge(report.overall_status)}. Controls: " + e(_counts_line(report)) + ".</p>",
         "<p class=muted>Each control was evaluated from the service's live state; "
         "<b>manual</b> controls are processes that need an attestation. See the limits of "
         "each check before relying on it.</p>",
@@ -160,8 +167,10 @@ def _pdf_control(pdf: FPDF, result: ControlResult) -> None:
     if data["evidence"]:
         pdf.set_font("Courier", size=7)
         pdf.set_text_color(60, 60, 60)
+        if len(evidence) > _PDF_EVIDENCE:
+            evidence = evidence[:_PDF_EVIDENCE] + " ... (truncated: the JSON report has it all)"
         pdf.multi_cell(
-            0, 3.4, _latin1("Evidence: " + evidence[:3000]), new_x=XPos.LMARGIN, new_y=YPos.NEXT
+            0, 3.4, _latin1("Evidence: " + evidence), new_x=XPos.LMARGIN, new_y=YPos.NEXT
         )
         pdf.set_text_color(0, 0, 0)
     pdf.ln(2.5)
@@ -176,7 +185,7 @@ def to_pdf(report: ComplianceReport) -> bytes:
     pdf.set_auto_page_break(auto=True, margin=15)
     pdf.add_page()
     _line(pdf, _TITLE, 16, "B", 8)
-    counts = ", ".join(f"{k} {v}" for k, v in report.counts().items())
+    counts = _counts_line(report)
     _line(
         pdf,
         f"Generated {report.generated_at.isoformat()}. Overall: "
