@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import http.server
 import ipaddress
+import socket
 import ssl
 import threading
 import time
@@ -85,6 +86,7 @@ class FeedServer:
         )  # fmt: skip
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(chain)
+        self.context = context
         handler = functools.partial(_QuietHandler, directory=str(root))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
@@ -197,3 +199,46 @@ def test_the_server_job_attaches_the_feed_and_applies_it(
     )
     with pytest.raises(ConfigurationError, match="QRC_FEED_PUBLISHER_KEY"):
         open_feed(Settings(data_dir=tmp_path, feed_publisher_key=tmp_path / "ed.pub"), feed_service)
+
+
+def _raw_server(context: ssl.SSLContext, answer: bytes, hold: threading.Event) -> str:
+    """A TLS server that answers one request with ``answer`` as given, then waits for ``hold``."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with listener, context.wrap_socket(listener.accept()[0], server_side=True) as conn:
+            conn.recv(65536)
+            conn.sendall(answer)
+            hold.wait(30)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"https://127.0.0.1:{listener.getsockname()[1]}/feed.json"
+
+
+def test_a_hostile_feed_host_is_bounded(
+    sign: Callable[..., bytes],  # noqa: F811
+    served: tuple[FeedServer, Path],
+) -> None:
+    """The feed's host is not trusted: too much, too little or too slow is refused."""
+    server, root = served
+    (root / "huge.json").write_bytes(b" " * (3 << 20))
+    with pytest.raises(FeedUnavailable, match="larger than"):
+        fetch_document(server.url + "/huge.json", ca_file=server.ca_file)
+    document = sign(1)
+    hold = threading.Event()
+    try:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (len(document) + 10)
+        cut = _raw_server(server.context, head + document, hold)
+        hold.set()  # the server closes right after its answer: 10 bytes short
+        with pytest.raises(FeedUnavailable, match="cut short"):
+            fetch_document(cut, ca_file=server.ca_file)
+        stalled = threading.Event()
+        slow = _raw_server(server.context, head + document[:100], stalled)
+        with pytest.raises(FeedUnavailable, match=r"stopped answering|within"):
+            fetch_document(slow, ca_file=server.ca_file, timeout=0.5)
+        stalled.set()
+        whole = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n"
+        chunked = _raw_server(server.context, whole % (len(document), document), hold)
+        assert fetch_document(chunked, ca_file=server.ca_file) == document
+    finally:
+        hold.set()
