@@ -347,3 +347,22 @@ def test_a_value_rewritten_meanwhile_is_left_alone_and_reported(drill: Drill) ->
     with sqlite3.connect(drill.app_db) as db:
         (kept,) = db.execute("SELECT email FROM customers WHERE id = 0").fetchone()
     assert kept == "plain@example.com"
+
+
+def test_suspend_first_then_revoke_when_confirmed(drill: Drill) -> None:
+    target = {"sql": SqlTarget(create_engine(drill.sql_url))}
+    with drill.service() as service:
+        suspended = key_compromise(
+            service, "customers", actor="t", execute=True, suspend=True, targets=target
+        )
+        assert service.keys.get_key("customers").status == "suspended"
+        assert suspended.outcome == "incomplete"  # the data cannot move while suspended
+        assert suspended.step("move-data").detail["remaining"] == ROWS
+        (event,) = service.audit.security_events(event_type="key_compromise")
+        assert event.description == "A key is suspected compromised"
+        assert event.details["incident_id"] == suspended.incident_id
+        confirmed = key_compromise(service, "customers", actor="t", execute=True, targets=target)
+        assert confirmed.outcome == "complete"
+        assert confirmed.step("replace").status == "already done"  # the same replacement
+        assert service.keys.get_key("customers").status == "compromised"
+        assert len(service.audit.security_events(event_type="key_compromise")) == 2

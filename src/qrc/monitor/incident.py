@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from qrc.keys.audit.events import EventType, Severity
+
 if TYPE_CHECKING:
     from qrc.keys.service import KeyService
 
@@ -170,6 +172,18 @@ class PlaybookRun:
                     "subject": self.report.subject,
                     **details,
                 },
+            )
+
+    def security_event(
+        self, event_type: EventType, *, key_id: str | None = None, **fields: Any
+    ) -> None:
+        """Record a security event of this incident (observers, hence the sinks, hear it)."""
+        ctx = self.service.ctx
+        with self.service.db.session() as session:
+            key = ctx.find(session, key_id) if key_id is not None else None
+            details = {"incident_id": self.report.incident_id, "playbook": self.playbook}
+            ctx.security_event(
+                session, event_type, Severity.HIGH, self.actor, key=key, details=details, **fields
             )
 
     def notify(self, phase: str, severity: str = "critical") -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from qrc.crypto.registry import Status, get_info
 from qrc.data.rewrap import RewrapTarget
+from qrc.keys.audit.events import EventType
 from qrc.keys.errors import InvalidRequest
 from qrc.keys.policy import PolicyUpdate
 from qrc.monitor.incident import IncidentReport, Notifier, PlaybookRun, Progress
@@ -128,6 +129,12 @@ class _AlgorithmBreak(PlaybookRun):
             return
         statuses = {} if status is Status.DISALLOWED else {self.algorithm: "deprecated"}
         self._update(PolicyUpdate(default_algorithms=defaults, algorithm_status=statuses))
+        self.security_event(
+            EventType.ALGORITHM_MIGRATION,
+            algorithm=self.algorithm,
+            description=f"{self.algorithm} declared broken (qrc incident algorithm-break)",
+            action_taken="deprecated at once; migration off it started; disallowed once done",
+        )
         self.finish_step(step, "done", new_defaults=defaults)
 
     def _migrate(self) -> MigrationRun:

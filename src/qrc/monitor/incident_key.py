@@ -29,6 +29,7 @@ from qrc.crypto.errors import DecryptionError
 from qrc.data.format import WRAP_CONTEXT, parse, replace_wrapped
 from qrc.data.rewrap import RewrapTarget
 from qrc.data.sdk import integrity_hash
+from qrc.keys.audit.events import EventType
 from qrc.keys.context import KeyInfo
 from qrc.keys.data_index import IndexEntry, IndexRecord
 from qrc.keys.states import KeyState
@@ -151,6 +152,12 @@ class _KeyCompromise(PlaybookRun):
                 self.finish_step(step, "already done", state=current.status)
                 return
             self.key = self.service.keys.suspend(self.key.id, actor=self.actor)
+            self.security_event(
+                EventType.KEY_COMPROMISE,
+                key_id=self.key.id,
+                description="A key is suspected compromised",
+                action_taken="key suspended pending confirmation (qrc incident --suspend)",
+            )
         else:
             self.key = self.service.keys.revoke(self.key.id, "key_compromise", actor=self.actor)
         self.finish_step(step, "done", state=self.key.status)
