@@ -160,6 +160,8 @@ def test_an_untrusted_or_failing_server_changes_nothing(
         fetch_document(server.url + "/missing.json", ca_file=server.ca_file)
     with pytest.raises(FeedUnavailable, match="https"):
         fetch_document("http://127.0.0.1:1/feed.json")
+    with pytest.raises(FeedUnavailable, match="printable"):
+        fetch_document(server.url + "/feed.json HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /")
     assert feed_service.current_policy()["algorithm_status"] == {}
 
 

@@ -55,6 +55,8 @@ def fetch_document(source: str, *, ca_file: Path | None = None, timeout: float =
     """
     if not is_url(source) or source.startswith("file://"):
         return _read_file(Path(source.removeprefix("file://")))
+    if not source.isascii() or any(c.isspace() or not c.isprintable() for c in source):
+        raise FeedUnavailable(f"{source!r}: a feed URL is printable ASCII, without spaces")
     parts = urlsplit(source)
     if parts.scheme != "https" or not parts.hostname:
         raise FeedUnavailable(f"{source!r}: a feed URL must be https:// (or give a file path)")
