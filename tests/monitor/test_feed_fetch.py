@@ -196,6 +196,9 @@ def test_the_server_job_attaches_the_feed_and_applies_it(
     assert start_feed(Settings(data_dir=tmp_path), feed_service, AppState(feed_service)) == []
     with pytest.raises(ConfigurationError, match="QRC_FEED_PUBLISHER_KEY"):
         open_feed(Settings(data_dir=tmp_path, feed_url="https://x/f.json"), feed_service)
+    plain = Settings(data_dir=tmp_path, feed_url="http://x/f.json", feed_publisher_key=key_file)
+    with pytest.raises(ConfigurationError, match="QRC_FEED_URL"):
+        open_feed(plain, feed_service)
     (tmp_path / "ed.pub").write_bytes(
         b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"
     )

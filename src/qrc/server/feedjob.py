@@ -17,6 +17,7 @@ from qrc.api.deps import AppState
 from qrc.crypto.errors import CryptoError
 from qrc.keys.service import KeyService
 from qrc.monitor.feed import ThreatFeed, attach_feed
+from qrc.monitor.feed_fetch import is_url
 from qrc.monitor.feed_format import load_publisher
 from qrc.monitor.landscape import monitor_quantum_threat_landscape
 from qrc.server.config import ConfigurationError, Settings
@@ -61,7 +62,7 @@ def open_feed(settings: Settings, service: KeyService) -> ThreatFeed | None:
 
     Raises:
         ConfigurationError: the publisher key file cannot be read or is not ML-DSA/SLH-DSA,
-            or ``QRC_FEED_URL`` is set without a publisher key.
+            or ``QRC_FEED_URL`` is set without a publisher key or is not https:// or a file.
     """
     if settings.feed_publisher_key is None:
         if settings.feed_url:
@@ -70,6 +71,9 @@ def open_feed(settings: Settings, service: KeyService) -> ThreatFeed | None:
                 "public key file, or a feed could not be verified"
             )
         return None
+    url = settings.feed_url
+    if url and is_url(url) and not url.startswith(("https://", "file://")):
+        raise ConfigurationError(f"QRC_FEED_URL: {url!r} must be https:// or a file path")
     try:
         publisher = load_publisher(settings.feed_publisher_key)
     except (CryptoError, OSError) as exc:
