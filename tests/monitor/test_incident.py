@@ -366,3 +366,26 @@ def test_suspend_first_then_revoke_when_confirmed(drill: Drill) -> None:
         assert confirmed.step("replace").status == "already done"  # the same replacement
         assert service.keys.get_key("customers").status == "compromised"
         assert len(service.audit.security_events(event_type="key_compromise")) == 2
+
+
+def test_a_run_killed_mid_move_is_finished_by_the_same_command(drill: Drill) -> None:
+    # The process dies right after writing the first value back, before the index hears.
+    drill.env["QRC_TEST_FAULT"] = "incident-after-write"
+    crashed = drill.qrc("key-compromise", "customers", "--yes")
+    assert crashed.returncode == 70, crashed.stderr
+    del drill.env["QRC_TEST_FAULT"]
+    with drill.service() as service:
+        new = service.keys.get_key("customers-replacement")
+        assert service.data.under(new.id) == []  # written, not yet indexed
+        assert sum(parse(v).key_id == new.id for v in drill.values()) == 1
+    done = drill.qrc("key-compromise", "customers", "--yes", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    steps = {s["name"]: s for s in report["steps"]}
+    assert steps["contain"]["status"] == steps["replace"]["status"] == "already done"
+    assert steps["move-data"]["detail"]["moved"] == ROWS
+    with drill.service() as service, DataEncryptor.local(service) as sdk:
+        assert len(service.data.under(new.id)) == ROWS
+        for row, value in enumerate(drill.values()):
+            assert sdk.decrypt(value, context=drill.context(row)) == drill.plaintext(row)
+        assert service.audit.verify().valid

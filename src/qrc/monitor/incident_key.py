@@ -32,6 +32,7 @@ from qrc.data.sdk import integrity_hash
 from qrc.keys.audit.events import EventType
 from qrc.keys.context import KeyInfo
 from qrc.keys.data_index import IndexEntry, IndexRecord
+from qrc.keys.faults import fault_point
 from qrc.keys.states import KeyState
 from qrc.monitor.incident import IncidentReport, Notifier, PlaybookRun, Progress
 
@@ -231,6 +232,7 @@ class _KeyCompromise(PlaybookRun):
             if not target.write_if_unchanged(location, old, fresh):
                 changed += 1
                 continue
+            fault_point("incident-after-write")  # crash tests: written, not yet re-indexed
             self._reindex(record, new, new.version, fresh)
             moved += 1
             if moved % 100 == 0:
