@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from qrc.transit.client import PQClient
 from tests.api.api_server import ApiProcess
 from tests.api.conftest import B
+from tests.monitor.test_compliance_cli import qrc
 from tests.monitor.test_compliance_render import parse_html, read_pdf
 
 URL = B + "/compliance/report"
@@ -57,6 +59,7 @@ def test_formats_content_types_and_frameworks(server: ApiProcess) -> None:
         assert pdf.headers["content-disposition"].startswith("attachment; filename=")
         _pages, text = read_pdf(pdf.body)
         assert "gdpr/32.1.c:" in text and "dora/rts-7.3:" in text
+        assert pdf.headers["x-qrc-compliance-status"] == "fail"
 
         for params in ({"framework": "sox"}, {"format": "xml"}):
             bad = auditor.get(URL, params=params)
@@ -74,3 +77,29 @@ def test_roles(server: ApiProcess) -> None:
     ):
         with client(server, role) as caller:
             assert caller.get(URL, params={"framework": "gdpr"}).status == status, role
+
+
+def test_qrc_compliance_report_from_the_service(server: ApiProcess, tmp_path: Path) -> None:
+    """``qrc compliance report --url``: an auditor's token, no data directory, no KEK."""
+    out = tmp_path / "remote.pdf"
+    done = qrc(
+        "report",
+        "--url",
+        server.url,
+        "--token",
+        server.tokens["auditor"],
+        "-f",
+        "pdf",
+        "-o",
+        out,
+        "--framework",
+        "gdpr",
+        "--check",
+    )
+    assert done.returncode == 1, done.stderr  # gdpr/32.1.c fails: no backup
+    assert f"{out}: fail" in done.stderr
+    _pages, text = read_pdf(out.read_bytes())
+    assert "gdpr/32.1.c:" in text and "pci-dss-4.0" not in text
+
+    refused = qrc("report", "--url", server.url, "--token", server.tokens["viewer"])
+    assert refused.returncode == 2 and "the service refused" in refused.stderr

@@ -14,9 +14,10 @@ from qrc.keys.access.tokens import Client, Role
 from qrc.monitor.compliance import UnknownFramework, build_report
 from qrc.monitor.compliance_render import MEDIA_TYPES, render
 
-__all__ = ["router"]
+__all__ = ["STATUS_HEADER", "router"]
 
 router = APIRouter()
+STATUS_HEADER = "X-Qrc-Compliance-Status"
 Auditor = Annotated[Client, require(Role.AUDITOR)]
 # IDs, comma-separated (``gdpr,dora``); which ones exist is checked against the catalogue.
 FrameworkList = Annotated[
@@ -34,6 +35,12 @@ _HTML_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'non
         200: {
             "description": "Every control of the selected frameworks, evaluated now",
             "content": {"application/json": {}, "text/html": {}, "application/pdf": {}},
+            "headers": {
+                "X-Qrc-Compliance-Status": {
+                    "description": "The overall status: pass, fail, manual or not_applicable",
+                    "schema": {"type": "string"},
+                }
+            },
         }
     },
 )
@@ -59,7 +66,8 @@ def compliance_report(
         )
     except UnknownFramework as exc:
         raise Problem("invalid-request", str(exc)) from None
-    headers = {"Cache-Control": "no-store"}
+    # The overall status for a client that does not parse the body (qrc compliance --check).
+    headers = {"Cache-Control": "no-store", STATUS_HEADER: report.overall_status}
     if format == "html":
         headers["Content-Security-Policy"] = _HTML_CSP
     if format == "pdf":
