@@ -104,7 +104,7 @@ export function Keys({ role }: { role: Role | null }) {
                     key={key.id}
                     data-testid="key-row"
                     data-key-id={key.id}
-                    aria-selected={selected === key.id}
+                    className={selected === key.id ? "selected" : undefined}
                   >
                     <td>
                       <button type="button" className="link" onClick={() => setSelected(key.id)}>
