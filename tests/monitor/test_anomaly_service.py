@@ -197,6 +197,15 @@ def test_the_server_starts_the_detector_only_when_enabled(tmp_path: Path) -> Non
             job.stop()
         # Stopped: it no longer listens to the service.
         assert job.observer not in service.observers._observers
+
+        # A new store: too little history, so the job listens and drops what it heard.
+        quiet = AnomalyJob(service, DetectorSettings(), train_days=1, retrain_hours=24)
+        service.observers.add(quiet.observer)
+        service.keys.create_key(name="k", purpose="encryption", actor="t")
+        assert len(quiet.observer) == 1
+        later = datetime.now(UTC) + timedelta(minutes=5)
+        assert quiet.run_once(later) == [] and quiet.model is None and len(quiet.observer) == 0
+        assert quiet.trained_at == later and service.audit.security_events() == []
     finally:
         service.close()
 

@@ -50,9 +50,9 @@ class AnomalyJob:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True, name="qrc-anomaly")
 
-    def train(self) -> AnomalyModel | None:
-        """Learn from the history (None while it is too short)."""
-        now = self.clock()
+    def train(self, now: datetime | None = None) -> AnomalyModel | None:
+        """Learn from the history up to ``now`` (None while it is too short)."""
+        now = now or self.clock()
         self.trained_at = now
         history = read_history(self.service, now - timedelta(days=self.train_days), now)
         try:
@@ -73,7 +73,7 @@ class AnomalyJob:
         # Without a model (too little history) it tries again every hour, not every day.
         every = self.retrain_every if self.model is not None else min(self.retrain_every, _RETRY)
         if self.trained_at is None or now - self.trained_at >= every:
-            self.train()
+            self.train(now)
         events = self.observer.drain(self.closed_before(now))
         if self.model is None or not events:
             return []
