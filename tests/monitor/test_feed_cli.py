@@ -68,9 +68,9 @@ def test_publish_verify_load_and_status(tmp_path: Path) -> None:
     no_key = qrc("load", signed, "--data-dir", data)
     assert no_key.returncode == 2 and "--publisher-key" in no_key.stderr
 
-    status = qrc("status", "--data-dir", data, "--json")
+    status = qrc("status", "--data-dir", data, "--publisher-key", pub, "--json")
     assert status.returncode == 0, status.stderr
     landscape = json.loads(status.stdout)
-    assert landscape["feed"]["sequence"] == 3
+    assert landscape["feed"]["sequence"] == 3 and landscape["configured"]
     kem = next(s for s in landscape["statuses"] if s["algorithm"] == "ML-KEM-512")
     assert kem["in_force"] and kem["in_use"]

@@ -249,12 +249,17 @@ def _table(landscape: Landscape) -> None:
 
 
 @feed_app.command("status")
-def status(data_dir: DataDirOpt = DEFAULT_DIR, as_json: JsonOpt = False) -> None:
+def status(
+    data_dir: DataDirOpt = DEFAULT_DIR, publisher_key: PublisherOpt = None, as_json: JsonOpt = False
+) -> None:
     """The accepted feed: statuses against the policy, advisories, dates ahead (reads only)."""
+    from qrc.monitor.feed import ThreatFeed  # noqa: PLC0415
     from qrc.monitor.landscape import monitor_quantum_threat_landscape  # noqa: PLC0415
 
+    publisher = _publisher(publisher_key) if publisher_key is not None else None
     with key_service(data_dir) as service:
-        landscape = monitor_quantum_threat_landscape(service, refresh=False, apply=False)
+        feed = ThreatFeed(service, publisher) if publisher is not None else None
+        landscape = monitor_quantum_threat_landscape(service, feed, refresh=False, apply=False)
     if as_json:
         print_json(landscape.as_dict())
         return

@@ -12,7 +12,9 @@ today, :mod:`qrc.monitor.feed`) and returns where the service stands::
     landscape.as_dict()                                      # JSON-ready, as GET /protocols/feed
 
 ``refresh=False, apply=False`` only reads (what ``GET /protocols/feed`` and ``qrc feed
-status`` do); the server's feed job runs full passes on its interval.
+status`` do); the server's feed job runs full passes on its interval. The story declares it
+``async``; it does blocking I/O (the store, the fetch), so an event loop runs it in a thread:
+``await asyncio.to_thread(monitor_quantum_threat_landscape, service)``.
 """
 
 from __future__ import annotations
