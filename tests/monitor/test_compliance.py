@@ -149,6 +149,7 @@ def test_a_healthy_store_passes_and_the_report_is_complete(both: KeyService) -> 
     assert isinstance(fips, dict)
     assert set(fips["parameter_sets"]) == {"ML-KEM-512", "ML-KEM-768"}
     assert fips["known_answer_tests"]["ML-KEM-512"] == "ok"
+    assert fips["known_answer_tests"]["ML-KEM-768"] == "ok"  # X-Wing's half, on its own
     objects = result(report, "gdpr/32.1.a")["evidence"]
     assert isinstance(objects, dict) and objects["by_data_type"] == {"invoice": 3, "ledger": 1}
     json.dumps(report.as_dict())  # JSON-ready throughout

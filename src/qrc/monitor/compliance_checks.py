@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from qrc.monitor.compliance_facts import NOT_RUN, Facts, KeyFacts
+from qrc.monitor.compliance_facts import NOT_RUN, Facts, KeyFacts, parameter_set
 
 __all__ = [
     "CERT_RENEWAL_DAYS",
@@ -86,22 +86,6 @@ def user_keys(facts: Facts) -> list[KeyFacts]:
 def _passed(selftest: str) -> bool:
     """A known-answer test that passed, or one not run (disallowed or unregistered)."""
     return selftest == "ok" or selftest.startswith(NOT_RUN)
-
-
-def parameter_set(algorithm: str, standard: str) -> str | None:
-    """The FIPS ``standard`` parameter set ``algorithm`` is or contains (hybrids included)."""
-    folded = algorithm.upper().replace("-", "")
-    if standard == "FIPS 203":
-        for size in ("512", "768", "1024"):
-            if f"MLKEM{size}" in folded:
-                return f"ML-KEM-{size}"
-    elif standard == "FIPS 204":
-        for level in ("44", "65", "87"):
-            if f"MLDSA{level}" in folded:
-                return f"ML-DSA-{level}"
-    elif standard == "FIPS 205" and folded.startswith("SLHDSA"):
-        return algorithm
-    return None
 
 
 def fips_check(standard: str) -> Check:

@@ -31,13 +31,38 @@ if TYPE_CHECKING:
     from qrc.keys.service import KeyService
     from qrc.transit.listener import HandshakeCounters
 
-__all__ = ["NOT_RUN", "AuditFacts", "BackupFacts", "Facts", "KeyFacts", "gather_facts", "info_of"]
+__all__ = [
+    "NOT_RUN",
+    "AuditFacts",
+    "BackupFacts",
+    "Facts",
+    "KeyFacts",
+    "gather_facts",
+    "info_of",
+    "parameter_set",
+]
 
 _PAGE = 1000
 _EVENTS = 1000
 LIVE_STATES = ("pre_active", "active", "suspended")
 NOT_RUN = "not run: "
 """How a self-test result that was not run begins (``"ok"`` when it ran and passed)."""
+
+
+def parameter_set(algorithm: str, standard: str) -> str | None:
+    """The FIPS ``standard`` parameter set ``algorithm`` is or contains (hybrids included)."""
+    folded = algorithm.upper().replace("-", "")
+    if standard == "FIPS 203":
+        for size in ("512", "768", "1024"):
+            if f"MLKEM{size}" in folded:
+                return f"ML-KEM-{size}"
+    elif standard == "FIPS 204":
+        for level in ("44", "65", "87"):
+            if f"MLDSA{level}" in folded:
+                return f"ML-DSA-{level}"
+    elif standard == "FIPS 205" and folded.startswith("SLHDSA"):
+        return algorithm
+    return None
 
 
 def info_of(algorithm: str) -> AlgorithmInfo | None:
@@ -299,6 +324,14 @@ def gather_facts(
     policy = service.current_policy()
     in_use = {k.algorithm for k in keys if k.live}
     in_use.update(str(a) for a in (policy.get("default_algorithms") or {}).values())
+    # The ML-KEM and ML-DSA halves of hybrids, composites and TLS groups are tested too.
+    groups = {g for (g, _s, _c) in inventory.handshakes.completed}
+    in_use.update(
+        p
+        for a in in_use | groups
+        for std in ("FIPS 203", "FIPS 204")
+        if (p := parameter_set(a, std))
+    )
     return Facts(
         now=now,
         inventory=inventory,

@@ -58,10 +58,13 @@ def _handshake_groups(facts: Facts) -> Counter[str]:
 
 
 def _classical_seen(facts: Facts) -> int:
+    """Classical handshakes: counted by the listener here, or recorded in the audit trail.
+
+    The larger of the two, not their sum: a listener in this process does both.
+    """
     groups = _handshake_groups(facts)
-    return sum(n for g, n in groups.items() if not is_pq_group(g)) + (
-        facts.inventory.handshakes.classical_events
-    )
+    counted = sum(n for g, n in groups.items() if not is_pq_group(g))
+    return max(counted, facts.inventory.handshakes.classical_events)
 
 
 def stateful_hbs(facts: Facts) -> Finding:
