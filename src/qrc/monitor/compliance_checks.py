@@ -389,7 +389,13 @@ def audit_integrity(facts: Facts) -> Finding:
         not audit.valid,
         f"the audit chain does not verify: {audit.reason[:200]}",
         f"{audit.events} events and {audit.checkpoints_verified} signed checkpoint(s) verify"
-        + (f"; the witness holds event {audit.witnessed_seq}" if audit.witnessed_seq else ""),
+        + (f"; the witness holds event {audit.witnessed_seq}" if audit.witnessed_seq else "")
+        + (
+            ""
+            if audit.checkpoints_verified
+            else " (no signed checkpoint yet: the scheduler makes them)"
+        )
+        + ("" if audit.witness_configured else " (no witness outside the database)"),
         evidence,
     )
 
