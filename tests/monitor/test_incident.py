@@ -43,11 +43,6 @@ from tests.monitor.test_sinks_syslog import StreamReceiver, parse_syslog
 PASSPHRASE = "incident drill passphrase"
 ROWS = 6
 _SCRUBBED = ("QRC_DATABASE_URL", "QRC_CUSTODY", "QRC_DATA_DIR")
-_RUN = (
-    "import sys, qrc.cli.main as m; "
-    "m._COMMANDS['incident'] = 'qrc.cli.incident:incident_app'; "
-    "sys.argv = ['qrc', 'incident', *sys.argv[1:]]; m.run()"
-)
 
 
 class Drill:
@@ -110,7 +105,7 @@ class Drill:
 
     def qrc(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-c", _RUN, *args, "--data-dir", str(self.data),
+            [sys.executable, "-m", "qrc", "incident", *args, "--data-dir", str(self.data),
              "--sql-url", self.sql_url],
             capture_output=True, text=True, env=self.env, timeout=180, check=False,
         )  # fmt: skip

@@ -193,8 +193,7 @@ def algorithm_break(
     redis_url: RedisOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Stop using a broken algorithm: policy, migration (keys, data, certificates, TLS),
-    then disallow; report."""
+    """Stop using a broken algorithm: deprecate it, migrate off it, disallow it; report."""
     from qrc.monitor.incident_algorithm import algorithm_break as playbook  # noqa: PLC0415
 
     actor = current_actor()
