@@ -7,6 +7,8 @@ interface Props {
   /** A destructive action: its confirm button is styled as a danger. */
   danger?: boolean;
   busy?: boolean;
+  /** Focus the first field (a form) rather than Cancel (a question). */
+  focusFirst?: boolean;
   error?: string | undefined;
   onConfirm: () => void;
   onCancel: () => void;
@@ -19,17 +21,20 @@ const FOCUSABLE = 'button, [href], input, select, textarea, [tabindex]:not([tabi
  * by accident), Tab stays inside, Escape cancels, and focus returns to where it was.
  */
 export function ConfirmDialog(props: Props) {
-  const { title, children, confirmLabel, danger, busy, error, onConfirm, onCancel } = props;
+  const { title, children, confirmLabel, danger, busy, focusFirst, error, onConfirm, onCancel } =
+    props;
   const box = useRef<HTMLDivElement>(null);
   const cancel = useRef<HTMLButtonElement>(null);
   const titleId = useId();
 
   useEffect(() => {
     const before = document.activeElement;
-    cancel.current?.focus();
+    const field = focusFirst ? box.current?.querySelector<HTMLElement>("input, select") : null;
+    (field ?? cancel.current)?.focus();
     return () => {
       if (before instanceof HTMLElement) before.focus();
     };
+    // Only when the dialog opens (focusFirst does not change while it is open).
   }, []);
 
   function onKeyDown(event: KeyboardEvent<HTMLDivElement>) {

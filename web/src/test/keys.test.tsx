@@ -142,3 +142,46 @@ describe("keys", () => {
     );
   });
 });
+
+describe("new key", () => {
+  it("creates a key with the chosen purpose and algorithm, then opens it", async () => {
+    const api = keyService("key_manager");
+    api.on("GET /algorithms/status", {
+      body: {
+        algorithms: [
+          { id: "ML-DSA-65", type: "digital_signature", family: "lattice", nist_level: 3, status: "active", standard: "FIPS 204", provider: "pyca", quantum_safe: true, sizes: {} },
+          { id: "ML-KEM-768", type: "key_exchange", family: "lattice", nist_level: 3, status: "active", standard: "FIPS 203", provider: "pyca", quantum_safe: true, sizes: {} },
+        ],
+      },
+    });
+    api.on("POST /keys/generate", { status: 201, body: KEY });
+    const { user } = await signedIn();
+    await user.click(screen.getByTestId("nav-keys"));
+    await user.click(await screen.findByTestId("create-key"));
+    expect(screen.getByTestId("key-name-input")).toHaveFocus();
+    await user.keyboard("receipts");
+    const dialog = screen.getByRole("dialog");
+    await user.selectOptions(within(dialog).getByLabelText("Purpose"), "signing");
+    const algorithm = within(dialog).getByLabelText("Algorithm");
+    await waitFor(() => expect(within(algorithm).queryByText("ML-DSA-65")).toBeInTheDocument());
+    expect(within(algorithm).queryByText("ML-KEM-768")).not.toBeInTheDocument();
+    await user.selectOptions(algorithm, "ML-DSA-65");
+    await user.click(screen.getByTestId("confirm-button"));
+    await waitFor(() =>
+      expect(api.callsTo("POST /keys/generate")[0]?.body).toEqual({
+        name: "receipts",
+        purpose: "signing",
+        algorithm: "ML-DSA-65",
+      }),
+    );
+    expect(await screen.findByTestId("key-detail")).toBeInTheDocument();
+  });
+
+  it("is not offered to a viewer", async () => {
+    keyService("viewer");
+    const { user } = await signedIn();
+    await user.click(screen.getByTestId("nav-keys"));
+    await screen.findAllByTestId("key-row");
+    expect(screen.queryByTestId("create-key")).not.toBeInTheDocument();
+  });
+});

@@ -5,6 +5,7 @@ import { LoadState } from "../components/LoadState";
 import { Pager } from "../components/Pager";
 import { useCursorPages } from "../hooks/useCursorPages";
 import { useLoad } from "../hooks/useLoad";
+import { CreateKey } from "./CreateKey";
 import { KeyDetail } from "./KeyDetail";
 
 const PAGE_SIZE = 25;
@@ -55,7 +56,17 @@ export function Keys({ role }: { role: Role | null }) {
 
   return (
     <section aria-labelledby="keys-title">
-      <h1 id="keys-title">Keys</h1>
+      <div className="panel-head">
+        <h1 id="keys-title">Keys</h1>
+        {canManageKeys(role) && (
+          <CreateKey
+            onCreated={(id) => {
+              list.reload();
+              setSelected(id);
+            }}
+          />
+        )}
+      </div>
       <form className="filters" onSubmit={(event) => event.preventDefault()}>
         <label>
           Status
