@@ -129,6 +129,15 @@ describe("keys", () => {
     );
   });
 
+  it("suspends after a confirmation", async () => {
+    const { api, user } = await openKey("key_manager");
+    api.on(`POST /keys/${KEY.id}/suspend`, { body: keyOut({ status: "suspended" }) });
+    await user.click(screen.getByRole("button", { name: "Suspend" }));
+    expect(api.callsTo(`POST /keys/${KEY.id}/suspend`)).toHaveLength(0);
+    await user.click(screen.getByTestId("confirm-button"));
+    await waitFor(() => expect(api.callsTo(`POST /keys/${KEY.id}/suspend`)).toHaveLength(1));
+  });
+
   it("shows the service's refusal inside the dialog", async () => {
     const { api, user } = await openKey("admin");
     api.on(

@@ -3,10 +3,15 @@ import { api, ApiError } from "../api/client";
 import type { Key } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 
-type Action = "rotate" | "revoke" | "destroy" | "cancel";
+type Action = "rotate" | "revoke" | "destroy" | "cancel" | "suspend" | "resume";
 type Reason = "key_compromise" | "superseded" | "cessation_of_operation";
 
 const FINAL = ["destroyed", "compromised"];
+const SIMPLE = {
+  cancel: { title: "Cancel the destruction of KEY?", label: "Cancel destruction" },
+  suspend: { title: "Suspend KEY? It does nothing until resumed.", label: "Suspend" },
+  resume: { title: "Resume KEY?", label: "Resume" },
+} as const;
 
 /** Rotate, revoke, schedule or cancel destruction: each only after a confirmation. */
 export function KeyActions({ value, onChanged }: { value: Key; onChanged: () => void }) {
@@ -41,6 +46,10 @@ export function KeyActions({ value, onChanged }: { value: Key; onChanged: () => 
         });
       } else if (action === "cancel") {
         await api.POST("/api/v1/security/qrc/keys/{key}/cancel-destruction", path);
+      } else if (action === "suspend") {
+        await api.POST("/api/v1/security/qrc/keys/{key}/suspend", path);
+      } else if (action === "resume") {
+        await api.POST("/api/v1/security/qrc/keys/{key}/resume", path);
       }
       setAction(null);
       onChanged();
@@ -64,6 +73,15 @@ export function KeyActions({ value, onChanged }: { value: Key; onChanged: () => 
       <button type="button" data-testid="revoke-button" disabled={final || pending} onClick={() => open("revoke")}>
         Revoke
       </button>
+      {value.status === "suspended" ? (
+        <button type="button" onClick={() => open("resume")}>
+          Resume
+        </button>
+      ) : (
+        <button type="button" disabled={value.status !== "active"} onClick={() => open("suspend")}>
+          Suspend
+        </button>
+      )}
       {pending ? (
         <button type="button" onClick={() => open("cancel")}>
           Cancel destruction
@@ -140,10 +158,10 @@ export function KeyActions({ value, onChanged }: { value: Key; onChanged: () => 
           </label>
         </ConfirmDialog>
       )}
-      {action === "cancel" && (
+      {(action === "cancel" || action === "suspend" || action === "resume") && (
         <ConfirmDialog
-          title={`Cancel the destruction of ${value.name}?`}
-          confirmLabel="Cancel destruction"
+          title={SIMPLE[action].title.replace("KEY", value.name)}
+          confirmLabel={SIMPLE[action].label}
           busy={busy}
           error={error}
           onConfirm={() => void run()}
