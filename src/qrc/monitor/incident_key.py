@@ -104,7 +104,8 @@ class _KeyCompromise(PlaybookRun):
         if self.replacement is not None:
             action = f"use the replacement made before: {self.replacement.name}"
         else:
-            target = self.algorithm or "the policy's default for " + self.key.purpose
+            defaults = self.service.current_policy()["default_algorithms"]
+            target = self.algorithm or defaults.get(self.key.purpose, "the policy's default")
             action = f"create {self._replacement_name()} ({target}) for {self.key.purpose}"
         self.add("replace", action)
         objects = self._objects()
@@ -124,7 +125,7 @@ class _KeyCompromise(PlaybookRun):
         if self.suspend and objects:
             move.action = "none while suspended: a suspended key cannot unwrap (revoke to move)"
         self.add("users", "list the API tokens scoped to the key (grant them the replacement)")
-        self.add("certificates", "reissue certificates the key signed")
+        self.add("certificates", "none to reissue: only the CA's (reserved) keys sign certificates")
         self.report.step("contain").detail["state"] = state
 
     def _replacement_name(self) -> str:
@@ -315,11 +316,12 @@ def key_compromise(
         progress=progress,
     )
     run.plan()
-    run.report.human_actions.insert(
-        0,
-        "Have the applications that own the moved data re-encrypt it (decrypt, encrypt under "
-        "the replacement): its DEKs were reachable with the compromised key.",
-    )
+    if run.report.step("move-data").detail["objects"]:
+        run.report.human_actions.insert(
+            0,
+            "Have the applications that own the moved data re-encrypt it (decrypt, encrypt "
+            "under the replacement): its DEKs were reachable with the compromised key.",
+        )
     if not execute:
         return run.end()
     run.begin()
