@@ -10,6 +10,7 @@ import { Inventory } from "./views/Inventory";
 import { Keys } from "./views/Keys";
 import { Overview } from "./views/Overview";
 import { SignIn } from "./views/SignIn";
+import { Tokens } from "./views/Tokens";
 
 const VIEWS: readonly (readonly [ViewName, string])[] = [
   ["overview", "Overview"],
@@ -19,6 +20,7 @@ const VIEWS: readonly (readonly [ViewName, string])[] = [
   ["events", "Security events"],
   ["inventory", "Inventory"],
   ["compliance", "Compliance"],
+  ["tokens", "Tokens"],
 ];
 type View = ViewName;
 
@@ -123,7 +125,7 @@ export function App() {
         </button>
       </header>
       <nav className="sidenav" aria-label="Views">
-        {VIEWS.map(([id, label]) => (
+        {VIEWS.filter(([id]) => id !== "tokens" || role === "admin").map(([id, label]) => (
           <button
             key={id}
             type="button"
@@ -159,6 +161,7 @@ function CurrentView({ view, role }: { view: View; role: Role | null }) {
       {view === "events" && <Events />}
       {view === "inventory" && <Inventory />}
       {view === "compliance" && <Compliance />}
+      {view === "tokens" && <Tokens />}
     </>
   );
 }

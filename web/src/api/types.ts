@@ -39,6 +39,7 @@ export const READERS = {
   events: ["admin", "auditor"],
   inventory: ["admin", "auditor"],
   compliance: ["admin", "auditor"],
+  tokens: ["admin"],
 } as const satisfies Record<string, readonly Role[]>;
 
 export type ViewName = keyof typeof READERS;
