@@ -10,6 +10,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from OpenSSL import SSL
 
 from qrc.monitor.sinks import Backoff, SinkDispatcher, SinkEvent
@@ -237,3 +239,30 @@ def test_addresses(text: str, expected: str) -> None:
 def test_bad_addresses_say_what_to_write(text: str) -> None:
     with pytest.raises(ValueError, match=r"udp://host:514"):
         parse_address(text)
+
+
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40)
+
+
+@settings(max_examples=150, deadline=None)
+@given(subject=_TEXT, key=_TEXT, node=_TEXT, details=st.dictionaries(_TEXT, _TEXT, max_size=3))
+def test_any_event_makes_one_parseable_line(
+    subject: str, key: str, node: str, details: dict[str, str]
+) -> None:
+    # Whatever an attacker puts in a detail, a key name or a subject, the message stays one
+    # line (no forged second record), its structured data parses back to the same values,
+    # and the JSON message is the event.
+    event = SinkEvent(
+        "incident", "key_compromise", "critical",
+        {"subject": subject, "key_id": key, "details": details}, node=node,
+    )  # fmt: skip
+    message = format_message(event)
+    assert b"\n" not in message and b"\r" not in message and b"\x00" not in message
+    parsed = parse_syslog(message)
+    params = parsed["params"]
+    assert isinstance(params, dict)
+    for name, value in (("subject", subject), ("key", key), ("node", node)):
+        # Control characters travel as \uXXXX (docs/event-sinks.md).
+        shown = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", lambda m: f"\\u{ord(m[0]):04x}", value)
+        assert params[name] == shown
+    assert parsed["event"] == json.loads(event.to_json())

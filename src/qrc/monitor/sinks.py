@@ -109,10 +109,11 @@ class SinkEvent:
         }
 
     def to_json(self) -> bytes:
-        """Compact UTF-8 JSON with sorted keys."""
+        """Compact JSON with sorted keys, ASCII only (every other character escaped: no raw
+        control or line-break character can reach a log line)."""
         return json.dumps(
-            self.as_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
-        ).encode("utf-8")
+            self.as_dict(), sort_keys=True, separators=(",", ":"), default=str
+        ).encode("ascii")
 
 
 class SinkError(Exception):

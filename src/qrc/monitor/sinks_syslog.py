@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import socket
 from datetime import UTC
@@ -53,6 +54,7 @@ _MSGID = {
 # RFC 5424 severities: 1 alert, 2 critical, 3 error, 4 warning, 5 notice, 6 informational.
 _SEVERITY = {"critical": 2, "high": 3, "medium": 4, "low": 5}
 _MAX_UDP = 65_000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 Transport = Literal["udp", "tcp", "tls"]
 
@@ -95,8 +97,11 @@ def parse_address(text: str) -> SyslogAddress:
 
 
 def _sd_value(value: object) -> str:
-    text = str(value)
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+    """A PARAM-VALUE: ``"``, ``\\`` and ``]`` escaped (RFC 5424), and each control character
+    (line breaks included) written as the text ``\\uXXXX`` (its backslash escaped too), so no
+    value can start a forged record. The JSON message keeps the exact value."""
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
+    return _CONTROL.sub(lambda m: f"\\\\u{ord(m.group()):04x}", text)
 
 
 def _printable(text: str, limit: int) -> str:
