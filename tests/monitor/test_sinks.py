@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from OpenSSL import SSL
 
 from qrc.crypto.base import VerifyingKey
@@ -514,3 +516,28 @@ def test_a_hung_receiver_never_holds_up_a_key_operation(service: KeyService) -> 
     finally:
         sink.release.set()
         dispatcher.stop()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    severities=st.lists(
+        st.sampled_from(["low", "medium", "high", "critical", "info"]), max_size=30
+    ),
+    capacity=st.integers(1, 8),
+)
+def test_every_event_is_delivered_once_or_reported_dropped(
+    severities: list[str], capacity: int
+) -> None:
+    sink = _Blocked()
+    dispatcher = SinkDispatcher([sink], capacity=capacity, backoff=FAST)
+    head = dispatcher.event("security_event", "head", "low", {})
+    assert sink.started.wait(30)  # the worker holds the head: the rest queue or drop
+    offered = [head.id] + [dispatcher.event("security_event", s, s, {}).id for s in severities]
+    sink.release.set()
+    assert dispatcher.flush(30)
+    dispatcher.stop()
+    delivered = [e.id for e in sink.sent if e.kind != KIND_DROPPED]
+    reported = [d["id"] for e in sink.sent if e.kind == KIND_DROPPED for d in e.data["dropped"]]
+    assert len(delivered) == len(set(delivered))  # never twice
+    assert sorted(delivered + reported) == sorted(offered)  # never silently lost
+    assert len(delivered) <= capacity + 1
