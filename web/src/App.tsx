@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { ApiError, notReady, setApiListener } from "./api/client";
 import { keepToken, resolveRole, storedToken } from "./api/session";
 import { mayRead, type Role, type ViewName } from "./api/types";
@@ -42,6 +42,7 @@ export function App() {
   const [view, setView] = useState<View>(initialView);
   const [outage, setOutage] = useState<string | null>(null);
   const [unready, setUnready] = useState<string | null>(null);
+  const main = useRef<HTMLElement>(null);
 
   const signOut = useCallback((why: string | null) => {
     keepToken(null);
@@ -116,6 +117,9 @@ export function App() {
   return (
     <div className="shell">
       <header className="topbar">
+        <button type="button" className="skip" onClick={() => main.current?.focus()}>
+          Skip to content
+        </button>
         <span className="brand">qrc</span>
         <span className="role" title="The role of the signed-in token">
           {role ? role.replace("_", " ") : "unknown role"}
@@ -137,7 +141,7 @@ export function App() {
           </button>
         ))}
       </nav>
-      <main className="content">
+      <main className="content" ref={main} tabIndex={-1}>
         {banner}
         {!mayRead(view, role) ? (
           <p className="notice" data-testid="forbidden">

@@ -2993,6 +2993,8 @@ export interface operations {
             /** @description Every control of the selected frameworks, evaluated now */
             200: {
                 headers: {
+                    /** @description The overall status: pass, fail, manual or not_applicable */
+                    "X-Qrc-Compliance-Status"?: string;
                     [name: string]: unknown;
                 };
                 content: {
