@@ -37,6 +37,7 @@ from qrc.monitor.incident_algorithm import algorithm_break
 from qrc.monitor.incident_key import REPLACES_LABEL, key_compromise
 from qrc.transit.ca import TLSFiles
 from tests.keys.conftest import FAST_ARGON2
+from tests.keys.pg import fresh_database
 from tests.monitor.test_sinks import SECRET, Verifier, WebhookReceiver, tls_files  # noqa: F401
 from tests.monitor.test_sinks_syslog import StreamReceiver, parse_syslog
 
@@ -48,7 +49,15 @@ _SCRUBBED = ("QRC_DATABASE_URL", "QRC_CUSTODY", "QRC_DATA_DIR")
 class Drill:
     """A data directory, an application database with encrypted values, and the SIEM."""
 
-    def __init__(self, root: Path, files: TLSFiles, key: str, algorithm: str) -> None:
+    def __init__(
+        self,
+        root: Path,
+        files: TLSFiles,
+        key: str,
+        algorithm: str,
+        database_url: str | None = None,
+    ) -> None:
+        self.database_url = database_url
         self.data = root / "data"
         self.app_db = root / "app.db"
         self.sql_url = f"sqlite:///{self.app_db}"
@@ -64,6 +73,8 @@ class Drill:
             "QRC_SYSLOG_ADDRESS": f"tcp://127.0.0.1:{self.syslog.port}",
             "QRC_SINK_RETRY_SECONDS": "0.05",
         }
+        if database_url is not None:
+            self.env["QRC_DATABASE_URL"] = database_url
         with sqlite3.connect(self.app_db) as db:
             db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT)")
         # A KEK sealed with cheap Argon2 parameters (kept in the file): each run opens fast.
@@ -100,7 +111,11 @@ class Drill:
         return f"customers/{row}/email".encode()
 
     def service(self) -> KeyService:
-        config = ServiceConfig(self.data, custody=CustodyConfig(master_passphrase=PASSPHRASE))
+        config = ServiceConfig(
+            self.data,
+            database_url=self.database_url,
+            custody=CustodyConfig(master_passphrase=PASSPHRASE),
+        )
         return _Closing(open_service(config))  # type: ignore[return-value]
 
     def qrc(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -384,3 +399,26 @@ def test_a_run_killed_mid_move_is_finished_by_the_same_command(drill: Drill) -> 
         for row, value in enumerate(drill.values()):
             assert sdk.decrypt(value, context=drill.context(row)) == drill.plaintext(row)
         assert service.audit.verify().valid
+
+
+def test_key_compromise_with_the_store_on_postgresql(
+    tmp_path: Path,
+    tls_files: TLSFiles,  # noqa: F811
+) -> None:
+    with fresh_database() as url:
+        drill = Drill(tmp_path, tls_files, "customers", "X25519MLKEM768", database_url=url)
+        try:
+            done = drill.qrc("key-compromise", "customers", "--yes", "--json")
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["outcome"] == "complete"
+            with drill.service() as service, DataEncryptor.local(service) as sdk:
+                assert service.keys.get_key("customers").status == "compromised"
+                new = service.keys.get_key("customers-replacement")
+                for row, value in enumerate(drill.values()):
+                    assert parse(value).key_id == new.id
+                    assert sdk.decrypt(value, context=drill.context(row)) == drill.plaintext(row)
+                assert service.audit.verify().valid
+            kinds = {(e["kind"], e["type"]) for e in drill.siem()}
+            assert ("incident", "key_compromise") in kinds
+        finally:
+            drill.close()
