@@ -32,13 +32,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from qrc.crypto.registry import Status
-from qrc.keys.audit.events import EventType, Severity, record_event
+from qrc.keys.audit.events import EVENT_DEFAULTS, EventType, Severity, record_event
 from qrc.keys.observers import SecurityNotice
 from qrc.keys.policy import PolicyUpdate
 from qrc.keys.store.db import after_commit
@@ -76,11 +76,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FEED_ROW: Final = "threat_feed"
-# Security event types of the feed. They are not (yet) members of qrc.keys' EventType; the
-# events table takes any type string, and record_event reads only ``.value`` from its type.
-FEED_REFUSED: Final = "threat_feed_refused"
-FEED_ACCEPTED: Final = "threat_feed_accepted"
-ALGORITHM_STATUS_CHANGED: Final = "algorithm_status_changed"
+# Security event types of the feed (their story fields: qrc.keys.audit.events).
+FEED_REFUSED: Final = EventType.THREAT_FEED_REFUSED
+FEED_ACCEPTED: Final = EventType.THREAT_FEED_ACCEPTED
+ALGORITHM_STATUS_CHANGED: Final = EventType.ALGORITHM_STATUS_CHANGED
 _REFUSAL_SEVERITY: Final = {
     "signature": Severity.HIGH,
     "rollback": Severity.HIGH,
@@ -90,23 +89,6 @@ _REFUSAL_SEVERITY: Final = {
     "malformed": Severity.MEDIUM,
 }
 _HISTORY: Final = 100
-# The story's description and action_taken of each event type (description refined per event).
-_STORY_FIELDS: Final = {
-    FEED_REFUSED: ("A threat feed was refused", "refused; the policy is unchanged"),
-    FEED_ACCEPTED: ("A signed threat feed was accepted", "its statuses are applied when due"),
-    ALGORITHM_STATUS_CHANGED: (
-        "A threat feed changed an algorithm's status",
-        "policy updated (as POST /protocols/update); new keys and uses follow it",
-    ),
-}
-
-
-class _EventName(str):
-    """A security event type string in the shape :func:`record_event` reads (``.value``)."""
-
-    @property
-    def value(self) -> str:
-        return str(self)
 
 
 @dataclass(frozen=True)
@@ -391,7 +373,7 @@ class ThreatFeed:
     def _event(
         self,
         session: Session,
-        event_type: str,
+        event_type: EventType,
         severity: Severity,
         actor: str,
         *,
@@ -400,15 +382,15 @@ class ThreatFeed:
     ) -> None:
         """A security event and its audit event, in ``session``'s transaction."""
         source = f"threat-feed:{actor}"[:200]
-        name = cast(EventType, _EventName(event_type))
-        description, action = _STORY_FIELDS[event_type]
+        defaults = EVENT_DEFAULTS[event_type]
+        description, action = defaults.description, defaults.action_taken
         if event_type == ALGORITHM_STATUS_CHANGED:
             description = f"{details['algorithm']}: {details['from']} -> {details['to']}"
         elif event_type == FEED_REFUSED:
             description = f"threat feed refused ({details['reason']}): {details['detail']}"
         record_event(
             session,
-            name,
+            event_type,
             severity,
             source,
             algorithm=algorithm,
@@ -421,6 +403,6 @@ class ThreatFeed:
         self.service.ctx.record(
             session, f"threat_feed.{event_type}", actor, result=result, details=details
         )
-        notice = SecurityNotice(event_type, severity.value, source, None, algorithm, details)
+        notice = SecurityNotice(event_type.value, severity.value, source, None, algorithm, details)
         observers = self.service.observers
         after_commit(session, lambda: observers.security_event(notice))

@@ -63,6 +63,10 @@ class EventType(enum.StrEnum):
     TLS_HANDSHAKE_REFUSED = "tls_handshake_refused"
     ANOMALY = "anomaly"  # unusual use of a token or key (qrc.monitor.anomaly)
     ALGORITHM_MIGRATION = "algorithm_migration"  # a run of qrc.monitor.migration_run
+    # qrc.monitor.feed: a signed threat feed refused or accepted, and the statuses it changed
+    THREAT_FEED_REFUSED = "threat_feed_refused"
+    THREAT_FEED_ACCEPTED = "threat_feed_accepted"
+    ALGORITHM_STATUS_CHANGED = "algorithm_status_changed"
 
 
 class EventDefaults(NamedTuple):
@@ -117,6 +121,17 @@ EVENT_DEFAULTS: Final[dict[str, EventDefaults]] = {
         "Keys, data, certificates and TLS policy moved off an algorithm",
         True,
         "keys rotated, data rewrapped, certificates reissued, TLS policy tightened",
+    ),
+    EventType.THREAT_FEED_REFUSED: EventDefaults(
+        "A threat feed was refused", False, "refused; the policy is unchanged"
+    ),
+    EventType.THREAT_FEED_ACCEPTED: EventDefaults(
+        "A signed threat feed was accepted", True, "its statuses are applied when due"
+    ),
+    EventType.ALGORITHM_STATUS_CHANGED: EventDefaults(
+        "A threat feed changed an algorithm's status",
+        True,
+        "policy updated (as POST /protocols/update); new keys and uses follow it",
     ),
 }
 
