@@ -22,7 +22,7 @@ Steps, in order (each skips what is already done, so a second run finishes the f
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from qrc.crypto.errors import DecryptionError
@@ -86,13 +86,13 @@ class _KeyCompromise(PlaybookRun):
             if after is None:
                 return None
 
-    def _objects(self) -> list[IndexRecord]:
-        found: list[IndexRecord] = []
+    def _objects(self) -> Iterator[IndexRecord]:
+        """The objects indexed under the old key, a page at a time (moving one takes it out
+        of the old key's list, not out of the pages still to come)."""
         after = 0
         while page := self.service.data.under(self.key.id, after=after, limit=_PAGE):
-            found += page
+            yield from page
             after = page[-1].seq
-        return found
 
     # ------------------------------------------------------------------ plan
     def plan(self) -> None:
@@ -108,18 +108,21 @@ class _KeyCompromise(PlaybookRun):
             target = self.algorithm or defaults.get(self.key.purpose, "the policy's default")
             action = f"create {self._replacement_name()} ({target}) for {self.key.purpose}"
         self.add("replace", action)
-        objects = self._objects()
-        reachable = [o for o in objects if self._scheme(o) in self.targets]
+        objects = reachable = 0
+        unreachable: dict[str, int] = {}
+        for record in self._objects():
+            objects += 1
+            scheme = self._scheme(record)
+            if scheme in self.targets:
+                reachable += 1
+            else:
+                unreachable[scheme] = unreachable.get(scheme, 0) + 1
         move = self.add(
             "move-data",
-            f"move the DEKs of {len(reachable)} of {len(objects)} indexed objects to the "
+            f"move the DEKs of {reachable} of {objects} indexed objects to the "
             "replacement (recovery unwraps, audited)",
         )
-        move.detail["objects"] = len(objects)
-        unreachable: dict[str, int] = {}
-        for o in objects:
-            if self._scheme(o) not in self.targets:
-                unreachable[self._scheme(o)] = unreachable.get(self._scheme(o), 0) + 1
+        move.detail["objects"] = objects
         if unreachable:
             move.detail["no_target"] = unreachable
         if self.suspend and objects:
@@ -185,7 +188,7 @@ class _KeyCompromise(PlaybookRun):
         step = self.report.step("move-data")
         assert self.replacement is not None
         if self.suspend:
-            remaining = len(self._objects())
+            remaining = sum(1 for _ in self._objects())
             self.finish_step(step, "skipped" if not remaining else "failed", remaining=remaining)
             return
         new = self.replacement
