@@ -136,9 +136,11 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
 def _start_jobs(
     settings: Settings, service: KeyService, state: AppState, interval: float
 ) -> list[Stoppable]:
-    """The scheduler, the checkpointer and the monitoring parts, started (stop in reverse)."""
+    """The monitoring parts, the scheduler and the checkpointer, started (stop in reverse:
+    the event sinks stop last, so what the jobs record while stopping still leaves)."""
+    monitoring = start_monitoring(settings, service, state)
     scheduler = Scheduler(service, interval)
     scheduler.start()
     checkpointer = Checkpointer(service, settings.checkpoint_seconds, settings.checkpoint_events)
     checkpointer.start()
-    return [scheduler, checkpointer, *start_monitoring(settings, service, state)]
+    return [*monitoring, scheduler, checkpointer]
