@@ -1,4 +1,15 @@
-import { Bar, BarChart, Cell, Pie, PieChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from "recharts";
+import {
+  Bar,
+  BarChart,
+  Cell,
+  Legend,
+  Pie,
+  PieChart,
+  ResponsiveContainer,
+  Tooltip,
+  XAxis,
+  YAxis,
+} from "recharts";
 import type { GroupCount } from "../../api/types";
 
 const PQ = "#1f7a4d";
@@ -14,7 +25,7 @@ export default function TransitCharts({ groups }: { groups: GroupCount[] }) {
   const split = [
     { name: "post-quantum", value: pq, color: PQ },
     { name: "classical", value: classical, color: CLASSICAL },
-  ];
+  ].filter((slice) => slice.value > 0);
   return (
     <div className="charts">
       <figure>
@@ -42,6 +53,7 @@ export default function TransitCharts({ groups }: { groups: GroupCount[] }) {
               ))}
             </Pie>
             <Tooltip />
+            <Legend />
           </PieChart>
         </ResponsiveContainer>
       </figure>
