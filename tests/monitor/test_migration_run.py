@@ -296,6 +296,20 @@ def test_ca_leaves_are_reissued_in_another_family_and_the_old_revoked(
     assert again.reissued == [] and len(ca.records()) == 3
     assert json.loads((out / f"{old.serial}.json").read_text())["new_serial"] == done["new_serial"]
 
+    # The CA's own keys are reserved: never rotated by a migration, listed with why, and the
+    # CA certificates they sign are manual work.
+    p384 = plan_algorithm_migration(store, "ECDSA-P384", data_dir=tmp_path)
+    reserved = {k.name: k.action for k in p384.keys.keys}
+    assert set(reserved) == {"qrc-ca-ecdsa-root", "qrc-ca-ecdsa-intermediate"}
+    assert all(a.startswith("skip: reserved for the service (ca)") for a in reserved.values())
+    assert p384.keys.to_rotate == []
+    assert {(c.role, c.automatic) for c in p384.certificates if c.source == "ca"} >= {
+        ("root", False), ("intermediate", False),
+    }  # fmt: skip
+    moved = run_algorithm_migration(store, "ECDSA-P384", actor=ACTOR, data_dir=tmp_path)
+    assert moved.rotated == [] and moved.failed == []
+    assert store.keys.count_versions("qrc-ca-ecdsa-root") == 1
+
 
 def test_update_qrc_algorithms_and_keys_disallows_only_once_the_data_moved(
     store: KeyService, tmp_path: Path
