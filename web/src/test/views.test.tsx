@@ -1,6 +1,6 @@
 import { render, screen, waitFor, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { Events } from "../views/Events";
 import { dashboard } from "./dashboard";
 import { asRole, fakeApi, problem } from "./fakeApi";
@@ -116,6 +116,11 @@ describe("inventory, algorithms, compliance", () => {
     });
     URL.createObjectURL = () => "blob:cbom";
     URL.revokeObjectURL = () => undefined;
+    // jsdom does not navigate; the click on the download link is what matters.
+    const saved: string[] = [];
+    vi.spyOn(HTMLAnchorElement.prototype, "click").mockImplementation(function (this: HTMLAnchorElement) {
+      saved.push(this.download);
+    });
     const { user } = await signedIn();
     await user.click(screen.getByTestId("nav-inventory"));
     const table = await screen.findByTestId("inventory-table");
@@ -124,6 +129,7 @@ describe("inventory, algorithms, compliance", () => {
     await waitFor(() =>
       expect(api.callsTo("GET /inventory").some((c) => c.url.searchParams.get("format") === "cbom")).toBe(true),
     );
+    await waitFor(() => expect(saved).toEqual(["qrc-cbom.cdx.json"]));
   });
 
   it("lists algorithms, and the policy for an admin", async () => {
