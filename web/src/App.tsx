@@ -92,9 +92,16 @@ export function App() {
     };
   }, []);
 
+  // Each view has its address (#/keys), so Back and Forward move between views.
+  useEffect(() => {
+    const follow = () => setView(initialView());
+    window.addEventListener("popstate", follow);
+    return () => window.removeEventListener("popstate", follow);
+  }, []);
+
   function go(next: View) {
     setView(next);
-    history.replaceState(null, "", `#/${next}`);
+    if (next !== view) history.pushState(null, "", `#/${next}`);
   }
 
   const problem = outage ?? unready;

@@ -64,4 +64,20 @@ describe("sign-in", () => {
     render(<App />);
     await waitFor(() => expect(screen.getByTestId("sign-out")).toBeInTheDocument());
   });
+
+  it("gives each view an address, so Back returns to the previous view", async () => {
+    fakeApi({
+      "GET /tokens": asRole("viewer"),
+      "GET /dashboard": DASHBOARD_403,
+      "GET /keys": { body: { keys: [] } },
+    });
+    const { user } = await signedIn();
+    await user.click(screen.getByTestId("nav-keys"));
+    expect(window.location.hash).toBe("#/keys");
+    expect(screen.getByRole("heading", { level: 1 })).toHaveTextContent("Keys");
+    history.back();
+    await waitFor(() =>
+      expect(screen.getByTestId("nav-overview")).toHaveAttribute("aria-current", "page"),
+    );
+  });
 });
