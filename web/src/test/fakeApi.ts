@@ -9,7 +9,7 @@ export interface Answer {
   body?: unknown;
   headers?: Record<string, string>;
 }
-export type Handler = (request: Request, url: URL) => Answer | Promise<Answer>;
+export type Handler = (request: Request, url: URL, body: unknown) => Answer | Promise<Answer>;
 
 export interface FakeApi {
   calls: { method: string; path: string; url: URL; body: unknown }[];
@@ -42,9 +42,10 @@ export function fakeApi(routes: Record<string, Handler | Answer> = {}): FakeApi 
       const url = new URL(request.url);
       const path = url.pathname.startsWith(BASE) ? url.pathname.slice(BASE.length) : url.pathname;
       const text = request.method === "GET" ? "" : await request.text();
-      calls.push({ method: request.method, path, url, body: text ? JSON.parse(text) : undefined });
+      const body: unknown = text ? JSON.parse(text) : undefined;
+      calls.push({ method: request.method, path, url, body });
       const handler = table.get(`${request.method} ${path}`);
-      const answer = handler ? await handler(request, url) : problem(404, "not-found");
+      const answer = handler ? await handler(request, url, body) : problem(404, "not-found");
       return new Response(answer.body === undefined ? null : JSON.stringify(answer.body), {
         status: answer.status ?? 200,
         headers: { "Content-Type": "application/json", ...answer.headers },

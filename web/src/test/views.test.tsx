@@ -177,3 +177,40 @@ describe("inventory, algorithms, compliance", () => {
     expect(screen.getByTestId("compliance-table")).toHaveTextContent("FIPS 203");
   });
 });
+
+describe("policy change", () => {
+  it("previews a status change (dry run) and applies it only after the confirmation", async () => {
+    const plan = {
+      applied: false,
+      changes: ["ML-KEM-768: deprecated"],
+      affected_keys: [{ id: "k_1", name: "legacy", algorithm: "ML-KEM-768", status: "active", action: "rotate to an active algorithm" }],
+      policy: { tls_mode: "pq-only", default_algorithms: {}, algorithm_status: {} },
+    };
+    const api = fakeApi({
+      "GET /tokens": asRole("admin"),
+      "GET /dashboard": { body: dashboard() },
+      "GET /algorithms/status": {
+        body: {
+          algorithms: [
+            { id: "ML-KEM-768", type: "key_exchange", family: "lattice", nist_level: 3, status: "active", standard: "FIPS 203", provider: "pyca", quantum_safe: true, sizes: {} },
+          ],
+        },
+      },
+      "POST /protocols/update": (_request, _url, body) => ({
+        body: { ...plan, applied: (body as { dry_run?: boolean }).dry_run === false },
+      }),
+    });
+    const { user } = await signedIn();
+    await user.click(screen.getByTestId("nav-algorithms"));
+    await user.click(await screen.findByRole("button", { name: "Preview change" }));
+    const dialog = await screen.findByRole("dialog");
+    expect(within(dialog).getByTestId("affected-keys")).toHaveTextContent("legacy");
+    const sent = () => api.callsTo("POST /protocols/update").map((c) => c.body);
+    expect(sent()).not.toContainEqual(expect.objectContaining({ dry_run: false }));
+    await user.click(within(dialog).getByTestId("confirm-button"));
+    await waitFor(() =>
+      expect(sent()).toContainEqual({ algorithm_status: { "ML-KEM-768": "deprecated" }, dry_run: false }),
+    );
+    expect(await screen.findByText(/Applied: ML-KEM-768: deprecated/)).toBeInTheDocument();
+  });
+});

@@ -1,10 +1,13 @@
+import { useState, type ReactNode } from "react";
 import { api, need } from "../api/client";
 import type { AlgorithmStatus, Role } from "../api/types";
 import { LoadState } from "../components/LoadState";
 import { useLoad } from "../hooks/useLoad";
+import { PolicyChange } from "./PolicyChange";
 
 /** The algorithm registry as policy has it, and (for admins) the policy itself. */
 export function Algorithms({ role }: { role: Role | null }) {
+  const [policyVersion, setPolicyVersion] = useState(0);
   const algorithms = useLoad(
     async () => need(await api.GET("/api/v1/security/qrc/algorithms/status")).algorithms,
     [],
@@ -12,7 +15,19 @@ export function Algorithms({ role }: { role: Role | null }) {
   return (
     <section aria-labelledby="algorithms-title">
       <h1 id="algorithms-title">Algorithms and policy</h1>
-      {role === "admin" && <Policy />}
+      {role === "admin" && (
+        <Policy version={policyVersion}>
+          {algorithms.data && (
+            <PolicyChange
+              algorithms={algorithms.data}
+              onApplied={() => {
+                algorithms.reload();
+                setPolicyVersion((n) => n + 1);
+              }}
+            />
+          )}
+        </Policy>
+      )}
       <LoadState error={algorithms.error} loading={algorithms.loading} what="the algorithms" />
       {algorithms.data && (
         <div className="table-wrap">
@@ -68,11 +83,11 @@ function AlgorithmRow({ value: a }: { value: AlgorithmStatus }) {
  * The policy in force. There is no read route for it: an admin's dry-run update with no
  * change answers the current policy (and changes nothing).
  */
-function Policy() {
+function Policy({ version, children }: { version: number; children?: ReactNode }) {
   const plan = useLoad(
     async () =>
       need(await api.POST("/api/v1/security/qrc/protocols/update", { body: { dry_run: true } })),
-    [],
+    [version],
   );
   const policy = plan.data?.policy as
     | {
@@ -107,6 +122,7 @@ function Policy() {
           </div>
         </dl>
       )}
+      {children}
     </section>
   );
 }

@@ -1,6 +1,7 @@
 import { useEffect, useRef } from "react";
 import { api, need } from "../api/client";
 import type { Key } from "../api/types";
+import { DownloadButton } from "../components/DownloadButton";
 import { LoadState } from "../components/LoadState";
 import { useLoad } from "../hooks/useLoad";
 import { KeyActions } from "./KeyActions";
@@ -46,6 +47,13 @@ export function KeyDetail({ keyId, canManage, onChanged, onClose }: Props) {
       {key.data && (
         <>
           <KeyFields value={key.data} />
+          {key.data.public_key && (
+            <DownloadButton
+              path={`/keys/${encodeURIComponent(key.data.id)}/public`}
+              filename={`${key.data.name}-v${key.data.version}.pub.pem`}
+              label="Download public key (PEM)"
+            />
+          )}
           <h3>Versions</h3>
           <Versions value={key.data} />
           {canManage && <KeyActions value={key.data} onChanged={changed} />}
@@ -69,6 +77,12 @@ function KeyFields({ value }: { value: Key }) {
     ["Revoked", value.revoked_at ? `${date(value.revoked_at)} (${value.revocation_reason})` : null],
     ["Destruction due", date(value.destruction_due_at)],
     ["Destroyed", date(value.destroyed_at)],
+    [
+      "Labels",
+      Object.entries(value.labels ?? {})
+        .map(([name, label]) => `${name}=${label}`)
+        .join(", ") || null,
+    ],
   ];
   return (
     <dl className="fields">
