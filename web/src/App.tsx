@@ -27,7 +27,7 @@ type View = ViewName;
 const READY_POLL_MS = 15_000;
 
 function initialView(): View {
-  const name = globalThis.location?.hash.replace(/^#\/?/, "") ?? "";
+  const name = globalThis.location?.hash.replace(/^#\/?/, "").split("?")[0] ?? "";
   return VIEWS.find(([id]) => id === name)?.[0] ?? "overview";
 }
 
@@ -96,7 +96,11 @@ export function App() {
   useEffect(() => {
     const follow = () => setView(initialView());
     window.addEventListener("popstate", follow);
-    return () => window.removeEventListener("popstate", follow);
+    window.addEventListener("hashchange", follow);
+    return () => {
+      window.removeEventListener("popstate", follow);
+      window.removeEventListener("hashchange", follow);
+    };
   }, []);
 
   function go(next: View) {
@@ -166,7 +170,7 @@ function CurrentView({ view, role }: { view: View; role: Role | null }) {
   return (
     <>
       {view === "overview" && <Overview />}
-      {view === "keys" && <Keys role={role} />}
+      {view === "keys" && <Keys role={role} canAudit={mayRead("audit", role)} />}
       {view === "algorithms" && <Algorithms role={role} />}
       {view === "audit" && <Audit />}
       {view === "events" && <Events />}

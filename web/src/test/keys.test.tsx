@@ -152,6 +152,23 @@ describe("keys", () => {
   });
 });
 
+describe("from a key to its audit events", () => {
+  it("opens the audit log filtered by the key", async () => {
+    const { api, user } = await openKey("admin");
+    api.on("GET /audit/logs", { body: { events: [] } });
+    api.on("GET /audit/verify", { body: { valid: true, events: 0, checkpoints_verified: 0, reason: "empty" } });
+    await user.click(screen.getByRole("link", { name: "Audit events of this key" }));
+    await screen.findByTestId("audit-table");
+    expect(api.callsTo("GET /audit/logs")[0]?.url.searchParams.get("key")).toBe(KEY.id);
+    expect(screen.getByLabelText("Key (ID or name)")).toHaveValue(KEY.id);
+  });
+
+  it("is not offered to a role that may not read the audit log", async () => {
+    await openKey("key_manager");
+    expect(screen.queryByRole("link", { name: "Audit events of this key" })).not.toBeInTheDocument();
+  });
+});
+
 describe("new key", () => {
   it("creates a key with the chosen purpose and algorithm, then opens it", async () => {
     const api = keyService("key_manager");

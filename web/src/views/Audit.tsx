@@ -18,6 +18,17 @@ interface Filters {
 }
 const NO_FILTERS: Filters = { event_type: "", key: "", actor: "", result: "", since: "", until: "" };
 
+/** Filters given in the address (`#/audit?key=k_…`, from a key's detail). */
+function filtersFromAddress(): Filters {
+  const query = globalThis.location?.hash.split("?")[1] ?? "";
+  const given = new URLSearchParams(query);
+  return {
+    ...NO_FILTERS,
+    key: given.get("key") ?? "",
+    event_type: given.get("event_type") ?? "",
+  };
+}
+
 /** A datetime-local value (the browser's zone) as RFC 3339 with a zone, as the API wants. */
 function zoned(local: string): string | null {
   if (!local) return null;
@@ -27,8 +38,8 @@ function zoned(local: string): string | null {
 
 /** The hash-chained audit log: filters, server paging, and the chain's verification. */
 export function Audit() {
-  const [draft, setDraft] = useState<Filters>(NO_FILTERS);
-  const [filters, setFilters] = useState<Filters>(NO_FILTERS);
+  const [draft, setDraft] = useState<Filters>(filtersFromAddress);
+  const [filters, setFilters] = useState<Filters>(draft);
   const pages = useCursorPages<string>();
   const log = useLoad(
     async () =>

@@ -9,12 +9,13 @@ import { KeyActions } from "./KeyActions";
 interface Props {
   keyId: string;
   canManage: boolean;
+  canAudit: boolean;
   onChanged: () => void;
   onClose: () => void;
 }
 
 /** One key: its fields, its versions, and (for admins and key managers) its lifecycle actions. */
-export function KeyDetail({ keyId, canManage, onChanged, onClose }: Props) {
+export function KeyDetail({ keyId, canManage, canAudit, onChanged, onClose }: Props) {
   const key = useLoad(
     async () =>
       need(
@@ -47,6 +48,11 @@ export function KeyDetail({ keyId, canManage, onChanged, onClose }: Props) {
       {key.data && (
         <>
           <KeyFields value={key.data} />
+          {canAudit && (
+            <a className="button-link" href={`#/audit?key=${encodeURIComponent(key.data.id)}`}>
+              Audit events of this key
+            </a>
+          )}
           {key.data.public_key && (
             <DownloadButton
               path={`/keys/${encodeURIComponent(key.data.id)}/public`}

@@ -27,7 +27,7 @@ interface Filters {
 }
 
 /** The key list (paged on the server, filtered) and the selected key's detail. */
-export function Keys({ role }: { role: Role | null }) {
+export function Keys({ role, canAudit }: { role: Role | null; canAudit: boolean }) {
   const [filters, setFilters] = useState<Filters>({ status: "", purpose: "", namePrefix: "" });
   const [selected, setSelected] = useState<string | null>(null);
   const pages = useCursorPages<string>();
@@ -154,6 +154,7 @@ export function Keys({ role }: { role: Role | null }) {
         <KeyDetail
           keyId={selected}
           canManage={canManageKeys(role)}
+          canAudit={canAudit}
           onChanged={list.reload}
           onClose={() => setSelected(null)}
         />
