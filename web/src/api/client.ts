@@ -143,3 +143,8 @@ export async function notReady(): Promise<string | null> {
   }
   return `The service is not ready (HTTP ${response.status})${failing ? `: ${failing}` : ""}.`;
 }
+
+/** What to tell the user about a failed call (the problem's title and detail). */
+export function messageOf(failure: unknown): string {
+  return failure instanceof Error ? failure.message : String(failure);
+}

@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { ApiError } from "../api/client";
+import { ApiError, messageOf } from "../api/client";
 import { download } from "../api/download";
 
 interface Props {
@@ -23,9 +23,7 @@ export function DownloadButton({ path, filename, label, testId }: Props) {
       setError(
         failure instanceof ApiError && failure.kind === "not-found"
           ? "Not available on this server."
-          : failure instanceof Error
-            ? failure.message
-            : String(failure),
+          : messageOf(failure),
       );
     } finally {
       setBusy(false);

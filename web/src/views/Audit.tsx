@@ -1,5 +1,6 @@
 import { useState, type FormEvent } from "react";
 import { api, need } from "../api/client";
+import { EmptyRow } from "../components/EmptyRow";
 import { LoadState } from "../components/LoadState";
 import { Pager } from "../components/Pager";
 import { useCursorPages } from "../hooks/useCursorPages";
@@ -139,22 +140,16 @@ export function Audit() {
                     </td>
                   </tr>
                 ))}
-                {log.data.events.length === 0 && (
-                  <tr>
-                    <td colSpan={7} className="muted">
-                      No events match.
-                    </td>
-                  </tr>
-                )}
+                {log.data.events.length === 0 && <EmptyRow columns={7}>No events match.</EmptyRow>}
               </tbody>
             </table>
           </div>
           <Pager
             label="Audit log"
             page={pages.page}
-            hasNext={Boolean(log.data.next_cursor)}
+            next={log.data.next_cursor}
             onPrevious={pages.previous}
-            onNext={() => log.data?.next_cursor && pages.next(log.data.next_cursor)}
+            onNext={pages.next}
           />
         </>
       )}

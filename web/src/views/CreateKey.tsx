@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { api, ApiError, need } from "../api/client";
+import { api, messageOf, need } from "../api/client";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { useLoad } from "../hooks/useLoad";
 
@@ -44,7 +44,7 @@ export function CreateKey({ onCreated }: { onCreated: (id: string) => void }) {
       setName("");
       onCreated(key.id);
     } catch (failure) {
-      setError(failure instanceof ApiError ? failure.message : String(failure));
+      setError(messageOf(failure));
     } finally {
       setBusy(false);
     }

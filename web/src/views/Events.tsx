@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import { api, ApiError, need } from "../api/client";
 import type { SecurityEvent } from "../api/types";
+import { EmptyRow } from "../components/EmptyRow";
 import { LoadState } from "../components/LoadState";
 
 export const EVENTS_POLL_MS = 5_000;
@@ -114,13 +115,7 @@ export function Events({ pollMs = EVENTS_POLL_MS }: { pollMs?: number }) {
                   </td>
                 </tr>
               ))}
-              {events.length === 0 && (
-                <tr>
-                  <td colSpan={6} className="muted">
-                    No security events.
-                  </td>
-                </tr>
-              )}
+              {events.length === 0 && <EmptyRow columns={6}>No security events.</EmptyRow>}
             </tbody>
           </table>
         </div>

@@ -1,5 +1,5 @@
 import { useState } from "react";
-import { api, ApiError } from "../api/client";
+import { api, messageOf } from "../api/client";
 import type { Key } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 
@@ -54,7 +54,7 @@ export function KeyActions({ value, onChanged }: { value: Key; onChanged: () => 
       setAction(null);
       onChanged();
     } catch (failure) {
-      setError(failure instanceof ApiError ? failure.message : String(failure));
+      setError(messageOf(failure));
     } finally {
       setBusy(false);
     }

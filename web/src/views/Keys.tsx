@@ -1,6 +1,7 @@
 import { useState } from "react";
 import { api, need } from "../api/client";
 import { canManageKeys, type Role } from "../api/types";
+import { EmptyRow } from "../components/EmptyRow";
 import { LoadState } from "../components/LoadState";
 import { Pager } from "../components/Pager";
 import { useCursorPages } from "../hooks/useCursorPages";
@@ -131,22 +132,16 @@ export function Keys({ role, canAudit }: { role: Role | null; canAudit: boolean 
                     <td>{new Date(key.created_at).toLocaleString()}</td>
                   </tr>
                 ))}
-                {list.data.keys.length === 0 && (
-                  <tr>
-                    <td colSpan={6} className="muted">
-                      No keys match.
-                    </td>
-                  </tr>
-                )}
+                {list.data.keys.length === 0 && <EmptyRow columns={6}>No keys match.</EmptyRow>}
               </tbody>
             </table>
           </div>
           <Pager
             label="Keys"
             page={pages.page}
-            hasNext={Boolean(list.data.next_cursor)}
+            next={list.data.next_cursor}
             onPrevious={pages.previous}
-            onNext={() => list.data?.next_cursor && pages.next(list.data.next_cursor)}
+            onNext={pages.next}
           />
         </>
       )}

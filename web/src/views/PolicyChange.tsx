@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from "react";
-import { api, ApiError, need } from "../api/client";
+import { api, messageOf, need } from "../api/client";
 import type { AlgorithmStatus, ProtocolPlan } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 
@@ -38,7 +38,7 @@ export function PolicyChange({ algorithms, onApplied }: Props) {
     try {
       setPlan(await send(true));
     } catch (failure) {
-      setError(failure instanceof ApiError ? failure.message : String(failure));
+      setError(messageOf(failure));
     }
   }
 
@@ -51,7 +51,7 @@ export function PolicyChange({ algorithms, onApplied }: Props) {
       setDone(applied.changes.join("; ") || "nothing to change");
       onApplied();
     } catch (failure) {
-      setError(failure instanceof ApiError ? failure.message : String(failure));
+      setError(messageOf(failure));
     } finally {
       setBusy(false);
     }

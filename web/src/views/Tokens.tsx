@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from "react";
-import { api, ApiError, need } from "../api/client";
+import { api, messageOf, need } from "../api/client";
 import { ROLES, type Role } from "../api/types";
 import { ConfirmDialog } from "../components/ConfirmDialog";
 import { LoadState } from "../components/LoadState";
@@ -28,7 +28,7 @@ export function Tokens() {
       setRevoking(null);
       tokens.reload();
     } catch (failure) {
-      setError(failure instanceof ApiError ? failure.message : String(failure));
+      setError(messageOf(failure));
     } finally {
       setBusy(false);
     }
@@ -124,7 +124,7 @@ function NewToken({ onCreated }: { onCreated: () => void }) {
       setName("");
       onCreated();
     } catch (failure) {
-      setError(failure instanceof ApiError ? failure.message : String(failure));
+      setError(messageOf(failure));
     }
   }
 
