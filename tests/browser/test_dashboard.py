@@ -114,6 +114,7 @@ class Tab:
         return self.page.get_by_test_id(name)
 
     def shot(self, name: str) -> None:
+        self.page.wait_for_load_state("networkidle")  # lazily loaded charts included
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
