@@ -179,6 +179,7 @@ def test_admin_signs_in_sees_totals_rotates_and_sees_the_audit_event(
 
     detail = _open_key(tab, served.key_id)
     versions = detail.get_by_test_id("key-version")
+    versions.first.wait_for(timeout=WAIT_MS)  # the key's own request answered
     assert [v.get_attribute("data-version") for v in versions.all()] == ["1"]
     detail.get_by_test_id("rotate-button").click()
     tab.testid("confirm-button").click()
