@@ -50,7 +50,7 @@ LIST_LIMIT = 20  # at most this many IDs in one evidence list
 class Outcome(enum.StrEnum):
     """How a control stands."""
 
-    PASS = "pass"  # noqa: S105 - an outcome, not a password
+    PASS = "pass"  # noqa: S105  # nosec B105 - an outcome, not a password
     FAIL = "fail"
     NOT_APPLICABLE = "not_applicable"
     MANUAL = "manual"

@@ -22,8 +22,14 @@ MEDIA_TYPES = {
     "html": "text/html; charset=utf-8",
     "pdf": "application/pdf",
 }
-_LABELS = {"pass": "PASS", "fail": "FAIL", "not_applicable": "N/A", "manual": "MANUAL"}
-_COLOURS = {"pass": "#1b7f3b", "fail": "#b3261e", "not_applicable": "#666666", "manual": "#8a6d00"}
+# Outcome labels and colours, not credentials (bandit reads "pass" as one).
+_LABELS = {"pass": "PASS", "fail": "FAIL", "not_applicable": "N/A", "manual": "MANUAL"}  # nosec B105
+_COLOURS = {  # nosec B105
+    "pass": "#1b7f3b",
+    "fail": "#b3261e",
+    "not_applicable": "#666666",
+    "manual": "#8a6d00",
+}
 _RGB = {
     "pass": (27, 127, 59),
     "fail": (179, 38, 30),

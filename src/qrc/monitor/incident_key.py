@@ -186,7 +186,8 @@ class _KeyCompromise(PlaybookRun):
 
     def _move_data(self) -> None:
         step = self.report.step("move-data")
-        assert self.replacement is not None
+        if self.replacement is None:
+            raise RuntimeError("the replacement key is made before data moves")
         if self.suspend:
             remaining = sum(1 for _ in self._objects())
             self.finish_step(step, "skipped" if not remaining else "failed", remaining=remaining)
@@ -272,7 +273,8 @@ class _KeyCompromise(PlaybookRun):
             if client.allowed_keys is not None and self.key.id in client.allowed_keys
         ]
         if scoped:
-            assert self.replacement is not None
+            if self.replacement is None:
+                raise RuntimeError("the replacement key is made before tokens are listed")
             self.report.human_actions.insert(
                 0,
                 f"{len(scoped)} API token(s) are scoped to the compromised key: issue each a "
