@@ -655,6 +655,26 @@ def test_tokens_create_list_revoke(api: Api) -> None:
     assert_problem(api.delete("/tokens/c_doesnotexist"), 404, "key-not-found")
 
 
+def test_a_token_reads_who_it_is_and_nothing_about_others(api: Api) -> None:
+    key = api.create_key("scoped-self")
+    body = {"name": api.unique("me"), "role": "crypto_user", "keys": [key["id"]]}
+    created = api.post("/tokens", json=body).json()
+    headers = {"Authorization": f"Bearer {created['token']}"}
+    me = api.get("/tokens/self", None, headers=headers)
+    assert me.status_code == 200, me.text
+    assert me.json() == {
+        "id": created["id"],
+        "name": body["name"],
+        "role": "crypto_user",
+        "keys": [key["id"]],
+    }
+    assert "token" not in me.json()  # never the secret
+    for role in ("viewer", "auditor", "admin"):
+        assert api.get("/tokens/self", role).json()["role"] == role
+    api.delete(f"/tokens/{created['id']}")
+    assert_problem(api.get("/tokens/self", None, headers=headers), 401, "unauthorized")
+
+
 def test_token_refusals(api: Api) -> None:
     for body in (
         {"name": api.unique("t"), "role": "superuser"},
@@ -890,6 +910,16 @@ def test_audit_log_filters_and_pagination(api: Api) -> None:
             break
         params["cursor"] = page["next_cursor"]
     assert paged == seqs
+    newest: list[int] = []
+    params = {"key": key["id"], "limit": 4, "order": "desc"}
+    while True:
+        page = api.get("/audit/logs", "auditor", params=params).json()
+        newest += [e["seq"] for e in page["events"]]
+        if not page.get("next_cursor"):
+            break
+        params["cursor"] = page["next_cursor"]
+    assert newest == seqs[::-1]
+    assert_problem(api.get("/audit/logs", params={"order": "newest"}), 422, "invalid-request")
     only = api.get("/audit/logs", params={"key": key["id"], "event_type": "key.create"}).json()
     assert [e["event_type"] for e in only["events"]] == ["key.create"]
     first = everything["events"][0]

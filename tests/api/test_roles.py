@@ -86,6 +86,7 @@ TABLE: dict[tuple[str, str], frozenset[str] | None] = {
     ("POST", B + "/migration/run"): roles(),
     ("POST", B + "/tokens"): roles(),
     ("GET", B + "/tokens"): roles(),
+    ("GET", B + "/tokens/self"): EVERYONE,
     ("DELETE", B + "/tokens/{token_id}"): roles(),
     # audit: auditors (read only)
     ("GET", B + "/audit/logs"): roles(AU),

@@ -28,11 +28,18 @@ const ROLE_IN_DETAIL = /\brole (\w+) may not\b/;
 /**
  * The token's role, and a check that the token is accepted at all (a 401 throws).
  *
- * The API has no "who am I" route, so this asks for the token list, which only an admin may
- * read: 200 means admin; otherwise the 403 problem's detail names the role ("role viewer may
- * not do this"). A role it cannot read is `null`, and the page then offers no actions.
+ * `GET /tokens/self` names it. A service too old to have that route (404) is asked for the
+ * token list instead, which only an admin may read: 200 means admin; otherwise the 403
+ * problem's detail names the role. A role it cannot read is `null`, and the page then offers
+ * no actions.
  */
 export async function resolveRole(): Promise<Role | null> {
+  try {
+    const self = await api.GET("/api/v1/security/qrc/tokens/self");
+    return ROLES.find((role) => role === self.data?.role) ?? null;
+  } catch (error) {
+    if (!(error instanceof ApiError && error.kind === "not-found")) throw error;
+  }
   try {
     await api.GET("/api/v1/security/qrc/tokens");
     return "admin";

@@ -14,7 +14,7 @@ describe("error states", () => {
 
   it("shows the error banner when a call answers 503 (HSM down), and clears it after", async () => {
     const api = fakeApi({
-      "GET /tokens": asRole("admin"),
+      "GET /tokens/self": asRole("admin"),
       "GET /dashboard": {
         ...problem(503, "custody-unavailable", "the root KEK (HSM) is unreachable"),
         headers: { "Retry-After": "5", "Content-Type": "application/problem+json" },
@@ -40,7 +40,7 @@ describe("error states", () => {
   });
 
   it("says a view is not available on a server without its route (404)", async () => {
-    fakeApi({ "GET /tokens": asRole("auditor"), "GET /dashboard": { body: dashboard() } });
+    fakeApi({ "GET /tokens/self": asRole("auditor"), "GET /dashboard": { body: dashboard() } });
     const { user } = await signedIn();
     await user.click(screen.getByTestId("nav-compliance"));
     expect(await screen.findByTestId("not-available")).toHaveTextContent(
@@ -50,7 +50,7 @@ describe("error states", () => {
   });
 
   it("does not ask for a view the role may not read", async () => {
-    const api = fakeApi({ "GET /tokens": asRole("viewer"), "GET /dashboard": { body: dashboard() } });
+    const api = fakeApi({ "GET /tokens/self": asRole("viewer"), "GET /dashboard": { body: dashboard() } });
     const { user } = await signedIn();
     await user.click(screen.getByTestId("nav-audit"));
     expect(screen.getByTestId("forbidden")).toHaveTextContent("(viewer) may not read");

@@ -77,8 +77,13 @@ export function keyOut(overrides: Record<string, unknown> = {}) {
   };
 }
 
-/** Roles as `GET /tokens` reveals them: 200 for admin, else the 403 naming the role. */
+/** The calling token as `GET /tokens/self` answers it. */
 export function asRole(role: string): Answer {
+  return { body: { id: "c_0123456789abcdef", name: `${role}-token`, role } };
+}
+
+/** Roles as an older service's `GET /tokens` reveals them: 200 for admin, else the 403. */
+export function asRoleWithoutSelf(role: string): Answer {
   return role === "admin"
     ? { body: { tokens: [] } }
     : problem(403, "forbidden", `role ${role} may not do this (needs admin)`);

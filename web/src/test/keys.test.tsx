@@ -8,7 +8,7 @@ const KEY = keyOut();
 function keyService(role: string): FakeApi {
   let current = KEY;
   const api = fakeApi({
-    "GET /tokens": asRole(role),
+    "GET /tokens/self": asRole(role),
     "GET /dashboard": problem(404, "not-found"),
     "GET /keys": { body: { keys: [KEY, keyOut({ id: "k_2", name: "receipts" })], next_cursor: "k_2" } },
   });

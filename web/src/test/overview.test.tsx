@@ -6,7 +6,7 @@ import { signedIn } from "./render";
 
 describe("overview", () => {
   it("shows the numbers of the dashboard payload", async () => {
-    fakeApi({ "GET /tokens": asRole("viewer"), "GET /dashboard": { body: dashboard() } });
+    fakeApi({ "GET /tokens/self": asRole("viewer"), "GET /dashboard": { body: dashboard() } });
     await signedIn();
     expect(await screen.findByTestId("total-keys")).toHaveTextContent(/^42$/);
     expect(screen.getByText("Rotated (30 days)").previousSibling).toHaveTextContent("7");
@@ -33,14 +33,14 @@ describe("overview", () => {
       quantumThreatLevel: threat(),
       unavailable: [],
     });
-    fakeApi({ "GET /tokens": asRole("admin"), "GET /dashboard": { body } });
+    fakeApi({ "GET /tokens/self": asRole("admin"), "GET /dashboard": { body } });
     await signedIn();
     expect(await screen.findByTestId("threat-level")).toHaveTextContent("elevated");
     expect(screen.getByText("3 keys fail Mosca's inequality")).toBeInTheDocument();
   });
 
   it("says the dashboard is not available on a server without the route", async () => {
-    fakeApi({ "GET /tokens": asRole("admin"), "GET /dashboard": problem(404, "not-found") });
+    fakeApi({ "GET /tokens/self": asRole("admin"), "GET /dashboard": problem(404, "not-found") });
     await signedIn();
     expect(await screen.findByTestId("not-available")).toHaveTextContent(
       /not available on this server/,

@@ -2,19 +2,19 @@ import { render, screen, waitFor } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 import { App } from "../App";
-import { asRole, fakeApi, problem } from "./fakeApi";
+import { asRole, asRoleWithoutSelf, fakeApi, problem } from "./fakeApi";
 import { signedIn } from "./render";
 
 const DASHBOARD_403 = problem(403, "forbidden", "role crypto_user may not do this");
 
 describe("sign-in", () => {
   it("signs in with a typed token, sends it as a bearer token, keeps it out of the URL", async () => {
-    const api = fakeApi({ "GET /tokens": asRole("admin"), "GET /dashboard": DASHBOARD_403 });
+    const api = fakeApi({ "GET /tokens/self": asRole("admin"), "GET /dashboard": DASHBOARD_403 });
     await signedIn("qrc_secret");
-    const call = api.calls.find((c) => c.path === "/tokens");
+    const call = api.calls.find((c) => c.path === "/tokens/self");
     expect(call).toBeDefined();
     const fetched = (globalThis.fetch as unknown as { mock: { calls: [Request][] } }).mock.calls;
-    const sent = fetched.map(([r]) => r).find((r) => r.url.endsWith("/tokens"));
+    const sent = fetched.map(([r]) => r).find((r) => r.url.endsWith("/tokens/self"));
     expect(sent?.headers.get("Authorization")).toBe("Bearer qrc_secret");
     expect(window.location.href).not.toContain("qrc_secret");
     expect(sessionStorage.getItem("qrc.token")).toBe("qrc_secret");
@@ -22,14 +22,20 @@ describe("sign-in", () => {
     expect(screen.getByText("admin")).toBeInTheDocument();
   });
 
-  it("names the role from the 403 of a non-admin token", async () => {
-    fakeApi({ "GET /tokens": asRole("key_manager"), "GET /dashboard": DASHBOARD_403 });
+  it("names the role the service gives for the token", async () => {
+    fakeApi({ "GET /tokens/self": asRole("key_manager"), "GET /dashboard": DASHBOARD_403 });
     await signedIn();
     expect(screen.getByText("key manager")).toBeInTheDocument();
   });
 
+  it("with a service that has no /tokens/self, names the role from the 403 of /tokens", async () => {
+    fakeApi({ "GET /tokens": asRoleWithoutSelf("auditor"), "GET /dashboard": DASHBOARD_403 });
+    await signedIn();
+    expect(screen.getByText("auditor")).toBeInTheDocument();
+  });
+
   it("refuses a token the service does not accept", async () => {
-    fakeApi({ "GET /tokens": problem(401, "unauthorized") });
+    fakeApi({ "GET /tokens/self": problem(401, "unauthorized") });
     const user = userEvent.setup();
     render(<App />);
     await user.type(screen.getByTestId("token-input"), "qrc_wrong");
@@ -40,7 +46,7 @@ describe("sign-in", () => {
   });
 
   it("sign-out forgets the token", async () => {
-    fakeApi({ "GET /tokens": asRole("viewer"), "GET /dashboard": DASHBOARD_403 });
+    fakeApi({ "GET /tokens/self": asRole("viewer"), "GET /dashboard": DASHBOARD_403 });
     const { user } = await signedIn();
     await user.click(screen.getByTestId("sign-out"));
     expect(screen.getByTestId("token-input")).toBeInTheDocument();
@@ -48,7 +54,7 @@ describe("sign-in", () => {
   });
 
   it("returns to sign-in with a message when a call answers 401", async () => {
-    const api = fakeApi({ "GET /tokens": asRole("auditor"), "GET /dashboard": DASHBOARD_403 });
+    const api = fakeApi({ "GET /tokens/self": asRole("auditor"), "GET /dashboard": DASHBOARD_403 });
     const { user } = await signedIn();
     api.on("GET /audit/logs", problem(401, "unauthorized"));
     api.on("GET /audit/verify", problem(401, "unauthorized"));
@@ -59,7 +65,7 @@ describe("sign-in", () => {
   });
 
   it("resumes the session of this tab after a reload", async () => {
-    fakeApi({ "GET /tokens": asRole("viewer"), "GET /dashboard": DASHBOARD_403 });
+    fakeApi({ "GET /tokens/self": asRole("viewer"), "GET /dashboard": DASHBOARD_403 });
     sessionStorage.setItem("qrc.token", "qrc_kept");
     render(<App />);
     await waitFor(() => expect(screen.getByTestId("sign-out")).toBeInTheDocument());
@@ -67,7 +73,7 @@ describe("sign-in", () => {
 
   it("gives each view an address, so Back returns to the previous view", async () => {
     fakeApi({
-      "GET /tokens": asRole("viewer"),
+      "GET /tokens/self": asRole("viewer"),
       "GET /dashboard": DASHBOARD_403,
       "GET /keys": { body: { keys: [] } },
     });

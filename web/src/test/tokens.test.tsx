@@ -8,7 +8,7 @@ const TOKEN = { id: "c_c94321e0ff146702", name: "payments-svc", role: "crypto_us
 
 describe("tokens", () => {
   it("is an admin's view only", async () => {
-    fakeApi({ "GET /tokens": asRole("auditor"), "GET /dashboard": { body: dashboard() } });
+    fakeApi({ "GET /tokens/self": asRole("auditor"), "GET /dashboard": { body: dashboard() } });
     await signedIn();
     expect(screen.queryByTestId("nav-tokens")).not.toBeInTheDocument();
   });

@@ -34,7 +34,7 @@ function securityEvent(id: number, severity = "high") {
 describe("audit log", () => {
   it("shows events, the chain status, filters and pages on the server", async () => {
     const api = fakeApi({
-      "GET /tokens": asRole("auditor"),
+      "GET /tokens/self": asRole("auditor"),
       "GET /dashboard": { body: dashboard() },
       "GET /audit/logs": { body: { events: [auditEvent(1), auditEvent(2)], next_cursor: "c2" } },
       "GET /audit/verify": {
@@ -62,7 +62,7 @@ describe("audit log", () => {
 
   it("says so when the chain is broken", async () => {
     fakeApi({
-      "GET /tokens": asRole("admin"),
+      "GET /tokens/self": asRole("admin"),
       "GET /dashboard": { body: dashboard() },
       "GET /audit/logs": { body: { events: [] } },
       "GET /audit/verify": {
@@ -98,7 +98,7 @@ describe("security events", () => {
 describe("inventory, algorithms, compliance", () => {
   it("shows the inventory and downloads the CBOM with the token", async () => {
     const api = fakeApi({
-      "GET /tokens": asRole("auditor"),
+      "GET /tokens/self": asRole("auditor"),
       "GET /dashboard": { body: dashboard() },
       "GET /inventory": (_request, url) =>
         url.searchParams.get("format") === "cbom"
@@ -134,7 +134,7 @@ describe("inventory, algorithms, compliance", () => {
 
   it("lists algorithms, and the policy for an admin", async () => {
     fakeApi({
-      "GET /tokens": asRole("admin"),
+      "GET /tokens/self": asRole("admin"),
       "GET /dashboard": { body: dashboard() },
       "GET /algorithms/status": {
         body: {
@@ -155,7 +155,7 @@ describe("inventory, algorithms, compliance", () => {
 
   it("offers the compliance report in three formats", async () => {
     fakeApi({
-      "GET /tokens": asRole("auditor"),
+      "GET /tokens/self": asRole("auditor"),
       "GET /dashboard": problem(404, "not-found"),
       "GET /compliance/report": {
         body: {
@@ -187,7 +187,7 @@ describe("policy change", () => {
       policy: { tls_mode: "pq-only", default_algorithms: {}, algorithm_status: {} },
     };
     const api = fakeApi({
-      "GET /tokens": asRole("admin"),
+      "GET /tokens/self": asRole("admin"),
       "GET /dashboard": { body: dashboard() },
       "GET /algorithms/status": {
         body: {

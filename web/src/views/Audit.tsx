@@ -37,7 +37,8 @@ function zoned(local: string): string | null {
   return Number.isNaN(time.getTime()) ? null : time.toISOString();
 }
 
-/** The hash-chained audit log: filters, server paging, and the chain's verification. */
+/** The hash-chained audit log, newest first: filters, server paging, and the chain's
+ * verification. */
 export function Audit() {
   const [draft, setDraft] = useState<Filters>(filtersFromAddress);
   const [filters, setFilters] = useState<Filters>(draft);
@@ -49,6 +50,7 @@ export function Audit() {
           params: {
             query: {
               limit: PAGE_SIZE,
+              order: "desc",
               cursor: pages.cursor ?? null,
               event_type: filters.event_type || null,
               key: filters.key || null,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 
@@ -43,8 +43,13 @@ def audit_logs(
     result: Annotated[str | None, Query(max_length=20)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=100)] = None,
+    order: Annotated[
+        Literal["asc", "desc"],
+        Query(description="asc: oldest first (the chain's order); desc: newest first"),
+    ] = "asc",
 ) -> AuditPage:
-    """Filtered, paginated events of the audit chain, oldest first."""
+    """Filtered, paginated events of the audit chain, oldest first (``order=desc``: newest
+    first; a cursor continues in the order it was made in)."""
     for moment in (since, until):
         if moment is not None and moment.tzinfo is None:
             raise InvalidRequest("give times with a time zone, e.g. 2026-11-29T12:00:00Z")
@@ -58,6 +63,7 @@ def audit_logs(
             result=result,
             limit=limit,
             cursor=cursor,
+            descending=order == "desc",
         )
     except InvalidAuditQuery as exc:
         raise InvalidRequest(str(exc)) from None

@@ -1,4 +1,4 @@
-"""API tokens: create (the secret shown once), list, revoke."""
+"""API tokens: create (the secret shown once), list, revoke; and who the caller is."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from qrc.api.schemas import (
     TokenList,
     TokenOut,
 )
-from qrc.keys.access.tokens import Client
+from qrc.keys.access.tokens import Client, Role
 
 __all__ = ["router"]
 
 router = APIRouter()
 Admin = Annotated[Client, require()]
+Anyone = Annotated[Client, require(*Role)]
 
 
 @router.post(
@@ -67,6 +68,25 @@ def list_tokens(client: Admin, request: Request) -> TokenList:
         for c, revoked in state_of(request).service.tokens.list()
     ]
     return TokenList(tokens=out)
+
+
+@router.get(
+    "/tokens/self",
+    response_model=TokenOut,
+    response_model_exclude_none=True,
+    tags=["tokens"],
+    summary="The calling token",
+)
+def token_self(client: Anyone) -> TokenOut:
+    """The caller's own token (or the token its client certificate stands for): its ID,
+    name, role, key scope and expiry, so that a client can tell what it may do."""
+    return TokenOut(
+        id=client.id,
+        name=client.name,
+        role=client.role.value,
+        keys=list(client.allowed_keys) if client.allowed_keys is not None else None,
+        expires_at=client.expires_at,
+    )
 
 
 @router.delete(
