@@ -34,6 +34,7 @@ from qrc import __version__
 from qrc.monitor.compliance_catalogue import CONTROLS, FRAMEWORKS, Control
 from qrc.monitor.compliance_checks import Finding, Outcome
 from qrc.monitor.compliance_facts import Facts, gather_facts
+from qrc.monitor.inventory import Inventory
 
 if TYPE_CHECKING:
     from qrc.keys.service import KeyService
@@ -210,6 +211,7 @@ def build_report(
     tls_mode: str | None = None,
     now: datetime.datetime | None = None,
     audit_max_age: float = 0.0,
+    inventory: Inventory | None = None,
 ) -> ComplianceReport:
     """Gather the live state of ``service`` and evaluate the controls of ``frameworks``.
 
@@ -230,6 +232,7 @@ def build_report(
         tls_mode=tls_mode,
         now=now,
         audit_max_age=audit_max_age,
+        inventory=inventory,
     )
     return evaluate(facts, selected)
 
@@ -240,18 +243,19 @@ def compliance_summary(
     report: ComplianceReport | None = None,
     frameworks: Sequence[str] | None = None,
     top: int = _TOP_FAILING,
-    **inventory: Any,
+    **state: Any,
 ) -> dict[str, Any]:
     """The dashboard's ``complianceReport``: the shape in this module's docstring.
 
     Pass ``report`` to summarise one already built; otherwise one is built for
-    ``frameworks`` with the ``inventory`` arguments of :func:`build_report`. Polled, it
-    reuses an audit verification up to :data:`SUMMARY_AUDIT_MAX_AGE` seconds old (unless
-    ``audit_max_age`` is given): a full verification reads the whole chain.
+    ``frameworks`` with the other arguments of :func:`build_report` (``inventory`` among
+    them: one built already). Polled, it reuses an audit verification up to
+    :data:`SUMMARY_AUDIT_MAX_AGE` seconds old (unless ``audit_max_age`` is given): a full
+    verification reads the whole chain.
     """
     if report is None:
-        inventory.setdefault("audit_max_age", SUMMARY_AUDIT_MAX_AGE)
-        report = build_report(service, frameworks=frameworks, **inventory)
+        state.setdefault("audit_max_age", SUMMARY_AUDIT_MAX_AGE)
+        report = build_report(service, frameworks=frameworks, **state)
     return {
         "generatedAt": report.generated_at.isoformat(),
         "overallStatus": report.overall_status,

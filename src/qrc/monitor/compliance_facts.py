@@ -303,8 +303,12 @@ def gather_facts(
     tls_mode: str | None = None,
     now: datetime.datetime | None = None,
     audit_max_age: float = 0.0,
+    inventory: Inventory | None = None,
 ) -> Facts:
     """Read the live state once: the inventory, keys, policy, audit, backups, self-tests.
+
+    ``inventory``: one already built for ``now`` (the dashboard builds one for all its
+    parts); otherwise it is built here with the other arguments.
 
     The audit chain is verified in full unless a verification of this service at most
     ``audit_max_age`` seconds old is at hand (0, the default: always verify).
@@ -313,9 +317,10 @@ def gather_facts(
     inventory's ages use it too. Verifying the audit chain reads the whole chain.
     """
     now = now or service.clock()
-    inventory = build_inventory(
-        service, tls_dir=tls_dir, scan=scan, counters=counters, tls_mode=tls_mode, now=now
-    )
+    if inventory is None:
+        inventory = build_inventory(
+            service, tls_dir=tls_dir, scan=scan, counters=counters, tls_mode=tls_mode, now=now
+        )
     objects: dict[str, int] = {}
     for count in inventory.objects:
         objects[count.key_id] = objects.get(count.key_id, 0) + count.count

@@ -422,16 +422,12 @@ def build_dashboard(
     unavailable: list[str] = []
     threat = _part(
         "quantumThreatLevel",
-        lambda: quantum_threat_indicator(
-            service, risk_config, tls_dir=tls_dir, counters=counters, tls_mode=tls_mode, now=now
-        ),
+        lambda: quantum_threat_indicator(service, risk_config, now=now, inventory=inventory),
         unavailable,
     )
     compliance = _part(
         "complianceReport",
-        lambda: compliance_summary(
-            service, tls_dir=tls_dir, counters=counters, tls_mode=tls_mode, now=now
-        ),
+        lambda: compliance_summary(service, now=now, inventory=inventory),
         unavailable,
     )
     return SecurityDashboard(

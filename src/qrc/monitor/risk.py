@@ -444,16 +444,20 @@ def assess_risk(
     counters: HandshakeCounters | None = None,
     tls_mode: str | None = None,
     now: datetime.datetime | None = None,
+    inventory: Inventory | None = None,
 ) -> RiskReport:
     """Assess every live key, every indexed data type and the TLS channel.
 
     ``config`` defaults to the built-in estimates; ``tls_dir``, ``counters`` and ``tls_mode``
-    are as for :func:`qrc.monitor.inventory.build_inventory`.
+    are as for :func:`qrc.monitor.inventory.build_inventory`, or pass ``inventory`` built
+    already (for ``now``).
     """
     config = config or load_risk_config()
     now = now or service.clock()
     now_year = _year_of(now)
-    inv = build_inventory(service, tls_dir=tls_dir, counters=counters, tls_mode=tls_mode, now=now)
+    inv = inventory or build_inventory(
+        service, tls_dir=tls_dir, counters=counters, tls_mode=tls_mode, now=now
+    )
     estimate = estimate_migration(service, config, _classical_plans(service))
     y = estimate.years
     by_type: dict[str, Any] = {}

@@ -25,6 +25,7 @@ import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from qrc.monitor.inventory import Inventory
 from qrc.monitor.risk import RiskReport, assess_risk
 from qrc.monitor.risk_config import RiskConfig
 
@@ -159,6 +160,7 @@ def quantum_threat_indicator(
     counters: HandshakeCounters | None = None,
     tls_mode: str | None = None,
     now: datetime.datetime | None = None,
+    inventory: Inventory | None = None,
 ) -> dict[str, Any]:
     """The story's ``QuantumThreatIndicator`` (camelCase keys) for ``service`` now.
 
@@ -166,7 +168,13 @@ def quantum_threat_indicator(
     built-in estimates (pass the server's, from ``QRC_RISK_FILE``, where there is one).
     """
     report = assess_risk(
-        service, config, tls_dir=tls_dir, counters=counters, tls_mode=tls_mode, now=now
+        service,
+        config,
+        tls_dir=tls_dir,
+        counters=counters,
+        tls_mode=tls_mode,
+        now=now,
+        inventory=inventory,
     )
     return indicator_from_report(report)
 
