@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from qrc.cli.io import fail, read_input, say, write_output
+from qrc.cli.io import fail, passphrase_from, read_input, say, write_output
 
 if TYPE_CHECKING:
     from qrc.transit.agents import Agent, ReceivedMessage
@@ -67,15 +67,6 @@ Window = Annotated[
 _DEFAULT_HOME = Path("agents")
 
 
-def _passphrase(path: Path | None) -> bytes | None:
-    if path is None:
-        return None
-    lines = path.read_bytes().splitlines()
-    if not lines or not lines[0]:
-        fail(f"{path} is empty: put the passphrase on its first line")
-    return lines[0]
-
-
 @contextmanager
 def _agent(
     home: Path, agent_id: str, peers: list[Path] | None, passfile: Path | None, window: float
@@ -85,7 +76,7 @@ def _agent(
 
     try:
         directory = load_cards(peers or [])
-        opened = AgentHome(home, _passphrase(passfile)).open(agent_id, directory, window=window)
+        opened = AgentHome(home, passphrase_from(passfile)).open(agent_id, directory, window=window)
         agent = opened.__enter__()
     except (ValueError, OSError, CryptoError) as exc:
         fail(str(exc))
@@ -127,7 +118,7 @@ def init(
     from qrc.crypto.errors import CryptoError  # noqa: PLC0415
     from qrc.transit.agents_home import AgentHome  # noqa: PLC0415
 
-    agents = AgentHome(home, _passphrase(passphrase_file))
+    agents = AgentHome(home, passphrase_from(passphrase_file))
     try:
         identity = agents.create(agent_id, signature)
     except (ValueError, OSError, CryptoError) as exc:

@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import typer
 
-__all__ = ["fail", "read_input", "say", "write_output"]
+__all__ = ["fail", "passphrase_from", "read_input", "say", "write_output"]
 
 
 def say(line: str) -> None:
@@ -35,3 +35,14 @@ def write_output(path: Path | None, data: bytes) -> None:
         sys.stdout.buffer.flush()
     else:
         path.write_bytes(data)
+
+
+def passphrase_from(path: Path | None) -> bytes | None:
+    """The passphrase on the first line of ``path`` (``None`` without a file); a clear error
+    when the file is empty."""
+    if path is None:
+        return None
+    lines = path.read_bytes().splitlines()
+    if not lines or not lines[0]:
+        fail(f"{path} is empty: put the passphrase on its first line")
+    return lines[0]

@@ -19,6 +19,7 @@ import typer
 
 from qrc import __version__
 from qrc.cli.io import fail as _fail
+from qrc.cli.io import passphrase_from as _passphrase
 from qrc.cli.io import read_input as _read_input
 from qrc.cli.io import say as _say
 from qrc.cli.io import write_output as _write_output
@@ -97,15 +98,6 @@ PassOpt = Annotated[
     typer.Option("--passphrase-file", help="File whose first line is the key file passphrase."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-
-
-def _passphrase(path: Path | None) -> bytes | None:
-    if path is None:
-        return None
-    lines = path.read_bytes().splitlines()
-    if not lines or not lines[0]:
-        _fail(f"{path} is empty: put the passphrase on its first line")
-    return lines[0]
 
 
 def _load_private(

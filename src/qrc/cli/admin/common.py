@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from qrc.cli.io import fail
+from qrc.cli.io import fail, passphrase_from
 
 if TYPE_CHECKING:
     from qrc.keys.service import KeyService
@@ -149,7 +149,5 @@ def write_new(path: Path, data: bytes) -> None:
 
 
 def first_line(path: Path) -> bytes:
-    lines = path.read_bytes().splitlines()
-    if not lines or not lines[0]:
-        fail(f"{path} is empty: put the passphrase on its first line")
-    return lines[0]
+    """The passphrase on the first line of ``path`` (a clear error when it is empty)."""
+    return passphrase_from(path) or b""
