@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,14 @@ from qrc.crypto.registry import BUILT_IN_STATUS, Status, set_status
 from qrc.keys.custody.keyring import Keyring
 from qrc.keys.custody.local import LocalCustody
 from qrc.keys.data_index import IndexEntry
+from qrc.keys.policy import AlgorithmPolicy
 from qrc.keys.service import KeyService
 from qrc.keys.store.db import Database
 from tests.keys.conftest import FAST_ARGON2
+from tests.keys.pg import fresh_database
 
 DEPRECATED = "ML-KEM-512"
+PASSPHRASE = "passphrase"
 
 
 @pytest.fixture
@@ -93,3 +97,28 @@ def legacy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     )
     return where
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyService]:
+    """A key service on SQLite or PostgreSQL whose policy writes statuses to its own table
+    (the registry's stay as they are for the other tests)."""
+    custody = LocalCustody.create(tmp_path / "kek.sealed", PASSPHRASE, params=FAST_ARGON2)
+    statuses: dict[str, Status] = dict(BUILT_IN_STATUS)
+
+    def build(url: str) -> Iterator[KeyService]:
+        db = Database(url)
+        db.upgrade()
+        policy = AlgorithmPolicy(apply=statuses.__setitem__)
+        service = KeyService(
+            db, Keyring(custody), min_destruction_delay=timedelta(0), policy=policy
+        )
+        yield service
+        service.close()
+        db.dispose()
+
+    if request.param == "sqlite":
+        yield from build(f"sqlite:///{tmp_path / 'qrc.db'}")
+        return
+    with fresh_database() as url:
+        yield from build(url)

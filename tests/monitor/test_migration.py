@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
-from qrc.crypto.registry import BUILT_IN_STATUS, Kind, Status, get_info
-from qrc.keys.custody.keyring import Keyring
-from qrc.keys.custody.local import LocalCustody
+from qrc.crypto.registry import Kind, get_info
 from qrc.keys.data_index import IndexEntry
-from qrc.keys.policy import AlgorithmPolicy, PolicyUpdate
+from qrc.keys.policy import PolicyUpdate
 from qrc.keys.service import KeyService
-from qrc.keys.store.db import Database
 from qrc.monitor.migration import execute_migration, plan_migration
-from tests.keys.conftest import FAST_ARGON2
-from tests.keys.pg import fresh_database
+from tests.monitor.conftest import PASSPHRASE
 
 ACTOR = "test:migration"
 OLD = "ML-KEM-768"
-PASSPHRASE = "passphrase"
 # Another process runs a migration (at most LIMIT keys), armed to die at FAULT if given.
 _RUN = """
 import sys
@@ -39,30 +30,6 @@ service = KeyService(Database(url), Keyring(LocalCustody.open(kek, passphrase)))
 report = execute_migration(service, "ML-KEM-768", actor="worker", limit=int(limit))
 print(len(report.rotated))
 """
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyService]:
-    """A key service on SQLite or PostgreSQL; its policy writes statuses to its own table."""
-    custody = LocalCustody.create(tmp_path / "kek.sealed", PASSPHRASE, params=FAST_ARGON2)
-    statuses: dict[str, Status] = dict(BUILT_IN_STATUS)
-
-    def build(url: str) -> Iterator[KeyService]:
-        db = Database(url)
-        db.upgrade()
-        policy = AlgorithmPolicy(apply=statuses.__setitem__)
-        service = KeyService(
-            db, Keyring(custody), min_destruction_delay=timedelta(0), policy=policy
-        )
-        yield service
-        service.close()
-        db.dispose()
-
-    if request.param == "sqlite":
-        yield from build(f"sqlite:///{tmp_path / 'qrc.db'}")
-        return
-    with fresh_database() as url:
-        yield from build(url)
 
 
 def _populate(service: KeyService) -> dict[str, bytes]:

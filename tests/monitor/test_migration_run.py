@@ -12,7 +12,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from cryptography import x509
 from sqlalchemy import select
 
-from qrc.crypto.registry import BUILT_IN_STATUS, Kind, Status, get_info
+from qrc.crypto.registry import Kind, Status, get_info
 from qrc.data.format import from_text, parse, to_text
 from qrc.data.rewrap import SqlTarget
 from qrc.data.sdk import DataEncryptor, integrity_hash
@@ -29,45 +28,18 @@ from qrc.keys.custody.keyring import Keyring
 from qrc.keys.custody.local import LocalCustody
 from qrc.keys.data_index import IndexEntry
 from qrc.keys.errors import InvalidRequest
-from qrc.keys.policy import AlgorithmPolicy, PolicyUpdate
+from qrc.keys.policy import PolicyUpdate
 from qrc.keys.service import KeyService
-from qrc.keys.store.db import Database
 from qrc.keys.store.models import AuditEvent
 from qrc.monitor.migration_plan import plan_algorithm_migration
 from qrc.monitor.migration_run import run_algorithm_migration, update_qrc_algorithms_and_keys
 from qrc.transit.authority import PrivateCA, ServiceCAKeys
-from tests.keys.conftest import FAST_ARGON2
-from tests.keys.pg import fresh_database
+from tests.monitor.conftest import PASSPHRASE
 
 ACTOR = "test:migration"
 OLD = "ML-KEM-768"
-PASSPHRASE = "passphrase"
 REPO = Path(__file__).resolve().parents[2]
 ROWS = {"alpha": 4, "beta": 2}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyService]:
-    """A key service on SQLite or PostgreSQL whose policy writes statuses to its own table."""
-    custody = LocalCustody.create(tmp_path / "kek.sealed", PASSPHRASE, params=FAST_ARGON2)
-    statuses: dict[str, Status] = dict(BUILT_IN_STATUS)
-
-    def build(url: str) -> Iterator[KeyService]:
-        db = Database(url)
-        db.upgrade()
-        policy = AlgorithmPolicy(apply=statuses.__setitem__)
-        service = KeyService(
-            db, Keyring(custody), min_destruction_delay=timedelta(0), policy=policy
-        )
-        yield service
-        service.close()
-        db.dispose()
-
-    if request.param == "sqlite":
-        yield from build(f"sqlite:///{tmp_path / 'qrc.db'}")
-        return
-    with fresh_database() as url:
-        yield from build(url)
 
 
 def _restarted(store: KeyService, tmp_path: Path) -> KeyService:
