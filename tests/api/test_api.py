@@ -675,6 +675,31 @@ def test_a_token_reads_who_it_is_and_nothing_about_others(api: Api) -> None:
     assert_problem(api.get("/tokens/self", None, headers=headers), 401, "unauthorized")
 
 
+def test_a_keys_versions_say_what_each_may_still_do(api: Api) -> None:
+    key = api.create_key("versions")
+    for _ in range(2):
+        assert api.post(f"/keys/{key['id']}/rotate", "key_manager").status_code == 200
+    body = {"version": 2}
+    assert api.post(f"/keys/{key['id']}/min-decryption-version", json=body).status_code == 200
+    answer = api.get(f"/keys/{key['name']}/versions", "viewer")
+    assert answer.status_code == 200, answer.text
+    versions = answer.json()["versions"]
+    assert [(v["version"], v["state"]) for v in versions] == [
+        (3, "primary"),
+        (2, "active"),
+        (1, "retired"),
+    ]
+    assert all(v["algorithm"] == key["algorithm"] and "created_at" in v for v in versions)
+    assert all(set(v) <= {"version", "algorithm", "state", "created_at", "destroyed_at"}
+               for v in versions)  # fmt: skip
+    assert_problem(api.get("/keys/nope/versions"), 404, "key-not-found")
+    # The service's own keys say so (the page hides their buttons); callers' keys do not.
+    api.service.audit.checkpoint(actor="test")  # the audit signing key exists from here on
+    listed = api.get("/keys", params={"limit": 1000}).json()["keys"]
+    assert {k["name"] for k in listed if k["system"]} >= {"qrc-audit-signing"}
+    assert not api.get(f"/keys/{key['id']}").json()["system"]
+
+
 def test_token_refusals(api: Api) -> None:
     for body in (
         {"name": api.unique("t"), "role": "superuser"},

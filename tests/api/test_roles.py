@@ -50,6 +50,7 @@ TABLE: dict[tuple[str, str], frozenset[str] | None] = {
     ("GET", B + "/keys"): roles(KM, CU, VW),
     ("GET", B + "/keys/{key}"): roles(KM, CU, VW),
     ("GET", B + "/keys/{key}/public"): roles(KM, CU, VW),
+    ("GET", B + "/keys/{key}/versions"): roles(KM, CU, VW),
     ("POST", B + "/keys/{key}/rotate"): roles(KM),
     ("POST", B + "/keys/{key}/min-decryption-version"): roles(KM),
     ("POST", B + "/keys/{key}/revoke"): roles(KM),

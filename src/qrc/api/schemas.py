@@ -112,6 +112,21 @@ class KeyOut(BaseModel):
     revoked_at: datetime | None = None
     destruction_due_at: datetime | None = None
     destroyed_at: datetime | None = None
+    system: bool = Field(
+        False, description="One of the service's own keys (audit, CA): no generic route uses it"
+    )
+
+
+class KeyVersionOut(BaseModel):
+    version: int
+    algorithm: str
+    state: str = Field(description="primary, active (decrypts and verifies), retired, destroyed")
+    created_at: datetime
+    destroyed_at: datetime | None = None
+
+
+class KeyVersionList(BaseModel):
+    versions: list[KeyVersionOut] = Field(description="Newest first")
 
 
 class KeyList(BaseModel):

@@ -4,6 +4,7 @@ import type { components } from "./schema";
 type Schemas = components["schemas"];
 
 export type Key = Schemas["KeyOut"];
+export type KeyVersion = Schemas["KeyVersionOut"];
 export type KeyList = Schemas["KeyList"];
 export type AlgorithmStatus = Schemas["AlgorithmStatus"];
 export type AuditEvent = Schemas["AuditEventOut"];

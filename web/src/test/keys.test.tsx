@@ -42,6 +42,43 @@ describe("keys", () => {
     expect(api.callsTo("GET /keys")[0]?.url.searchParams.get("limit")).toBe("25");
   });
 
+  it("shows each version's algorithm and state as the service gives them", async () => {
+    const api = keyService("viewer");
+    api.on(`GET /keys/${KEY.id}/versions`, {
+      body: {
+        versions: [
+          { version: 3, algorithm: "X25519MLKEM768", state: "primary", created_at: "2026-12-01T10:00:00Z" },
+          { version: 2, algorithm: "ML-KEM-1024", state: "active", created_at: "2026-11-01T10:00:00Z" },
+          { version: 1, algorithm: "ML-KEM-1024", state: "destroyed", created_at: "2026-10-01T10:00:00Z", destroyed_at: "2026-11-02T10:00:00Z" },
+        ],
+      },
+    });
+    const { user } = await signedIn();
+    await user.click(screen.getByTestId("nav-keys"));
+    const rows = await screen.findAllByTestId("key-row");
+    await user.click(within(rows[0]!).getByRole("button", { name: "payments" }));
+    const detail = await screen.findByTestId("key-detail");
+    await waitFor(() =>
+      expect(within(detail).getAllByTestId("key-version")[1]).toHaveTextContent("ML-KEM-1024"),
+    );
+    const versions = within(detail).getAllByTestId("key-version");
+    expect(versions[0]).toHaveTextContent("X25519MLKEM768");
+    expect(versions[1]).toHaveTextContent("decrypts and verifies");
+    expect(versions[2]).toHaveTextContent("destroyed");
+  });
+
+  it("offers no lifecycle buttons on the service's own keys, even to an admin", async () => {
+    const api = keyService("admin");
+    api.on(`GET /keys/${KEY.id}`, { body: { ...KEY, name: "qrc-audit-signing", system: true } });
+    const { user } = await signedIn();
+    await user.click(screen.getByTestId("nav-keys"));
+    const rows = await screen.findAllByTestId("key-row");
+    await user.click(within(rows[0]!).getByRole("button", { name: "payments" }));
+    expect(await screen.findByTestId("system-key")).toBeInTheDocument();
+    expect(screen.queryByTestId("rotate-button")).not.toBeInTheDocument();
+    expect(screen.queryByTestId("destroy-button")).not.toBeInTheDocument();
+  });
+
   it("pages with the server's cursor", async () => {
     const { api, user } = await openKey("viewer");
     await user.click(screen.getByRole("button", { name: "Next" }));

@@ -1,6 +1,6 @@
 import { useEffect, useRef } from "react";
-import { api, need } from "../api/client";
-import type { Key } from "../api/types";
+import { api, ApiError, need } from "../api/client";
+import type { Key, KeyVersion } from "../api/types";
 import { DownloadButton } from "../components/DownloadButton";
 import { LoadState } from "../components/LoadState";
 import { useLoad } from "../hooks/useLoad";
@@ -62,7 +62,13 @@ export function KeyDetail({ keyId, canManage, canAudit, onChanged, onClose }: Pr
           )}
           <h3>Versions</h3>
           <Versions value={key.data} />
-          {canManage && <KeyActions value={key.data} onChanged={changed} />}
+          {canManage && !key.data.system && <KeyActions value={key.data} onChanged={changed} />}
+          {key.data.system && (
+            <p className="muted" data-testid="system-key">
+              One of the service&apos;s own keys: it is rotated and retired by its own audited
+              procedures, not from here.
+            </p>
+          )}
         </>
       )}
     </section>
@@ -105,27 +111,62 @@ function KeyFields({ value }: { value: Key }) {
 }
 
 /**
- * Versions 1..primary. The API answers the primary version and the lowest that still
- * decrypts; a version's own algorithm and creation time are not served (yet).
+ * Every version, newest first, with its algorithm and what it may still do
+ * (`GET …/keys/{key}/versions`). A service without that route (404) gets versions 1..primary,
+ * told apart by the key's minimum decryption version alone.
  */
 function Versions({ value }: { value: Key }) {
-  const numbers = Array.from({ length: value.version }, (_, i) => value.version - i);
+  const versions = useLoad(
+    async () => {
+      try {
+        const answer = await api.GET("/api/v1/security/qrc/keys/{key}/versions", {
+          params: { path: { key: value.id } },
+        });
+        return need(answer).versions;
+      } catch (error) {
+        if (error instanceof ApiError && error.kind === "not-found") return guessed(value);
+        throw error;
+      }
+    },
+    [value.id, value.version, value.min_decryption_version, value.status],
+  );
+  if (!versions.data) {
+    return <LoadState error={versions.error} loading={versions.loading} what="the versions" />;
+  }
   return (
     <ol className="versions" reversed>
-      {numbers.map((n) => (
-        <li key={n} data-testid="key-version" data-version={n}>
-          <span className="version-number">v{n}</span>{" "}
-          {n === value.version ? (
-            <span className="badge status-active">primary</span>
-          ) : n >= value.min_decryption_version ? (
-            <span className="badge">decrypts and verifies</span>
-          ) : (
-            <span className="badge status-deactivated">retired</span>
-          )}
+      {versions.data.map((v) => (
+        <li key={v.version} data-testid="key-version" data-version={v.version}>
+          <span className="version-number">v{v.version}</span>{" "}
+          <span className={`badge ${STATE_CLASS[v.state] ?? ""}`}>{STATE_TEXT[v.state] ?? v.state}</span>{" "}
+          {v.algorithm && <span className="muted">{v.algorithm}</span>}{" "}
+          {v.created_at && <span className="muted">{date(v.created_at)}</span>}
         </li>
       ))}
     </ol>
   );
+}
+
+const STATE_TEXT: Record<string, string> = {
+  primary: "primary",
+  active: "decrypts and verifies",
+  retired: "retired",
+  destroyed: "destroyed",
+};
+const STATE_CLASS: Record<string, string> = {
+  primary: "status-active",
+  retired: "status-deactivated",
+  destroyed: "status-destroyed",
+};
+
+function guessed(value: Key): KeyVersion[] {
+  return Array.from({ length: value.version }, (_, i) => value.version - i).map((n) => ({
+    version: n,
+    algorithm: "",
+    created_at: "",
+    state:
+      n === value.version ? "primary" : n >= value.min_decryption_version ? "active" : "retired",
+  }));
 }
 
 function date(value: string | null | undefined): string | null {

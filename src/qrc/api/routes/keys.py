@@ -14,12 +14,14 @@ from qrc.api.schemas import (
     KeyCreate,
     KeyList,
     KeyOut,
+    KeyVersionList,
+    KeyVersionOut,
     MinDecryptionVersionIn,
     RevokeIn,
     RotateIn,
 )
 from qrc.keys.access.tokens import Client, Role
-from qrc.keys.context import KeyInfo
+from qrc.keys.context import SYSTEM_LABEL, KeyInfo
 
 __all__ = ["key_out", "router"]
 
@@ -33,6 +35,7 @@ def key_out(info: KeyInfo) -> KeyOut:
     data = info.as_dict()
     data["public_key"] = data.pop("public_key_pem")
     data.pop("state", None)
+    data["system"] = SYSTEM_LABEL in info.labels
     return KeyOut.model_validate(data)
 
 
@@ -99,6 +102,20 @@ def list_keys(
 def get_key(key: str, client: Reader, request: Request) -> KeyOut:
     """A key by ID or name."""
     return key_out(_visible(client, state_of(request).service.keys.get_key(key)))
+
+
+@router.get(
+    "/keys/{key}/versions",
+    response_model=KeyVersionList,
+    response_model_exclude_none=True,
+    summary="A key's versions",
+)
+def key_versions(key: str, client: Reader, request: Request) -> KeyVersionList:
+    """Every version of a key, newest first: algorithm, creation time, what it may still do."""
+    service = state_of(request).service
+    _visible(client, service.keys.get_key(key))
+    versions = service.keys.versions(key)
+    return KeyVersionList(versions=[KeyVersionOut.model_validate(vars(v)) for v in versions])
 
 
 @router.get(

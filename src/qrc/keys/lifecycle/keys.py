@@ -38,7 +38,7 @@ from qrc.keys.lifecycle.transition import move_to
 from qrc.keys.states import KeyState, Purpose, RevocationReason
 from qrc.keys.store.models import Key, KeyVersion
 
-__all__ = ["DEFAULT_DESTRUCTION_DELAY", "MIN_DESTRUCTION_DELAY", "KeyLifecycle"]
+__all__ = ["DEFAULT_DESTRUCTION_DELAY", "MIN_DESTRUCTION_DELAY", "KeyLifecycle", "VersionInfo"]
 
 DEFAULT_DESTRUCTION_DELAY = timedelta(days=7)
 # The shortest waiting period a caller may ask for: a stolen key-manager token must not be
@@ -46,6 +46,18 @@ DEFAULT_DESTRUCTION_DELAY = timedelta(days=7)
 MIN_DESTRUCTION_DELAY = timedelta(days=1)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$")
 _MAX_LABELS = 64
+
+
+def _version_info(key: Key, row: KeyVersion) -> VersionInfo:
+    if row.destroyed_at is not None or key.status == KeyState.DESTROYED.value:
+        state = "destroyed"
+    elif row.version == key.primary_version:
+        state = "primary"
+    elif row.version < key.min_decryption_version:
+        state = "retired"
+    else:
+        state = "active"
+    return VersionInfo(row.version, row.algorithm, state, row.created_at, row.destroyed_at)
 
 
 def _fits(purpose: Purpose, kind: Kind) -> bool:
@@ -65,6 +77,21 @@ class NewKey:
     rotation_period: timedelta | None = None
     labels: dict[str, str] | None = None
     activate: bool = True
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One version of a key, as it may be shown (no key material).
+
+    ``state``: ``primary`` (encrypts and signs), ``active`` (decrypts and verifies only),
+    ``retired`` (below the key's minimum decryption version) or ``destroyed``.
+    """
+
+    version: int
+    algorithm: str
+    state: str
+    created_at: datetime
+    destroyed_at: datetime | None
 
 
 class KeyLifecycle:
@@ -260,6 +287,17 @@ class KeyLifecycle:
         with self.ctx.db.read_session() as session:
             key = self.ctx.find(session, ref)
             return int(session.scalar(select(func.count()).where(KeyVersion.key_id == key.id)) or 0)
+
+    def versions(self, ref: str) -> list[VersionInfo]:
+        """Every version of a key, newest first, with its algorithm and what it may still do."""
+        with self.ctx.db.read_session() as session:
+            key = self.ctx.find(session, ref)
+            rows = session.scalars(
+                select(KeyVersion)
+                .where(KeyVersion.key_id == key.id)
+                .order_by(KeyVersion.version.desc())
+            )
+            return [_version_info(key, row) for row in rows]
 
     # ------------------------------------------------------------------ versions
     @guarded("key.rotate")
