@@ -455,9 +455,15 @@ class AuditTrail:
                 details={"method": method, "path": path[:200]},
             )
 
-    def record_tls_event(self, event_type: EventType, detail: str) -> None:
-        """A classical or refused TLS handshake: a security event and its audit event."""
-        details = {"detail": detail[:_DETAIL_CHARS]}
+    def record_tls_event(self, event_type: EventType, detail: str, *, left_out: int = 0) -> None:
+        """A classical or refused TLS handshake: a security event and its audit event.
+
+        ``left_out``: this event stands for that many more handshakes of the same kind and
+        detail (see :mod:`qrc.server.telemetry`).
+        """
+        details: dict[str, object] = {"detail": detail[:_DETAIL_CHARS]}
+        if left_out:
+            details["left_out"] = left_out
         # A classical handshake's detail starts with the group it negotiated.
         classical = event_type is EventType.CLASSICAL_TLS_HANDSHAKE
         group = detail.split(" ", 1)[0][:64] if classical and detail else None

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     tls_check_seconds: float = Field(
         30.0, gt=0, description="Seconds between checks of certificate expiry and TLS mode."
     )
+    tls_event_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Classical or refused handshakes: at most one security event per kind and "
+        "detail in this many seconds, then one with the count left out (0: one per handshake).",
+    )
     max_body_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted.")
     rate_limit: float = Field(
         500.0, ge=0, description="Requests per second per token (0: no limit)."

@@ -66,7 +66,7 @@ def run(settings: Settings, options: ServeOptions, say: Callable[[str], None]) -
         state.ready_checks["selftests"] = "ok" if not failed else "failed: " + ", ".join(failed)
         token_path = bootstrap_admin_token(service, data_dir)
         service.audit.checkpoint(actor="serve")
-        telemetry = HandshakeTelemetry(service, state.metrics)
+        telemetry = HandshakeTelemetry(service, state.metrics, window=settings.tls_event_seconds)
         state.tls_counters = telemetry.counters
         serving = None
         if not options.plain:

@@ -2,9 +2,13 @@
 certificate; classical or refused ones become security events.
 
 The transport calls the hooks on its event-loop thread, which must not wait on the
-database; events go through a queue to a writer thread. Metrics count every handshake;
-the audit trail gets one event per kind and detail a minute (a scan of classical clients
-would otherwise write one row per connection), with the number left out since the last.
+database; events go through a queue to a writer thread. Metrics count every handshake.
+The audit trail gets the first event of each kind and detail at once, then at most one per
+``window`` seconds (``QRC_TLS_EVENT_SECONDS``; a scan of classical clients would otherwise
+write one row per connection): the handshakes left out meanwhile are written as one event
+with their number (``details.left_out``) when the window closes, whether or not another
+comes. Every handshake is thus in the trail within ``window`` seconds. A window of 0 writes
+one event per handshake.
 """
 
 from __future__ import annotations
@@ -23,16 +27,22 @@ from qrc.transit.tls import is_pq_group
 __all__ = ["HandshakeTelemetry"]
 
 logger = logging.getLogger(__name__)
-_EVENTS_PER_KIND_SECONDS = 60.0
+_WINDOW_SECONDS = 60.0
 
 
 class HandshakeTelemetry:
     """The transport's handshake hooks, feeding metrics and the audit trail."""
 
     def __init__(
-        self, service: KeyService, metrics: Metrics, counters: HandshakeCounters | None = None
+        self,
+        service: KeyService,
+        metrics: Metrics,
+        counters: HandshakeCounters | None = None,
+        *,
+        window: float = _WINDOW_SECONDS,
     ) -> None:
         self.service, self.metrics = service, metrics
+        self.window = window
         self.counters = counters or HandshakeCounters()
         self.queue: queue.SimpleQueue[tuple[EventType, str]] = queue.SimpleQueue()
         self.last: dict[tuple[EventType, str], float] = {}
@@ -61,16 +71,35 @@ class HandshakeTelemetry:
 
     def _write(self) -> None:
         while True:
-            kind, what = self.queue.get()
-            key = (kind, what)
+            try:
+                kind, what = self.queue.get(timeout=self._wait())
+            except queue.Empty:
+                self._flush(time.monotonic())
+                continue
             now = time.monotonic()
-            if now - self.last.get(key, -float("inf")) < _EVENTS_PER_KIND_SECONDS:
+            self._flush(now)
+            key = (kind, what)
+            if now - self.last.get(key, -float("inf")) < self.window:
                 self.suppressed[key] = self.suppressed.get(key, 0) + 1
                 continue
             self.last[key] = now
-            left_out = self.suppressed.pop(key, 0)
-            detail = what if not left_out else f"{what}; {left_out} more in the last minute"
-            try:
-                self.service.audit.record_tls_event(kind, detail)
-            except Exception:
-                logger.exception("could not record a TLS security event")
+            self._record(kind, what, 0)
+
+    def _wait(self) -> float | None:
+        """How long the writer may sleep: until the first open window with events closes."""
+        if not self.suppressed:
+            return None
+        due = min(self.last[key] + self.window for key in self.suppressed)
+        return max(0.0, due - time.monotonic())
+
+    def _flush(self, now: float) -> None:
+        """Write the count of each window that closed with handshakes left out."""
+        for key in [k for k in self.suppressed if now - self.last[k] >= self.window]:
+            self.last[key] = now
+            self._record(key[0], key[1], self.suppressed.pop(key))
+
+    def _record(self, kind: EventType, what: str, left_out: int) -> None:
+        try:
+            self.service.audit.record_tls_event(kind, what, left_out=left_out)
+        except Exception:
+            logger.exception("could not record a TLS security event")
