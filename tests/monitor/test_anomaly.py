@@ -185,3 +185,24 @@ def test_notices_map_to_their_audit_twins() -> None:
     )
     burst = SecurityNotice(EventType.DECRYPTION_FAILURE_BURST.value, "high", "token:a:x")
     assert event_from_notice(burst, at) is None
+
+
+def test_a_tls_event_that_stands_for_a_burst_counts_as_the_burst() -> None:
+    """The TLS telemetry writes one event for a burst, with the rest in ``left_out``: the
+    detector must see 41 refused handshakes, not 1, or a downgrade flood would look quiet."""
+    at = datetime(2026, 1, 1, 12, 0, 5, tzinfo=UTC)
+    notice = SecurityNotice(
+        EventType.TLS_HANDSHAKE_REFUSED.value,
+        "medium",
+        "tls",
+        details={"detail": "no_shared_group", "left_out": 40},
+    )
+    event = event_from_notice(notice, at)
+    assert event is not None and event.weight == 41
+    (window,) = [w for w in group_windows([event], 60) if w.entity.kind == "actor"]
+    assert (window.count, window.failures) == (41, 41)
+    assert window.operations == {"tls.tls_handshake_refused": 41}
+    odd = SecurityNotice(
+        EventType.TLS_HANDSHAKE_REFUSED.value, "medium", "tls", details={"left_out": "x"}
+    )
+    assert event_from_notice(odd, at) == Event(at, "tls", "tls.tls_handshake_refused", "failure")

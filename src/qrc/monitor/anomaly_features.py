@@ -73,6 +73,9 @@ class Event:
     result: str = "success"
     key_id: str | None = None
     source: str | None = None
+    # How many things it stands for: the TLS telemetry writes one event for a burst of
+    # handshakes, with the others in ``details.left_out``.
+    weight: int = 1
 
     @property
     def failed(self) -> bool:
@@ -98,6 +101,11 @@ def _operation(event_type: str) -> str:
     return event_type.removeprefix("key.")
 
 
+def _weight(details: Mapping[str, Any] | None) -> int:
+    left_out = (details or {}).get("left_out")
+    return 1 + left_out if isinstance(left_out, int) and left_out > 0 else 1
+
+
 def event_from_audit(row: AuditEvent) -> Event:
     """An event of the audit chain (the request's address is ``details.source``)."""
     source = (row.details or {}).get("source")
@@ -108,6 +116,7 @@ def event_from_audit(row: AuditEvent) -> Event:
         result=row.result,
         key_id=row.key_id,
         source=source if isinstance(source, str) else None,
+        weight=_weight(row.details),
     )
 
 
@@ -123,7 +132,8 @@ def event_from_notice(notice: SecurityNotice, at: datetime) -> Event | None:
         return None
     if operation == "auth.failure":
         return Event(at, f"anonymous@{notice.source}", operation, "failure")
-    return Event(at, notice.source, operation, "failure", notice.key_id)
+    weight = _weight(notice.details)
+    return Event(at, notice.source, operation, "failure", notice.key_id, weight=weight)
 
 
 @dataclass
@@ -141,13 +151,14 @@ class WindowStats:
     events: list[Event] = field(default_factory=list)
 
     def add(self, event: Event) -> None:
-        self.count += 1
-        self.operations[event.operation] += 1
+        n = event.weight
+        self.count += n
+        self.operations[event.operation] += n
         if event.failed:
-            self.failures += 1
-            self.failed_operations[event.operation] += 1
+            self.failures += n
+            self.failed_operations[event.operation] += n
         if event.operation in EXPORT_OPERATIONS:
-            self.exports += 1
+            self.exports += n
         if event.source is not None:
             self.sources.add(event.source)
         self.events.append(event)
