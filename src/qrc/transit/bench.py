@@ -27,6 +27,7 @@ __all__ = [
     "handshake_benchmark",
     "handshake_in_memory",
     "handshake_rate",
+    "handshake_rates",
 ]
 
 TARGET_RATIO = 0.80
@@ -44,8 +45,13 @@ def _move(source: SSL.Connection, target: SSL.Connection) -> None:
         target.bio_write(data)
 
 
-def handshake_in_memory(client: SSL.Connection, server: SSL.Connection) -> None:
+def handshake_in_memory(
+    client: SSL.Connection, server: SSL.Connection, server_time: list[float] | None = None
+) -> None:
     """Run a TLS handshake between two memory-BIO connections (``Connection(ctx, None)``).
+
+    ``server_time``: the seconds spent in the server's handshake calls are appended to it
+    (what the listener pays, without the client's work).
 
     Raises ``OpenSSL.SSL.Error`` from the side that fails; a server-side failure is
     raised only after its alert has reached the client, so both sides have seen it.
@@ -61,6 +67,7 @@ def handshake_in_memory(client: SSL.Connection, server: SSL.Connection) -> None:
                 pass
         _move(client, server)
         if not server_done:
+            start = time.perf_counter()
             try:
                 server.do_handshake()
                 server_done = True
@@ -69,6 +76,9 @@ def handshake_in_memory(client: SSL.Connection, server: SSL.Connection) -> None:
             except SSL.Error:
                 _move(server, client)
                 raise
+            finally:
+                if server_time is not None:
+                    server_time.append(time.perf_counter() - start)
         _move(server, client)
         if client_done and server_done:
             return
@@ -84,6 +94,20 @@ def handshake_rate(
         client = tls.client_connection(client_ctx, None, hostname)
         handshake_in_memory(client, SSL.Connection(server_ctx, None))
     return handshakes / (time.perf_counter() - start)
+
+
+def handshake_rates(
+    server_ctx: SSL.Context, client_ctx: SSL.Context, handshakes: int, *, hostname: str = _HOST
+) -> tuple[float, float]:
+    """New full handshakes per second for this pair of contexts: client and server work
+    together, and the server's alone (the capacity of a listener whose clients are
+    elsewhere)."""
+    server_time: list[float] = []
+    start = time.perf_counter()
+    for _ in range(handshakes):
+        client = tls.client_connection(client_ctx, None, hostname)
+        handshake_in_memory(client, SSL.Connection(server_ctx, None), server_time)
+    return handshakes / (time.perf_counter() - start), handshakes / sum(server_time)
 
 
 @dataclass(frozen=True)
