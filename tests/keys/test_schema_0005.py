@@ -5,9 +5,6 @@ store; the recording path that fills them; backups made before 0005 still restor
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,15 +16,12 @@ from qrc.keys.audit.events import EVENT_DEFAULTS, EventType, Severity, query_eve
 from qrc.keys.backup import format as backup_format
 from qrc.keys.backup.format import BackupCorrupted
 from qrc.keys.backup.restore import _decode_row
-from qrc.keys.custody.keyring import Keyring
-from qrc.keys.custody.local import LocalCustody
 from qrc.keys.observers import KeyUse, SecurityNotice
 from qrc.keys.service import KeyService
 from qrc.keys.store.db import Database
 from qrc.keys.store.migrations import alembic_config
 from qrc.keys.store.models import Key, SecurityEvent
-from tests.keys.conftest import FAST_ARGON2
-from tests.keys.pg import fresh_database
+from tests.keys.test_backup import target  # noqa: F401  (an empty store to restore into)
 
 ACTOR = "test:schema"
 T = "2026-01-01 00:00:00"
@@ -200,24 +194,6 @@ def test_security_events_carry_the_story_fields_to_store_and_observers(
 
 
 # --------------------------------------------------------------------------- old backups
-@pytest.fixture
-def target(db: Database, tmp_path: Path) -> Iterator[KeyService]:
-    """An empty store of the same kind as ``db``, under another root KEK."""
-    (tmp_path / "dr").mkdir()
-    custody = LocalCustody.create(tmp_path / "dr" / "kek.sealed", "other", params=FAST_ARGON2)
-    if db.is_sqlite:
-        database = Database(f"sqlite:///{tmp_path / 'dr' / 'qrc.db'}")
-        database.upgrade()
-        yield KeyService(database, Keyring(custody), min_destruction_delay=timedelta(0))
-        database.dispose()
-        return
-    with fresh_database() as url:
-        database = Database(url)
-        database.upgrade()
-        yield KeyService(database, Keyring(custody), min_destruction_delay=timedelta(0))
-        database.dispose()
-
-
 def _as_before_0005(data: bytes, shares: Any) -> bytes:
     """The same backup as a release before 0005 wrote it: without the 0005 members."""
     header, body, backup_key = backup_format._open(data, shares)
@@ -239,7 +215,8 @@ def _as_before_0005(data: bytes, shares: Any) -> bytes:
 
 
 def test_a_backup_from_before_0005_restores_with_the_columns_filled(
-    service: KeyService, target: KeyService
+    service: KeyService,
+    target: KeyService,  # noqa: F811
 ) -> None:
     service.keys.create_key(name="data", purpose="encryption", algorithm="ML-KEM-1024", actor=ACTOR)
     sealed = service.crypto.encrypt("data", b"kept", actor=ACTOR, context=b"c").ciphertext

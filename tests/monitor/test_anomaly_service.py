@@ -6,25 +6,20 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
 from qrc.api.app import API_PREFIX
 from qrc.cli import main
 from qrc.keys.custody.factory import CustodyConfig
-from qrc.keys.custody.keyring import Keyring
-from qrc.keys.custody.local import LocalCustody
 from qrc.keys.factory import ServiceConfig, open_service
 from qrc.keys.observers import REQUEST_SOURCE, KeyUse, SecurityNotice
 from qrc.keys.service import KeyService
-from qrc.keys.store.db import Database
 from qrc.monitor.anomaly import Anomaly, AnomalyModel, DetectorSettings
 from qrc.monitor.anomaly_features import Entity
 from qrc.monitor.anomaly_observer import ACTION_TAKEN, read_history, record_anomalies
@@ -33,8 +28,6 @@ from qrc.server.anomalyjob import AnomalyJob, start_anomaly_detection
 from qrc.server.config import load_settings
 from tests.api.api_server import ApiProcess
 from tests.api.conftest import running_api
-from tests.keys.conftest import FAST_ARGON2
-from tests.keys.pg import fresh_database
 
 
 def b64(data: bytes) -> str:
@@ -116,25 +109,6 @@ def test_api_key_uses_carry_their_source_and_the_job_reports_probing(tmp_path: P
         assert "decryptions" in explanation and "failed; usual" in explanation
         assert token_events[0].key_id == key["id"]
         assert "failures" in token_events[0].details["reasons"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[KeyService]:
-    def build(url: str) -> Iterator[KeyService]:
-        db = Database(url)
-        db.upgrade()
-        custody = LocalCustody.create(tmp_path / "kek.sealed", "passphrase", params=FAST_ARGON2)
-        service = KeyService(db, Keyring(custody))
-        try:
-            yield service
-        finally:
-            service.close()
-
-    if request.param == "sqlite":
-        yield from build(f"sqlite:///{tmp_path / 'qrc.db'}")
-        return
-    with fresh_database() as url:
-        yield from build(url)
 
 
 def test_history_and_recorded_anomalies_on_both_stores(store: KeyService) -> None:
