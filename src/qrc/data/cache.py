@@ -95,6 +95,10 @@ class DataKeyCache:
         self._checked: dict[str, float] = {}
         self._lock = threading.Lock()
         self.hits = self.misses = self.evictions = 0
+        # Counts every removal of a decryption DEK (expiry, limits, key changes, clear):
+        # a reader that remembered an entry (:class:`qrc.data.sdk.DataEncryptor`'s fast path)
+        # may use it without a lookup only while this has not moved.
+        self.generation = 0
 
     @property
     def enabled(self) -> bool:
@@ -162,6 +166,7 @@ class DataKeyCache:
             if entry is not None and now - entry.made_at >= self.limits.max_age:
                 del self._decrypting[wrapped]
                 self.evictions += 1
+                self.generation += 1
                 entry = None
             if entry is None:
                 self.misses += 1
@@ -182,6 +187,14 @@ class DataKeyCache:
             self._decrypting[entry.wrapped] = entry
             self._bound()
 
+    def usable_until(self, entry: CachedKey) -> float:
+        """Until when (this cache's clock) ``entry`` may decrypt without a lookup: before it
+        expires and before its key is due for a state check; then ask :meth:`for_decryption`
+        again. Valid only as long as :attr:`generation` stays what it was before the lookup
+        that returned ``entry``."""
+        checked = self._checked.get(entry.key_id, -_FOREVER)
+        return min(entry.made_at + self.limits.max_age, checked + self.limits.check_interval)
+
     # ------------------------------------------------------------------ dropping
     def _bound(self) -> None:
         while len(self._encrypting) + len(self._decrypting) > self.limits.max_entries:
@@ -190,6 +203,7 @@ class DataKeyCache:
             side = self._decrypting if self._decrypting else self._encrypting
             side.popitem(last=False)
             self.evictions += 1
+            self.generation += 1
 
     def drop_key(self, key_id: str, *, below_version: int | None = None) -> int:
         """Drop the DEKs under ``key_id`` (only versions below ``below_version`` if given)."""
@@ -206,6 +220,7 @@ class DataKeyCache:
                     del side[name]  # type: ignore[arg-type]
                     dropped += 1
             self.evictions += dropped
+            self.generation += 1
             self._checked.pop(key_id, None)
             return dropped
 
@@ -228,6 +243,7 @@ class DataKeyCache:
             self._encrypting.clear()
             self._decrypting.clear()
             self._checked.clear()
+            self.generation += 1
 
     # ------------------------------------------------------------------ key state
     def due_for_check(self, key_id: str) -> bool:

@@ -40,7 +40,7 @@ from sqlalchemy.types import TypeDecorator
 from qrc.crypto.errors import DecryptionError
 from qrc.data.format import TEXT_PREFIX, from_text, parse, to_text
 from qrc.data.index import IndexEntry
-from qrc.data.sdk import DataEncryptor, integrity_hash
+from qrc.data.sdk import DataEncryptor, TextReader, integrity_hash
 
 __all__ = [
     "BlindIndex",
@@ -220,15 +220,26 @@ class EncryptedText(TypeDecorator[str]):
         if self.table is None or self.allow_plaintext:
             return lambda value: self.process_result_value(value, dialect)
         sdk, base, bound = self._sdk, self._context, self.bind_primary_key
+        chosen = self.encryptor
+        fixed = chosen if isinstance(chosen, DataEncryptor) else None
+        by_default = chosen is None
+        readers: list[TextReader] = []  # one per SDK in use; values under a DEK come in runs
 
         def process(value: str | None) -> str | None:
             if value is None:
                 return None
             context = base
             if bound:
-                pk, _, value = value.rpartition(_PK_SEPARATOR)
-                context = base + pk.encode()
-            plaintext = sdk().decrypt(from_text(value), context=context)
+                cut = value.rfind(_PK_SEPARATOR)  # slices, not a tuple: fewer objects for gc
+                context = base + value[:cut].encode()
+                value = value[cut + 1 :]
+            # The SDK is looked up per value (use_encryptor may change it), cheaply.
+            current = fixed or (_default[0] if by_default and _default else sdk())
+            reader = readers[-1] if readers else None
+            if reader is None or reader.sdk is not current:
+                reader = current.text_reader()
+                readers[:] = [reader]
+            plaintext = reader.decrypt(value, context)
             try:
                 return plaintext.decode()
             except UnicodeDecodeError:

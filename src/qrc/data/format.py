@@ -21,7 +21,9 @@ from qrc.crypto.errors import DecryptionError
 __all__ = [
     "MAGIC",
     "MAX_CONTEXT_SIZE",
+    "MAX_TEXT_SIZE",
     "MAX_WRAPPED_SIZE",
+    "MIN_BODY_SIZE",
     "SUITE_AES_256_GCM",
     "TEXT_PREFIX",
     "WRAP_CONTEXT",
@@ -50,6 +52,9 @@ MAX_VALUE_SIZE: Final = 1 << 30
 DEK_SIZE: Final = 32
 _NONCE: Final = 12
 _TAG: Final = 16
+MIN_BODY_SIZE: Final = _NONCE + _TAG
+"""Bytes after the header of the shortest envelope (nonce and tag of an empty value)."""
+MAX_TEXT_SIZE: Final = 2 * MAX_VALUE_SIZE
 _U32 = struct.Struct(">I")
 _PREFIX_LENGTH: Final = len(TEXT_PREFIX)
 
@@ -154,9 +159,11 @@ def open_body(cipher: AESGCM, data: bytes, body: int, context: bytes) -> bytes:
     """The plaintext of the nonce, ciphertext and tag at ``data[body:]``."""
     if len(context) > MAX_CONTEXT_SIZE:
         raise ValueError(f"a context holds at most {MAX_CONTEXT_SIZE} bytes")
-    aad = _AAD_PREFIX + len(context).to_bytes(4, "big") + context
+    # One join, no intermediate bytes: this runs for every value read.
+    aad = b"".join((_AAD_PREFIX, _U32.pack(len(context)), context))
+    at = body + _NONCE
     try:
-        return cipher.decrypt(data[body : body + _NONCE], data[body + _NONCE :], aad)
+        return cipher.decrypt(data[body:at], data[at:], aad)
     except InvalidTag:
         raise DecryptionError from None
 
@@ -182,7 +189,7 @@ def to_text(data: bytes) -> str:
 
 def from_text(text: str) -> bytes:
     """The envelope bytes of a text form; ``DecryptionError`` if it is not one."""
-    if not text.startswith(TEXT_PREFIX) or len(text) > 2 * MAX_VALUE_SIZE:
+    if not text.startswith(TEXT_PREFIX) or len(text) > MAX_TEXT_SIZE:
         raise DecryptionError
     try:
         return binascii.a2b_base64(text[_PREFIX_LENGTH:], strict_mode=True)

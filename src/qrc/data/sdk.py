@@ -16,6 +16,7 @@ one opaque ``DecryptionError``.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,11 @@ from qrc.crypto.errors import DecryptionError
 from qrc.data.cache import CachedKey, CacheLimits, DataKeyCache
 from qrc.data.format import (
     DEK_SIZE,
+    MAX_TEXT_SIZE,
+    MIN_BODY_SIZE,
+    TEXT_PREFIX,
     DataHeader,
+    from_text,
     open_body,
     parse,
     replace_wrapped,
@@ -43,13 +48,26 @@ from qrc.keys.errors import KeyNotFound
 if TYPE_CHECKING:
     from qrc.keys.service import KeyService
 
-__all__ = ["DataEncryptor", "Rewrapped", "integrity_hash"]
+__all__ = ["DataEncryptor", "Rewrapped", "TextReader", "integrity_hash"]
 
 
 def integrity_hash(envelope: bytes) -> str:
     """``sha256:<hex>`` of a data envelope's bytes (the index's integrity hash; for a
     column value, of the bytes its text form decodes to)."""
     return "sha256:" + hashlib.sha256(envelope).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Remembered:
+    """A DEK found for the last value read, usable for the next values with its header
+    while the cache has dropped nothing (``generation``) and until ``until``."""
+
+    entry: CachedKey
+    generation: int
+    until: float
+
+    def live(self, cache: DataKeyCache) -> bool:
+        return cache.generation == self.generation and cache._clock() < self.until
 
 
 @dataclass(frozen=True)
@@ -78,6 +96,7 @@ class DataEncryptor:
         self.index = index
         self._on_close = on_close
         self._closed = False
+        self._last: _Remembered | None = None
 
     @classmethod
     def local(
@@ -141,8 +160,30 @@ class DataEncryptor:
             DecryptionError: for every way the value or its wrapped DEK fails (opaque).
             OperationNotPermitted: the key's state or version no longer allows decryption.
         """
+        # The values one DEK wrote share its header: the last one seen is compared with
+        # the value's first bytes instead of parsing them and looking the DEK up again.
+        memo = self._last
+        if (
+            memo is not None
+            and data.startswith(memo.entry.header)
+            and memo.live(self.cache)
+            and len(data) >= len(memo.entry.header) + MIN_BODY_SIZE
+        ):
+            self.cache.hits += 1
+            return open_body(memo.entry.cipher, data, len(memo.entry.header), context)
+        plaintext, self._last = self._decrypt(data, context)
+        return plaintext
+
+    def text_reader(self) -> TextReader:
+        """A decryptor of text-form values (``qrcd1:…``) for one stream of reads, such as
+        a column's: faster than ``decrypt(from_text(value))`` over values one DEK wrote."""
+        return TextReader(self)
+
+    def _decrypt(self, data: bytes, context: bytes) -> tuple[bytes, _Remembered | None]:
+        """The plaintext, and what a later value under the same DEK may skip to (if cached)."""
         if self._closed:
             raise RuntimeError("this DataEncryptor is closed")
+        generation = self.cache.generation  # before the lookup: a drop meanwhile voids it
         raw_id, version, wrapped, body = split(data)
         # The cached path does no more than it must: it runs for every value read.
         entry, due = self.cache.for_decryption(wrapped)
@@ -154,7 +195,10 @@ class DataEncryptor:
                 entry, _ = self.cache.for_decryption(wrapped)  # gone if the state says so
         if entry is None:
             entry = self._unwrap(parse(data))
-        return open_body(entry.cipher, data, body, context)
+        plaintext = open_body(entry.cipher, data, body, context)
+        if not self.cache.enabled:
+            return plaintext, None
+        return plaintext, _Remembered(entry, generation, self.cache.usable_until(entry))
 
     def _unwrap(self, header: DataHeader) -> CachedKey:
         """The DEK of ``header``, unwrapped by the service (audited) and cached."""
@@ -227,3 +271,43 @@ class DataEncryptor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class TextReader:
+    """Decrypts text-form values one after another (a column's, as rows are read).
+
+    The text form is base64, so values under one DEK share the text of their header's
+    first ``3k`` bytes: the reader remembers it, with the DEK, and decodes only the rest
+    of each value (the last header bytes, the nonce, the ciphertext and the tag), whose
+    header bytes must then match too. Anything else takes the full path of
+    :meth:`DataEncryptor.decrypt`; failures are the same opaque ``DecryptionError``.
+    """
+
+    __slots__ = ("_memo", "sdk")
+
+    def __init__(self, sdk: DataEncryptor) -> None:
+        self.sdk = sdk
+        self._memo: tuple[str, bytes, _Remembered] | None = None
+
+    def decrypt(self, text: str, context: bytes = b"") -> bytes:
+        """The plaintext of ``text`` (a data envelope's text form) bound to ``context``."""
+        memo = self._memo
+        if memo is not None and text.startswith(memo[0]) and len(text) <= MAX_TEXT_SIZE:
+            prefix, rest, remembered = memo
+            cache = self.sdk.cache
+            if cache.generation == remembered.generation and cache._clock() < remembered.until:
+                try:
+                    tail = binascii.a2b_base64(text[len(prefix) :], strict_mode=True)
+                except (binascii.Error, ValueError):
+                    raise DecryptionError from None
+                at = len(rest)
+                if tail[:at] == rest and len(tail) >= at + MIN_BODY_SIZE:
+                    cache.hits += 1
+                    return open_body(remembered.entry.cipher, tail, at, context)
+        plaintext, found = self.sdk._decrypt(from_text(text), context)
+        if found is not None:
+            header = found.entry.header
+            whole = len(header) - len(header) % 3  # bytes of complete base64 groups
+            prefix = TEXT_PREFIX + binascii.b2a_base64(header[:whole], newline=False).decode()
+            self._memo = (prefix, header[whole:], found)
+        return plaintext
