@@ -21,6 +21,7 @@ from qrc.crypto import der
 from qrc.crypto import keyfile as kf
 from qrc.crypto.base import KemPrivateKey, SigningKey
 from qrc.crypto.errors import KeyFormatError, UnsupportedAlgorithm
+from qrc.crypto.pem import pem_decode
 from qrc.crypto.registry import Kind, all_algorithms, get_info
 from qrc.crypto.schemes import get_kem, get_signature
 from tests.vectors import load_json
@@ -275,7 +276,7 @@ def test_openssl_reads_our_encrypted_keys(algorithm: str, monkeypatch: pytest.Mo
         ser.Encoding.DER, ser.PrivateFormat.PKCS8, ser.NoEncryption()
     ) == kf.private_key_to_der(key)
     # PBES2 / PBKDF2 (600 000 iterations, HMAC-SHA256) / AES-256-CBC
-    _, der_bytes = kf._pem_decode(encrypted, ("ENCRYPTED PRIVATE KEY",))
+    _, der_bytes = pem_decode(encrypted, ("ENCRYPTED PRIVATE KEY",))
     pbes2 = der.decode(der_bytes).reader().read_sequence()
     assert pbes2.read_oid() == "1.2.840.113549.1.5.13"
     params = pbes2.read_sequence()

@@ -20,7 +20,8 @@ byte-identical to what pyca/cryptography (OpenSSL 4) writes. An EC key file does
 whether the key is for ECDSA or ECDH (DHKEM): loaders return the ECDSA key unless
 ``kind=Kind.KEM`` or ``algorithm=`` says otherwise.
 
-Encryption is PKCS#8 ``EncryptedPrivateKeyInfo`` with PBES2 (RFC 8018): PBKDF2-HMAC-SHA256
+Encryption (:mod:`qrc.crypto.pbes2`) is PKCS#8 ``EncryptedPrivateKeyInfo`` with PBES2 (RFC 8018):
+PBKDF2-HMAC-SHA256
 (:data:`PBKDF2_ITERATIONS` iterations, 16-byte salt) and AES-256-CBC, which OpenSSL and pyca
 read. Readers also accept PBKDF2 with HMAC-SHA1/224/256/384/512, scrypt (RFC 7914) and
 AES-128/192/256-CBC, with the work factors bounded so that a hostile file cannot make
@@ -34,22 +35,13 @@ replaced (old ones kept readable) when standard OIDs are assigned.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import hmac
-import os
 from dataclasses import dataclass
 from typing import Final, TypeAlias
 
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from qrc.crypto.base import KemPrivateKey, KemPublicKey, SigningKey, VerifyingKey
 from qrc.crypto.der import (
-    INTEGER,
     SEQUENCE,
-    DERError,
     Reader,
     context_tag,
     decode,
@@ -58,12 +50,13 @@ from qrc.crypto.der import (
     encode_explicit,
     encode_implicit,
     encode_integer,
-    encode_null,
     encode_octet_string,
     encode_oid,
     encode_sequence,
 )
 from qrc.crypto.errors import KeyFormatError
+from qrc.crypto.pbes2 import decrypt_private_key_info, encrypt_private_key_info, short_oid
+from qrc.crypto.pem import pem_decode, pem_encode
 from qrc.crypto.registry import Kind, all_algorithms, get_info
 from qrc.crypto.schemes import get_kem, get_signature
 
@@ -118,31 +111,6 @@ _EC_CURVES = {
     "P-384": (_SECP384R1, 48),
     "ECDSA-P384": (_SECP384R1, 48),
 }
-
-_PBES2 = "1.2.840.113549.1.5.13"
-_PBKDF2 = "1.2.840.113549.1.5.12"
-_SCRYPT = "1.3.6.1.4.1.11591.4.11"
-_HMAC_SHA1 = "1.2.840.113549.2.7"
-_PRFS = {
-    _HMAC_SHA1: "sha1",
-    "1.2.840.113549.2.8": "sha224",
-    "1.2.840.113549.2.9": "sha256",
-    "1.2.840.113549.2.10": "sha384",
-    "1.2.840.113549.2.11": "sha512",
-}
-_HMAC_SHA256 = "1.2.840.113549.2.9"
-_AES_CBC = {
-    "2.16.840.1.101.3.4.1.2": 16,
-    "2.16.840.1.101.3.4.1.22": 24,
-    "2.16.840.1.101.3.4.1.42": 32,
-}
-_AES256_CBC = "2.16.840.1.101.3.4.1.42"
-# Bounds on what a key file may ask of us (OpenSSL's defaults are far below them).
-_MAX_PBKDF2_ITERATIONS = 10_000_000
-_MAX_SCRYPT_MEMORY = 256 * 1024 * 1024
-_MAX_SALT = 1024
-
-_UNDECRYPTABLE = "wrong passphrase, or the encrypted key file is corrupted"  # nosec B105
 
 _PEM_PRIVATE = "PRIVATE KEY"
 _PEM_ENCRYPTED = "ENCRYPTED PRIVATE KEY"
@@ -223,18 +191,14 @@ def _algorithm_identifier(fmt: _Format) -> bytes:
     return encode_sequence(encode_oid(fmt.oid))
 
 
-def _short(oid: str) -> str:
-    return oid if len(oid) <= 80 else oid[:77] + "..."
-
-
 def _read_algorithm_identifier(reader: Reader, algorithm: str | None, kind: Kind | None) -> _Format:
     oid = reader.read_oid()
     curve = reader.read_oid() if oid == _ID_EC_PUBLIC_KEY else None
     if not reader.at_end:
-        raise KeyFormatError(f"unexpected parameters for key algorithm {_short(oid)}")
+        raise KeyFormatError(f"unexpected parameters for key algorithm {short_oid(oid)}")
     candidates = _BY_OID.get((oid, curve))
     if not candidates:
-        shown = _short(oid if curve is None else f"{oid} (curve {curve})")
+        shown = short_oid(oid if curve is None else f"{oid} (curve {curve})")
         raise KeyFormatError(f"unknown key algorithm OID {shown}")
     found = ", ".join(fmt.algorithm for fmt in candidates)
     if kind is not None:
@@ -284,13 +248,17 @@ def private_key_to_der(key: PrivateKey, passphrase: bytes | None = None) -> byte
         _algorithm_identifier(fmt),
         encode_octet_string(_private_octets(fmt, key)),
     )
-    return der if passphrase is None else _encrypt(der, passphrase)
+    return (
+        der
+        if passphrase is None
+        else encrypt_private_key_info(der, passphrase, iterations=PBKDF2_ITERATIONS)
+    )
 
 
 def private_key_to_pem(key: PrivateKey, passphrase: bytes | None = None) -> bytes:
     """PKCS#8 PEM of ``key`` (``ENCRYPTED PRIVATE KEY`` if a passphrase is given)."""
     der = private_key_to_der(key, passphrase)
-    return _pem_encode(_PEM_PRIVATE if passphrase is None else _PEM_ENCRYPTED, der)
+    return pem_encode(_PEM_PRIVATE if passphrase is None else _PEM_ENCRYPTED, der)
 
 
 def _decode_private_octets(fmt: _Format, octets: bytes) -> tuple[bytes, bytes | None]:
@@ -393,7 +361,7 @@ def load_private_der(
     if encrypted:
         if passphrase is None:
             raise KeyFormatError("the private key is encrypted: a passphrase is needed")
-        data = _decrypt(data, passphrase)
+        data = decrypt_private_key_info(data, passphrase)
     elif passphrase is not None:
         raise KeyFormatError("a passphrase was given but the private key is not encrypted")
     return _load_private_info(data, algorithm, kind)
@@ -407,7 +375,7 @@ def load_private_pem(
     kind: Kind | None = None,
 ) -> PrivateKey:
     """Load a PEM ``PRIVATE KEY`` or ``ENCRYPTED PRIVATE KEY`` (see :func:`load_private_der`)."""
-    label, der = _pem_decode(data, (_PEM_PRIVATE, _PEM_ENCRYPTED))
+    label, der = pem_decode(data, (_PEM_PRIVATE, _PEM_ENCRYPTED))
     is_encrypted = decode(der).reader().peek_tag() == SEQUENCE
     if is_encrypted != (label == _PEM_ENCRYPTED):
         raise KeyFormatError(f"PEM label {label!r} does not match its content")
@@ -425,7 +393,7 @@ def public_key_to_der(key: PublicKey) -> bytes:
 
 def public_key_to_pem(key: PublicKey) -> bytes:
     """SubjectPublicKeyInfo PEM (``PUBLIC KEY``) of ``key``."""
-    return _pem_encode(_PEM_PUBLIC, public_key_to_der(key))
+    return pem_encode(_PEM_PUBLIC, public_key_to_der(key))
 
 
 def load_public_der(
@@ -452,175 +420,5 @@ def load_public_pem(
     data: bytes | str, *, algorithm: str | None = None, kind: Kind | None = None
 ) -> PublicKey:
     """Load a PEM ``PUBLIC KEY`` (see :func:`load_public_der`)."""
-    _, der = _pem_decode(data, (_PEM_PUBLIC,))
+    _, der = pem_decode(data, (_PEM_PUBLIC,))
     return load_public_der(der, algorithm=algorithm, kind=kind)
-
-
-# --------------------------------------------------------------------------- PBES2
-def _aes_cbc(key: bytes, iv: bytes, data: bytes, *, encrypt: bool) -> bytes:
-    cipher = Cipher(algorithms.AES(key), modes.CBC(iv))
-    context = cipher.encryptor() if encrypt else cipher.decryptor()
-    return context.update(data) + context.finalize()
-
-
-def _encrypt(der: bytes, passphrase: bytes) -> bytes:
-    if not isinstance(passphrase, bytes):
-        raise TypeError("the passphrase must be bytes")
-    if not passphrase:
-        raise ValueError("the passphrase must not be empty")
-    salt, iv = os.urandom(16), os.urandom(16)
-    iterations = PBKDF2_ITERATIONS
-    key = hashlib.pbkdf2_hmac("sha256", passphrase, salt, iterations, 32)
-    padder = padding.PKCS7(128).padder()
-    ciphertext = _aes_cbc(key, iv, padder.update(der) + padder.finalize(), encrypt=True)
-    kdf = encode_sequence(
-        encode_oid(_PBKDF2),
-        encode_sequence(
-            encode_octet_string(salt),
-            encode_integer(iterations),
-            encode_sequence(encode_oid(_HMAC_SHA256), encode_null()),
-        ),
-    )
-    scheme = encode_sequence(encode_oid(_AES256_CBC), encode_octet_string(iv))
-    algorithm = encode_sequence(encode_oid(_PBES2), encode_sequence(kdf, scheme))
-    return encode_sequence(algorithm, encode_octet_string(ciphertext))
-
-
-def _derive_pbkdf2(params: Reader, passphrase: bytes, key_size: int) -> bytes:
-    salt = params.read_octet_string()
-    iterations = params.read_integer()
-    key_length = params.read_integer() if params.peek_tag() == INTEGER else key_size
-    prf = _HMAC_SHA1  # the DEFAULT of RFC 8018
-    if params.peek_tag() == SEQUENCE:
-        prf_reader = params.read_sequence()
-        prf = prf_reader.read_oid()
-        if not prf_reader.at_end:
-            prf_reader.read_null()
-        prf_reader.finish()
-    params.finish()
-    if prf not in _PRFS:
-        raise KeyFormatError(f"unsupported PBKDF2 PRF {_short(prf)}")
-    if not 1 <= iterations <= _MAX_PBKDF2_ITERATIONS:
-        raise KeyFormatError("PBKDF2 iteration count out of range")
-    if not 1 <= len(salt) <= _MAX_SALT or key_length != key_size:
-        raise KeyFormatError("unsupported PBKDF2 parameters")
-    return hashlib.pbkdf2_hmac(_PRFS[prf], passphrase, salt, iterations, key_size)
-
-
-def _derive_scrypt(params: Reader, passphrase: bytes, key_size: int) -> bytes:
-    salt = params.read_octet_string()
-    cost, block_size, parallel = params.read_integer(), params.read_integer(), params.read_integer()
-    key_length = params.read_integer() if params.peek_tag() == INTEGER else key_size
-    params.finish()
-    valid = (
-        1 <= len(salt) <= _MAX_SALT
-        and cost > 1
-        and cost & (cost - 1) == 0
-        and block_size >= 1
-        and 1 <= parallel <= 16
-        and 128 * block_size * (cost + parallel + 2) <= _MAX_SCRYPT_MEMORY
-        and key_length == key_size
-    )
-    if not valid:
-        raise KeyFormatError("unsupported or excessive scrypt parameters")
-    return hashlib.scrypt(
-        passphrase,
-        salt=salt,
-        n=cost,
-        r=block_size,
-        p=parallel,
-        maxmem=_MAX_SCRYPT_MEMORY + 1024 * 1024,
-        dklen=key_size,
-    )
-
-
-def _decrypt(der: bytes, passphrase: bytes) -> bytes:
-    if not isinstance(passphrase, bytes):
-        raise TypeError("the passphrase must be bytes")
-    reader = decode(der).reader()
-    algorithm = reader.read_sequence()
-    ciphertext = reader.read_octet_string()
-    reader.finish()
-    if algorithm.read_oid() != _PBES2:
-        raise KeyFormatError("unsupported key encryption: only PBES2 is supported")
-    params = algorithm.read_sequence()
-    algorithm.finish()
-    kdf, scheme = params.read_sequence(), params.read_sequence()
-    params.finish()
-    cipher_oid = scheme.read_oid()
-    if cipher_oid not in _AES_CBC:
-        raise KeyFormatError(f"unsupported PBES2 cipher {_short(cipher_oid)}")
-    key_size = _AES_CBC[cipher_oid]
-    iv = scheme.read_octet_string()
-    scheme.finish()
-    if len(iv) != 16:
-        raise KeyFormatError("AES-CBC IV must be 16 bytes")
-    if not ciphertext or len(ciphertext) % 16:
-        raise KeyFormatError("encrypted key length is not a whole number of AES blocks")
-    kdf_oid = kdf.read_oid()
-    kdf_params = kdf.read_sequence()
-    kdf.finish()
-    if kdf_oid == _PBKDF2:
-        key = _derive_pbkdf2(kdf_params, passphrase, key_size)
-    elif kdf_oid == _SCRYPT:
-        key = _derive_scrypt(kdf_params, passphrase, key_size)
-    else:
-        raise KeyFormatError(f"unsupported PBES2 key derivation {_short(kdf_oid)}")
-    padded = _aes_cbc(key, iv, ciphertext, encrypt=False)
-    # A wrong passphrase shows up as bad padding or as garbage instead of a PKCS#8
-    # structure; both get one message, which names neither the key nor the cause.
-    try:
-        unpadder = padding.PKCS7(128).unpadder()
-        plain = unpadder.update(padded) + unpadder.finalize()
-        if decode(plain).tag != SEQUENCE:
-            raise DERError("not a SEQUENCE")
-    except (ValueError, DERError):
-        raise KeyFormatError(_UNDECRYPTABLE) from None
-    return plain
-
-
-# --------------------------------------------------------------------------- PEM
-def _pem_encode(label: str, der: bytes) -> bytes:
-    body = base64.b64encode(der)
-    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-    return (
-        f"-----BEGIN {label}-----\n".encode()
-        + b"".join(line + b"\n" for line in lines)
-        + f"-----END {label}-----\n".encode()
-    )
-
-
-def _pem_decode(data: bytes | str, labels: tuple[str, ...]) -> tuple[str, bytes]:
-    """The label and DER of the one PEM block in ``data`` (RFC 7468, strict).
-
-    Explanatory text before the block is ignored, as RFC 7468 asks; anything but
-    whitespace after it is an error.
-    """
-    if isinstance(data, bytes | bytearray | memoryview):
-        try:
-            text = bytes(data).decode("ascii")
-        except UnicodeDecodeError:
-            raise KeyFormatError("PEM data must be ASCII") from None
-    else:
-        text = data
-    lines = text.strip().splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith("-----BEGIN ")), None)
-    if start is None:
-        raise KeyFormatError("no PEM block found")
-    begin = lines[start].rstrip()
-    label = begin[len("-----BEGIN ") : -5] if begin.endswith("-----") else ""
-    if label not in labels:
-        expected = " or ".join(repr(name) for name in labels)
-        raise KeyFormatError(f"unexpected PEM label {label[:40]!r}; expected {expected}")
-    if len(lines) - start < 3 or lines[-1].rstrip() != f"-----END {label}-----":
-        raise KeyFormatError("PEM block has no matching END line, or trailing data")
-    body = "".join(line.strip() for line in lines[start + 1 : -1])
-    if ":" in body:
-        raise KeyFormatError("PEM headers (legacy Proc-Type encryption) are not supported")
-    try:
-        der = base64.b64decode(body, validate=True)
-    except (binascii.Error, ValueError):
-        raise KeyFormatError("PEM body is not valid base64") from None
-    if not der:
-        raise KeyFormatError("empty PEM block")
-    return label, der
