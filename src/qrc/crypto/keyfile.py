@@ -20,12 +20,11 @@ byte-identical to what pyca/cryptography (OpenSSL 4) writes. An EC key file does
 whether the key is for ECDSA or ECDH (DHKEM): loaders return the ECDSA key unless
 ``kind=Kind.KEM`` or ``algorithm=`` says otherwise.
 
-Encryption (:mod:`qrc.crypto.pbes2`) is PKCS#8 ``EncryptedPrivateKeyInfo`` with PBES2 (RFC 8018):
-PBKDF2-HMAC-SHA256
-(:data:`PBKDF2_ITERATIONS` iterations, 16-byte salt) and AES-256-CBC, which OpenSSL and pyca
-read. Readers also accept PBKDF2 with HMAC-SHA1/224/256/384/512, scrypt (RFC 7914) and
-AES-128/192/256-CBC, with the work factors bounded so that a hostile file cannot make
-loading take minutes or gigabytes.
+Encryption (:mod:`qrc.crypto.pbes2`) is PKCS#8 ``EncryptedPrivateKeyInfo`` with PBES2
+(RFC 8018): PBKDF2-HMAC-SHA256 (:data:`PBKDF2_ITERATIONS` iterations, 16-byte salt) and
+AES-256-CBC, which OpenSSL and pyca read. Readers also accept PBKDF2 with
+HMAC-SHA1/224/256/384/512, scrypt (RFC 7914) and AES-128/192/256-CBC, with the work factors
+bounded so that a hostile file cannot make loading take minutes or gigabytes.
 
 Algorithms with no assigned OID (HQC, Classic McEliece, P384MLKEM1024) use OIDs under
 :data:`PRIVATE_ARC`, a UUID-derived arc (ITU-T X.667, ``2.25.<UUID>``) that needs no
