@@ -30,8 +30,12 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import mldsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from qrc.crypto import keyfile
@@ -48,6 +52,9 @@ __all__ = [
     "default_server_names",
     "ensure_server_tls",
     "key_usage",
+    "renewal_reason",
+    "root_certificate",
+    "server_certificate",
     "server_certificate_needs_renewal",
 ]
 
@@ -201,31 +208,8 @@ class CertificateAuthority:
         if (d / CA_KEY).exists() or (d / CA_CERT).exists():
             raise FileExistsError(f"a certificate authority already exists in {d}")
         key = mldsa.MLDSA65PrivateKey.generate()
-        name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "qrc"),
-            ]
-        )
-        now = _now()
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(now + validity)
-            # path_length=0: this CA issues end-entity certificates only.
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                key_usage(ca=True),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            # ML-DSA signs the certificate directly: no separate hash (RFC 9881).
-            .sign(key, None)
-        )
+        # ML-DSA signs the certificate directly: no separate hash (RFC 9881).
+        certificate = root_certificate(key, common_name, validity, None)
         # Key first: a certificate without its key would make the CA unusable.
         _write_file(d / CA_KEY, _key_pem(key, passphrase), 0o600)
         _write_file(d / CA_CERT, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
@@ -254,36 +238,96 @@ class CertificateAuthority:
         self, names: Sequence[str], *, validity: datetime.timedelta = SERVER_VALIDITY
     ) -> IssuedCertificate:
         """A new ML-DSA-65 server key and certificate for DNS names and IP addresses."""
-        dns, ips = _split_names(names)
         key = mldsa.MLDSA65PrivateKey.generate()
-        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
-        sans += [x509.IPAddress(ip) for ip in ips]
-        now = _now()
-        not_after = min(now + validity, self._certificate.not_valid_after_utc)
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(
-                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns[0] if dns else str(ips[0]))])
-            )
-            .issuer_name(self._certificate.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                key_usage(ca=False),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), False
-            )
-            .sign(self._key, None)
+        certificate = server_certificate(
+            key.public_key(), names, self._certificate, self._key, validity, None
         )
         return IssuedCertificate(certificate, _key_pem(key, None))
+
+
+def root_certificate(
+    key: CertificateIssuerPrivateKeyTypes,
+    common_name: str,
+    validity: datetime.timedelta,
+    digest: hashes.SHA256 | hashes.SHA384 | None,
+) -> x509.Certificate:
+    """A self-signed CA certificate for ``key`` (``digest`` None for ML-DSA, RFC 9881)."""
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "qrc"),
+        ]
+    )
+    now = _now()
+    public = key.public_key()
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + validity)
+        # path_length=0: this CA issues end-entity certificates only.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(key_usage(ca=True), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), False)
+        .sign(key, digest)
+    )
+
+
+def server_certificate(
+    public: CertificatePublicKeyTypes,
+    names: Sequence[str],
+    issuer: x509.Certificate,
+    issuer_key: CertificateIssuerPrivateKeyTypes,
+    validity: datetime.timedelta,
+    digest: hashes.SHA256 | hashes.SHA384 | None,
+) -> x509.Certificate:
+    """A TLS server certificate for ``public`` and DNS names / IP addresses ``names``,
+    issued by ``issuer`` and valid no longer than it."""
+    dns, ips = _split_names(names)
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
+    sans += [x509.IPAddress(ip) for ip in ips]
+    now = _now()
+    common_name = dns[0] if dns else str(ips[0])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(issuer.subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(min(now + validity, issuer.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(key_usage(ca=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
+        )
+        .sign(issuer_key, digest)
+    )
+
+
+def renewal_reason(
+    certificate: x509.Certificate,
+    names: Iterable[str],
+    renew_before: datetime.timedelta,
+    ca_certificate: x509.Certificate | None,
+) -> str | None:
+    """Why a server certificate whose key matches must be reissued, or None."""
+    if certificate.not_valid_after_utc - _now() < renew_before:
+        return "expiring"
+    if _san_names(certificate) != _requested_names(names):
+        return "host names changed"
+    if ca_certificate is not None:
+        try:
+            certificate.verify_directly_issued_by(ca_certificate)
+        except (ValueError, TypeError, InvalidSignature):
+            return "not issued by this CA"
+    return None
 
 
 def key_usage(*, ca: bool) -> x509.KeyUsage:
@@ -329,16 +373,7 @@ def server_certificate_needs_renewal(
         return "not ML-DSA-65"
     if cert_key.public_bytes_raw() != key.public_key().public_bytes_raw():
         return "key does not match certificate"
-    if certificate.not_valid_after_utc - _now() < renew_before:
-        return "expiring"
-    if _san_names(certificate) != _requested_names(names):
-        return "host names changed"
-    if ca_certificate is not None:
-        try:
-            certificate.verify_directly_issued_by(ca_certificate)
-        except (ValueError, TypeError, InvalidSignature):
-            return "not issued by this CA"
-    return None
+    return renewal_reason(certificate, names, renew_before, ca_certificate)
 
 
 def _is_unspecified(host: str) -> bool:

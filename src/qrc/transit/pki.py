@@ -24,23 +24,19 @@ from pathlib import Path
 from typing import Final, Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from qrc.transit.ca import (
     CA_VALIDITY,
     RENEW_BEFORE,
     SERVER_VALIDITY,
     TLSFiles,
-    _now,
-    _requested_names,
-    _san_names,
-    _split_names,
     _write_file,
     ensure_server_tls,
-    key_usage,
+    renewal_reason,
+    root_certificate,
+    server_certificate,
 )
 
 __all__ = [
@@ -54,7 +50,6 @@ CertificatePolicy = Literal["ml-dsa", "dual", "ecdsa"]
 CERTIFICATE_POLICIES: Final = ("ml-dsa", "dual", "ecdsa")
 ECDSA_CA_CERT, ECDSA_CA_KEY = "ca-ecdsa.pem", "ca-ecdsa.key"
 ECDSA_SERVER_CERT, ECDSA_SERVER_KEY = "server-ecdsa.pem", "server-ecdsa.key"
-_BACKDATE: Final = datetime.timedelta(minutes=5)
 _PEM_END: Final = b"-----END CERTIFICATE-----"
 
 
@@ -99,26 +94,7 @@ class EcdsaAuthority:
         if (d / ECDSA_CA_KEY).exists() or (d / ECDSA_CA_CERT).exists():
             raise FileExistsError(f"an ECDSA certificate authority already exists in {d}")
         key = ec.generate_private_key(ec.SECP384R1())
-        name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "qrc"),
-            ]
-        )
-        now = _now()
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(now + validity)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(key_usage(ca=True), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .sign(key, hashes.SHA384())
-        )
+        certificate = root_certificate(key, common_name, validity, hashes.SHA384())
         _write_file(d / ECDSA_CA_KEY, _private_pem(key, passphrase), 0o600)
         _write_file(d / ECDSA_CA_CERT, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
         return cls(d, certificate, key)
@@ -140,30 +116,9 @@ class EcdsaAuthority:
         self, names: Sequence[str], *, validity: datetime.timedelta = SERVER_VALIDITY
     ) -> tuple[x509.Certificate, bytes]:
         """A new ECDSA P-256 server key and certificate (key as unencrypted PKCS#8 PEM)."""
-        dns, ips = _split_names(names)
         key = ec.generate_private_key(ec.SECP256R1())
-        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns]
-        sans += [x509.IPAddress(ip) for ip in ips]
-        now = _now()
-        certificate = (
-            x509.CertificateBuilder()
-            .subject_name(
-                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns[0] if dns else str(ips[0]))])
-            )
-            .issuer_name(self.certificate.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE)
-            .not_valid_after(min(now + validity, self.certificate.not_valid_after_utc))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(key_usage(ca=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), False
-            )
-            .sign(self.key, hashes.SHA384())
+        certificate = server_certificate(
+            key.public_key(), names, self.certificate, self.key, validity, hashes.SHA384()
         )
         return certificate, _private_pem(key, None)
 
@@ -186,15 +141,7 @@ def _ecdsa_needs_renewal(
         key.public_key() != certificate.public_key()
     ):
         return "key does not match certificate"
-    if certificate.not_valid_after_utc - _now() < renew_before:
-        return "expiring"
-    if _san_names(certificate) != _requested_names(names):
-        return "host names changed"
-    try:
-        certificate.verify_directly_issued_by(root)
-    except (ValueError, TypeError, InvalidSignature):
-        return "not issued by this CA"
-    return None
+    return renewal_reason(certificate, names, renew_before, root)
 
 
 def _bundle(ca_file: Path, root: x509.Certificate) -> None:
