@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qrc.crypto import envelope
+from qrc.crypto import envelope, envelope_header
 from qrc.crypto.base import KemPrivateKey
 from qrc.crypto.envelope import (
     EnvelopeHeader,
@@ -324,9 +324,9 @@ def test_rewritten_header_fields_are_rejected(
 def _rebuilt_header(header: EnvelopeHeader, key_id: str, key_version: int) -> bytes:
     """A valid header of the same version, mode, suite and algorithm with other fields."""
     if header.version == 1:
-        return envelope._header(header.mode, header.algorithm, key_id, key_version)
+        return envelope_header._header(header.mode, header.algorithm, key_id, key_version)
     suite = Suite(header.kem_id, header.kdf_id, header.aead_id)
-    return envelope._header_v2(header.mode, suite, header.algorithm, key_id, key_version)
+    return envelope_header._header_v2(header.mode, suite, header.algorithm, key_id, key_version)
 
 
 # --------------------------------------------------------------------------- arbitrary input
@@ -531,7 +531,7 @@ def test_hpke_header_for_a_kem_without_hpke_is_rejected() -> None:
     with pytest.raises(UnsupportedAlgorithm):
         seal(private.public_key(), b"x", mode=Mode.HPKE)
     # Envelope v1 never had HPKE for ML-KEM-512: such a v1 header is not read either.
-    v1 = envelope._header(Mode.HPKE, "ML-KEM-512", "", 1) + bytes(768 + 16)
+    v1 = envelope_header._header(Mode.HPKE, "ML-KEM-512", "", 1) + bytes(768 + 16)
     with pytest.raises(DecryptionError):
         parse_header(v1)
 

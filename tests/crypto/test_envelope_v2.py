@@ -23,7 +23,7 @@ from Crypto.Protocol import HPKE as PycryptodomeHPKE
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from qrc.crypto import envelope
+from qrc.crypto import envelope, envelope_header
 from qrc.crypto.base import KemPrivateKey
 from qrc.crypto.envelope import Mode, open_sealed, parse_header, seal
 from qrc.crypto.errors import DecryptionError, UnsupportedAlgorithm
@@ -205,7 +205,9 @@ def test_kem_dem_v2_with_an_hpke_kem_records_its_kem_id() -> None:
     assert _suite(env) == (0x0041, 0x0001, 0x0002)
     with pytest.raises(DecryptionError):  # kem_id 0 is for KEMs without an HPKE KEM
         parse_header(_rewrite(env, 6, 0))
-    assert Suite(*_suite(env)) == envelope._suite_for_seal("ML-KEM-768", Mode.KEM_DEM, None, None)
+    assert Suite(*_suite(env)) == envelope_header._suite_for_seal(
+        "ML-KEM-768", Mode.KEM_DEM, None, None
+    )
 
 
 # --------------------------------------------------------------------------- v1 still opens
@@ -264,7 +266,7 @@ def _accepted(vector: dict[str, Any]) -> bool:
     if algorithm is None:
         return False
     suite = Suite(vector["kem_id"], vector["kdf_id"], vector["aead_id"])
-    return envelope._suite_accepted(algorithm, Mode.HPKE, suite)
+    return envelope_header._suite_accepted(algorithm, Mode.HPKE, suite)
 
 
 COVERED = [v for v in VECTORS if _accepted(v)]
