@@ -4,12 +4,13 @@ Wrapping runs ``CKM_AES_GCM`` inside the token (python-pkcs11), producing the sa
 key v1 blobs as local custody: the nonce comes from ``os.urandom`` and is passed as the
 mechanism parameter, the AAD is ``header || aad``, the tag is 128 bits.
 
-Robustness: every operation runs under one lock per PKCS#11 library (the library is
-initialised without OS locking, so calls must not overlap). When a call fails for a reason
-other than bad input, the library is finalised and re-initialised (SoftHSM2 only notices
-token changes then), the session re-opened, the key found again and the call retried once;
-if that fails too the caller gets :class:`CustodyUnavailable` and nothing has changed. The
-next call tries again, so operations work again when the token returns, with no restart.
+Robustness: every operation runs under one lock per PKCS#11 library
+(:mod:`qrc.keys.custody.pkcs11_library`; the library is initialised without OS locking, so
+calls must not overlap). When a call fails for a reason other than bad input, the library
+is finalised and re-initialised (SoftHSM2 only notices token changes then), the session
+re-opened, the key found again and the call retried once; if that fails too the caller
+gets :class:`CustodyUnavailable` and nothing has changed. The next call tries again, so
+operations work again when the token returns, with no restart.
 A rejected PIN is never retried automatically: a token locks its PIN after a few failures.
 """
 
@@ -19,7 +20,6 @@ import hashlib
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,8 +39,13 @@ from qrc.keys.custody.base import (
 )
 
 if TYPE_CHECKING:
-    from pkcs11._pkcs11 import lib as _P11Lib
+    pass
 
+from qrc.keys.custody.pkcs11_library import (
+    DEFAULT_MODULE,
+    library,
+    reinitialize_library,
+)
 from qrc.keys.custody.wrapped import (
     MAX_PLAINTEXT_SIZE,
     NONCE_SIZE,
@@ -72,7 +77,6 @@ MODULE_ENV = "QRC_PKCS11_MODULE"
 TOKEN_ENV = "QRC_PKCS11_TOKEN"  # noqa: S105  # nosec B105
 PIN_ENV = "QRC_PKCS11_PIN"
 KEY_LABEL_ENV = "QRC_PKCS11_KEY_LABEL"
-DEFAULT_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 DEFAULT_KEY_LABEL = "qrc-root-kek"
 _KEY_LABEL = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _PIN_ERRORS = (p11e.PinIncorrect, p11e.PinInvalid, p11e.PinLenRange, p11e.PinLocked,
@@ -127,106 +131,6 @@ class Pkcs11Config:
             )
 
 
-class _Library:
-    """One loaded PKCS#11 library, shared by every custody using it in this process.
-
-    PKCS#11 login state is per application and token: a second ``C_Login`` fails and one
-    ``C_Logout`` logs out every session. So custodies on the same token share one logged-in
-    session, counted by references, and the library is re-initialised only once per outage
-    (``generation`` tells a custody its handles predate a re-initialisation).
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.lock = threading.RLock()
-        self.generation = 0
-        self._lib: _P11Lib | None = None
-        self._pid = os.getpid()
-        self._sessions: dict[str, pkcs11.Session] = {}
-        self._users: dict[str, int] = {}
-
-    def _handle(self) -> _P11Lib:
-        if self._pid != os.getpid():
-            # A forked child must not use the parent's sessions (PKCS#11 §5.1).
-            self._pid = os.getpid()
-            self.reset(self.generation)
-        if self._lib is None:
-            self._lib = pkcs11.lib(self.path)
-        elif not self._lib.initialized:
-            self._lib.initialize()
-        return self._lib
-
-    def session(self, token_label: str, pin: str) -> pkcs11.Session:
-        session = self._sessions.get(token_label)
-        if session is None:
-            token = self._handle().get_token(token_label=token_label)
-            try:
-                session = token.open(user_pin=pin)
-            except p11e.UserAlreadyLoggedIn:
-                # Logged in through a session we no longer track; login is per token.
-                session = token.open()
-            self._sessions[token_label] = session
-        return session
-
-    def rw_session(self, token_label: str) -> pkcs11.Session:
-        """A read-write session on a token already logged in via :meth:`session`."""
-        token = self._handle().get_token(token_label=token_label)
-        return token.open(rw=True)
-
-    def acquire(self, token_label: str) -> None:
-        self._users[token_label] = self._users.get(token_label, 0) + 1
-
-    def release(self, token_label: str) -> None:
-        left = self._users.get(token_label, 0) - 1
-        if left > 0:
-            self._users[token_label] = left
-            return
-        self._users.pop(token_label, None)
-        session = self._sessions.pop(token_label, None)
-        if session is not None:
-            try:
-                session.close()
-            except p11e.PKCS11Error:
-                logger.debug("closing the PKCS#11 session failed", exc_info=True)
-
-    def reset(self, seen_generation: int) -> None:
-        """Finalise and re-initialise, unless someone did since ``seen_generation``."""
-        if seen_generation != self.generation:
-            return
-        self.generation += 1
-        self._sessions.clear()  # C_Finalize closes them all
-        if self._lib is None:
-            return
-        for step in (self._lib.finalize, self._lib.initialize):
-            try:
-                step()
-            except p11e.PKCS11Error:
-                # Initialisation fails while the token store is gone; the next call retries.
-                logger.debug("PKCS#11 %s failed", step.__name__, exc_info=True)
-
-
-_LIBRARIES: dict[str, _Library] = {}
-_LIBRARIES_LOCK = threading.Lock()
-
-
-def _library(path: str) -> _Library:
-    with _LIBRARIES_LOCK:
-        library = _LIBRARIES.get(path)
-        if library is None:
-            library = _LIBRARIES[path] = _Library(path)
-        return library
-
-
-def reinitialize_library(module: str = DEFAULT_MODULE) -> None:
-    """Make every custody on ``module`` reconnect (e.g. after the token configuration changed).
-
-    SoftHSM2 reads ``SOFTHSM2_CONF`` and its token directory only at initialisation.
-    """
-    library = _library(module)
-    with library.lock:
-        library.reset(library.generation)
-
-
 def _printable(raw: bytes) -> str:
     text = raw.decode("ascii", errors="replace").strip(" \x00")
     if text and all(0x21 <= ord(char) <= 0x7E for char in text):
@@ -246,7 +150,7 @@ class Pkcs11Custody(Custody):
     def __init__(self, config: Pkcs11Config) -> None:
         """Use :meth:`open` or :meth:`create_key` instead."""
         self._config = config
-        self._library = _library(config.module)
+        self._library = library(config.module)
         self._kek_id: str | None = None
         self._key: _AesKey | None = None
         self._key_session: pkcs11.Session | None = None
