@@ -156,6 +156,7 @@ def server_context(
     # No resumption: every connection proves possession of its certificate's key again.
     ctx.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     ctx.set_options(SSL.OP_NO_TICKET)
+    _whole_writes(ctx)
     return ctx
 
 
@@ -170,7 +171,19 @@ def client_context(
     ctx = tls.client_context(ca, groups=(GROUP,))
     _load_identity(ctx, cert, key)
     _add_crls(ctx, crls)
+    _whole_writes(ctx)
     return ctx
+
+
+# SSL_MODE_ENABLE_PARTIAL_WRITE (openssl/ssl.h), which pyOpenSSL turns on for every context.
+_MODE_ENABLE_PARTIAL_WRITE: Final = 0x1
+
+
+def _whole_writes(ctx: SSL.Context) -> None:
+    """One ``SSL_write`` seals all it is given (not one record per call): the tunnel writes
+    to a memory BIO, which never blocks, so a partial write only costs a Python call per
+    16 KiB record."""
+    ctx.clear_mode(_MODE_ENABLE_PARTIAL_WRITE)
 
 
 def _keep_verdict(conn: SSL.Connection, _cert: Any, errno: int, _depth: int, ok: int) -> bool:

@@ -12,15 +12,26 @@ object is never touched by two threads at once.
   (EOF one way keeps the other way open), backpressure (a side whose peer cannot take more
   stops reading: asyncio's ``pause_writing`` becomes the other transport's
   ``pause_reading``), truncation (TCP EOF without ``close_notify``) aborts both.
+
+Bulk throughput is bound by CPU (both ends, the application and the service often share a
+few cores), and much of it went to fresh 256 KiB buffers: a new one per read, per joined
+batch of records and per BIO read, which glibc gives back to the kernel when freed and
+page-faults in again on the next read. So sides read with ``recv_into``
+(:class:`asyncio.BufferedProtocol`) into a buffer that stays, decrypted records are
+gathered in another that stays (replaced only when a transport keeps a view of it), and
+ciphertext leaves OpenSSL in one read of about its size. The two buffers are shared by the
+connections of the loop's thread: each read is carried to the end, copied where it is kept,
+before the loop reads again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Final, TypeAlias
 
 from OpenSSL import SSL
 
@@ -28,16 +39,37 @@ __all__ = ["Relay", "Side", "TLSStream", "Truncated"]
 
 # One TLS record carries at most 16 KiB of plaintext, and SSL_read returns one record.
 _RECORD: Final = 16 * 1024
-_BIO_CHUNK: Final = 256 * 1024
+# What a TLS 1.3 record adds to its plaintext: header (5), content type (1), AEAD tag (16).
+_RECORD_OVERHEAD: Final = 22
+# Bytes taken from a socket per read (asyncio's own default is 256 KiB too).
+_READ_SIZE: Final = 256 * 1024
+# Plaintext gathered from SSL_read before it is written to the plain side.
+_OUT_SIZE: Final = 256 * 1024
+# Outgoing TLS bytes that do not follow our own writes are small (alerts, KeyUpdate).
+_SMALL_OUT: Final = 4 * 1024
 # Let one 256 KiB read queue behind another before the reader is paused.
 _HIGH_WATER: Final = 512 * 1024
+
+Data: TypeAlias = bytes | bytearray | memoryview
+"""Bytes handed to the data path; a memoryview is valid only during the call."""
+
+
+class _Buffers(threading.local):
+    """The buffers of one thread's event loop (see the module's docstring)."""
+
+    def __init__(self) -> None:
+        self.read = memoryview(bytearray(_READ_SIZE))
+        self.out = memoryview(bytearray(_OUT_SIZE))
+
+
+_buffers: Final = _Buffers()
 
 
 class Truncated(Exception):
     """The peer closed TCP without TLS ``close_notify`` (or in the middle of a handshake)."""
 
 
-class Side(asyncio.Protocol):
+class Side(asyncio.BufferedProtocol):
     """One TCP connection of the tunnel."""
 
     def __init__(self, on_made: Callable[[Side], None] | None = None) -> None:
@@ -48,7 +80,7 @@ class Side(asyncio.Protocol):
         self._buffer = bytearray()
         self._waiter: asyncio.Future[None] | None = None
         self._on_made = on_made
-        self.on_data: Callable[[bytes], None] | None = None
+        self.on_data: Callable[[Data], None] | None = None
         self.on_eof: Callable[[], None] | None = None
         self.on_lost: Callable[[Exception | None], None] | None = None
 
@@ -61,9 +93,13 @@ class Side(asyncio.Protocol):
         if self._on_made is not None:
             self._on_made(self)
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return _buffers.read
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = _buffers.read[:nbytes]
         if self.on_data is not None:
-            self.on_data(data)
+            self.on_data(data)  # which copies what it keeps (into OpenSSL, a transport)
         else:
             self._buffer += data
             self._wake()
@@ -110,22 +146,34 @@ class Side(asyncio.Protocol):
         self._buffer.clear()
         return data
 
-    def write(self, data: bytes) -> None:
-        if data and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+    def write(self, data: Data) -> bool:
+        """Send ``data``; False if the transport kept a part of it to send later (it may
+        keep a view of ``data`` itself, from Python 3.12 on, so ``data`` must not change)."""
+        transport = self.transport
+        if data and transport is not None and not transport.is_closing():
+            transport.write(data)
+            return transport.get_write_buffer_size() == 0
+        return True
 
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
 
 
-def _pending_out(conn: SSL.Connection) -> bytes:
+def _pending_out(conn: SSL.Connection, expected: int = _SMALL_OUT) -> bytes:
+    """What OpenSSL has written to its outgoing BIO. ``expected`` is about how much that is:
+    a memory BIO gives all it has up to the size asked, so a short read means it is empty,
+    and one read of the right size is one allocation instead of a big one per try."""
     chunks = []
     while True:
         try:
-            chunks.append(conn.bio_read(_BIO_CHUNK))
+            chunk = conn.bio_read(expected)
         except SSL.WantReadError:
-            return b"".join(chunks)
+            break
+        chunks.append(chunk)
+        if len(chunk) < expected:
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class TLSStream:
@@ -197,18 +245,21 @@ class Relay:
         self._finish(None)
 
     # ------------------------------------------------------------ plain -> TLS
-    def _plain_data(self, data: bytes) -> None:
+    def _plain_data(self, data: Data) -> None:
         self.last_activity = time.monotonic()
-        self.bytes_to_tls += len(data)
+        size = len(data)
+        self.bytes_to_tls += size
         try:
-            # pyOpenSSL turns on partial writes: one send() seals one record.
+            # One send() seals it all, or one record with partial writes on (pyOpenSSL's
+            # default, which the tunnel's contexts turn off).
             view = memoryview(data)
             while view:
                 view = view[self.conn.send(view) :]
         except SSL.Error as exc:
             self._fail(exc)
             return
-        self.tls.write(_pending_out(self.conn))
+        records = -(-size // _RECORD)
+        self.tls.write(_pending_out(self.conn, size + records * _RECORD_OVERHEAD + _SMALL_OUT))
 
     def _plain_eof(self) -> None:
         if not self._to_tls_open:
@@ -220,15 +271,17 @@ class Relay:
         self._maybe_finished()
 
     # ------------------------------------------------------------ TLS -> plain
-    def _tls_data(self, data: bytes) -> None:
+    def _tls_data(self, data: Data) -> None:
         self.last_activity = time.monotonic()
         if data:
             self.conn.bio_write(data)
-        chunks: list[bytes] = []
-        ended = False
+        out, used, ended = _buffers.out, 0, False
         try:
             while True:
-                chunks.append(self.conn.recv(_RECORD))
+                if used > len(out) - _RECORD:  # full: pass it on, go on from the start
+                    self._to_plain(out, used)
+                    out, used = _buffers.out, 0
+                used += self.conn.recv_into(out[used:], _RECORD)
         except SSL.WantReadError:
             pass
         except SSL.ZeroReturnError:
@@ -236,16 +289,20 @@ class Relay:
         except SSL.Error as exc:
             self._fail(exc)
             return
-        if chunks:
-            out = b"".join(chunks)
-            self.bytes_from_tls += len(out)
-            self.plain.write(out)
+        if used:
+            self._to_plain(out, used)
         self.tls.write(_pending_out(self.conn))  # e.g. a KeyUpdate answer
         if ended and self._from_tls_open:
             self._from_tls_open = False
             if self.plain.transport is not None and self.plain.transport.can_write_eof():
                 self.plain.transport.write_eof()
             self._maybe_finished()
+
+    def _to_plain(self, out: memoryview, used: int) -> None:
+        self.bytes_from_tls += used
+        if not self.plain.write(out[:used]):
+            # The transport may hold on to a view of the buffer: gather in a new one.
+            _buffers.out = memoryview(bytearray(_OUT_SIZE))
 
     def _tls_eof(self) -> None:
         if self._from_tls_open:  # TCP ended without close_notify: a truncation
