@@ -178,6 +178,8 @@ def main() -> None:
     parser.add_argument("--pings", type=int, default=500)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    # The ends compete for CPU with the clients and servers: the load says how much else did.
+    load_at_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         pki = _pki(Path(tmp))
         data = _prepare_table(args.rows)
@@ -218,6 +220,7 @@ def main() -> None:
         "copy_bytes": len(data),
         "redis_bytes_per_run": redis_bytes,
         "cpus": os.cpu_count(),
+        "load_average_1min_at_start": load_at_start,
         "load_average_1min_at_end": os.getloadavg()[0],
         "direct": {"postgresql": med["pg"], "redis": med["rd"]},
         "tunnel": {"postgresql": med["pg_t"], "redis": med["rd_t"]},
@@ -239,7 +242,8 @@ def main() -> None:
         return
     print(f"tunnel vs direct, median of {args.runs} runs ({len(data) / 1e6:.1f} MB COPY, "
           f"{redis_bytes / 1e6:.0f} MB Redis per run; {os.cpu_count()} CPUs, "
-          f"load {result['load_average_1min_at_end']:.1f})")  # fmt: skip
+          f"load {load_at_start:.1f} at start, "
+          f"{result['load_average_1min_at_end']:.1f} at end)")  # fmt: skip
     for name, value in result["ratio"].items():
         print(f"  throughput ratio {name:<12} {value:5.2f}  (target for bulk copy >= 0.80)")
     for name, value in result["added_ms"].items():
