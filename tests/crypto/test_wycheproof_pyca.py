@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from qrc.crypto.backends.pyca import _DHKEM
+from qrc.crypto.backends.pyca_dhkem import _DHKEM
 from qrc.crypto.errors import (
     DecryptionError,
     InvalidSignature,

@@ -20,7 +20,7 @@ __all__ = ["PROVIDERS", "get_aead", "get_kem", "get_scheme", "get_signature", "p
 
 # provider name -> modules that implement its algorithms
 PROVIDERS: dict[str, tuple[str, ...]] = {
-    "pyca": ("qrc.crypto.backends.pyca",),
+    "pyca": ("qrc.crypto.backends.pyca", "qrc.crypto.backends.pyca_dhkem"),
     "pqcrypto": ("qrc.crypto.backends.pqcrypto",),
     "pycryptodome": ("qrc.crypto.backends.pycryptodome",),
     "qrc": ("qrc.crypto.hybrid", "qrc.crypto.composite"),
