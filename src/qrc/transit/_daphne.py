@@ -1,4 +1,6 @@
-"""The Twisted and Daphne side of :func:`qrc.transit.server.serve` (internal).
+"""The Twisted and Daphne side of :func:`qrc.transit.server.serve` (internal): the runner
+(listening, connection limits, draining on shutdown), TLS on our own pyOpenSSL contexts and
+the ASGI lifespan; the HTTP connections and their limits are in :mod:`._daphne_http`.
 
 Import only after ``daphne.server``, which installs Twisted's asyncio reactor.
 """
@@ -6,7 +8,6 @@ Import only after ``daphne.server``, which installs Twisted's asyncio reactor.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import socket
@@ -14,7 +15,6 @@ import time
 from typing import TYPE_CHECKING, Any, Final, TextIO, cast
 
 from daphne.access import AccessLogGenerator
-from daphne.http_protocol import HTTPFactory, WebRequest
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketFactory
 from OpenSSL import SSL
@@ -28,6 +28,7 @@ from twisted.web import http as _http
 from zope.interface import implementer  # type: ignore[import-untyped]
 
 from qrc.transit import tls as pqtls
+from qrc.transit._daphne_http import CLOSE_GRACE, HTTPChannelFactory, LimitedChannel
 from qrc.transit.listener import ListenerTLS
 from qrc.transit.threads import hold_worker_threads
 
@@ -39,13 +40,6 @@ __all__ = ["Runner"]
 _log = logging.getLogger("qrc.transit.server")
 _LIFESPAN_TIMEOUT: Final = 60.0
 _DRAIN_POLL: Final = 0.05
-_CLOSE_GRACE: Final = 1.0
-# Bytes of an over-limit body we read and drop (so the client can read our 413) before
-# giving up on the connection.
-_DISCARD_LIMIT: Final = 64 * 1024 * 1024
-# Seconds we keep reading (and dropping) an over-limit body after answering 413, so that
-# the client reads the answer rather than a reset, before closing the connection.
-_LINGER: Final = 2.0
 # Twisted's annotations are partial (untyped calls, zope interfaces); these modules are
 # used as untyped so that the rest of this file can stay strictly checked.
 reactor: Any = _reactor
@@ -68,217 +62,6 @@ class _ConnectionCreator:
             # apply to new handshakes; open connections keep theirs.
             return SSL.Connection(context.context, None)
         return SSL.Connection(context, None)
-
-
-def _problem_bytes(status: int, reason: str, detail: str) -> bytes:
-    """A complete HTTP/1.1 answer with a problem document, closing the connection."""
-    body = json.dumps(
-        {"type": "about:blank", "title": reason, "status": status, "detail": detail}
-    ).encode()
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\n"
-        "Content-Type: application/problem+json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode("ascii") + body
-
-
-class _Request(WebRequest):  # type: ignore[misc]
-    """Daphne's request, with a body-size limit answered by 413 problem details.
-
-    A body announced too large (any Content-Length over the limit, 10**23 included) is
-    answered as soon as the headers are in, and one that grows too large (chunked) as soon
-    as it does: the application never sees it. What the client still sends is read and
-    dropped for a moment (so that it reads our answer, not a reset), then the connection
-    is closed.
-    """
-
-    _refused = False
-    _received = 0
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Twisted would parse each POST's Content-Type with the email package (to fill in
-        # form arguments that Daphne never reads): a twentieth of an encrypt's CPU time.
-        self._parsePOSTFormSubmission = False
-
-    def _limit(self) -> int:
-        return int(self.channel.factory.max_body_bytes)
-
-    def gotLength(self, length: int | None) -> None:
-        if length is not None and length > self._limit():
-            # Twisted would otherwise spool the announced size to a temporary file.
-            super().gotLength(0)
-            self._refuse()
-            return
-        super().gotLength(length)
-
-    def _refuse(self) -> None:
-        if self._refused:
-            return
-        self._refused = True
-        channel = self.channel
-        channel.persistent = False
-        channel.header_deadline_done()
-        detail = f"the request body exceeds {self._limit()} bytes"
-        channel.transport.write(_problem_bytes(413, "Content Too Large", detail))
-        channel.close_soon(_LINGER)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        self._received += len(data)
-        if self._received > self._limit():
-            self._refuse()
-        if self._refused:
-            if self._received > self._limit() + _DISCARD_LIMIT:
-                self.channel.transport.abortConnection()
-            return
-        super().handleContentChunk(data)
-
-    def process(self) -> Any:
-        if not self._refused:
-            return super().process()
-        # Answered already; the whole body has arrived, so nothing unread is left.
-        self.channel.close_soon(0.0)
-        return None
-
-
-class _Channel(http.HTTPChannel):  # type: ignore[misc]
-    """An HTTP connection the runner knows about, so that shutdown can close idle ones.
-
-    It has ``header_timeout`` seconds to deliver a request line and its headers, counted
-    from the connection (TLS handshake included) and, on a kept-alive connection, from the
-    first byte of each later request: a client that dribbles its headers (slowloris) is
-    answered 408 and closed however often it sends a byte (the idle timeout is reset by
-    every byte, this deadline is not).
-    """
-
-    _header_call: Any = None
-    _close_call: Any = None
-    _awaiting_headers = True
-    _closed = False
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        if not self.factory.server.channel_opened(self):
-            return
-        self._start_header_deadline()
-
-    def connectionLost(self, reason: Any) -> None:
-        self._closed = True
-        self.header_deadline_done()
-        if self._close_call is not None and self._close_call.active():
-            self._close_call.cancel()
-        self.factory.server.channel_closed(self)
-        super().connectionLost(reason)
-
-    # -- the header deadline
-    def _start_header_deadline(self) -> None:
-        timeout = self.factory.header_timeout
-        if timeout and self._header_call is None and not self._closed:
-            self._header_call = reactor.callLater(timeout, self._header_deadline_passed)
-
-    def header_deadline_done(self) -> None:
-        """Stop the header deadline (headers complete, or the request is answered)."""
-        self._awaiting_headers = False
-        if self._header_call is not None:
-            if self._header_call.active():
-                self._header_call.cancel()
-            self._header_call = None
-
-    def _header_deadline_passed(self) -> None:
-        self._header_call = None
-        if self._closed:
-            return
-        peer = self.transport.getPeer() if self.transport is not None else None
-        _log.info("closing %s: request headers not received in time", getattr(peer, "host", "?"))
-        self.persistent = False
-        detail = "the request line and headers did not arrive in time"
-        self.transport.write(_problem_bytes(408, "Request Timeout", detail))
-        self.close_soon(0.0)
-
-    def close_soon(self, linger: float) -> None:
-        """Close after ``linger`` seconds (reading and dropping meanwhile); a TLS close that
-        waits for the peer's close_notify is cut off after a grace period."""
-        if self._closed:
-            return
-        if self._close_call is not None:
-            if (
-                self._close_call.active()
-                and self._close_call.getTime() > reactor.seconds() + linger
-            ):
-                self._close_call.reset(linger)  # sooner than planned
-            return
-
-        def close() -> None:
-            if self._closed or self.transport is None:
-                return
-            self.transport.loseConnection()
-            self._close_call = reactor.callLater(_CLOSE_GRACE, abort)
-
-        def abort() -> None:
-            if not self._closed and self.transport is not None:
-                self.transport.abortConnection()
-
-        self._close_call = reactor.callLater(linger, close)
-
-    def dataReceived(self, data: bytes) -> None:
-        if self._awaiting_headers and self._header_call is None:
-            self._start_header_deadline()  # the first byte of a new request
-        super().dataReceived(data)
-
-    def allHeadersReceived(self) -> None:
-        self.header_deadline_done()
-        super().allHeadersReceived()
-
-    def requestDone(self, request: Any) -> None:
-        pipelined = bool(self._dataBuffer)
-        super().requestDone(request)
-        if self.persistent and not self._closed:
-            self._awaiting_headers = True
-            if pipelined:
-                self._start_header_deadline()
-
-    def headerReceived(self, line: bytes) -> bool:
-        name, colon, value = line.partition(b":")
-        if colon and name.lower() == b"content-length":
-            value = value.strip(b" \t")
-            if len(value) > 18 and value.isdigit():
-                # Past any limit, and past what int() parses if long enough: keep it a number
-                # (refused with 413), not an exception.
-                line = name + b": " + b"9" * 19
-        return bool(super().headerReceived(line))
-
-    def _send100Continue(self) -> None:
-        request = self.requests[-1] if self.requests else None
-        if request is not None and getattr(request, "_refused", False):
-            return  # no "go on" for a body already refused with 413
-        super()._send100Continue()
-
-    def _respondToBadRequestAndDisconnect(self) -> None:
-        # Twisted's answer has no body, no Content-Length and no Connection: close.
-        self.header_deadline_done()
-        self.persistent = False
-        detail = "the request line or headers are malformed"
-        self.transport.write(_problem_bytes(400, "Bad Request", detail))
-        self.loseConnection()
-
-
-class _HTTPFactory(HTTPFactory):  # type: ignore[misc]
-    def __init__(self, server: Runner, options: ServerOptions) -> None:
-        super().__init__(server)
-        self.protocol = _Channel
-        self.timeOut = options.idle_timeout
-        self.max_body_bytes = options.max_body_bytes
-        self.header_timeout = options.header_timeout
-
-    def buildProtocol(self, addr: Any) -> Any:
-        protocol = http.HTTPFactory.buildProtocol(self, addr)
-        protocol.requestFactory = _Request
-        return protocol
-
-    def acceptableProtocols(self) -> list[bytes]:
-        return [b"http/1.1"]
 
 
 class _Lifespan:
@@ -397,17 +180,17 @@ class Runner(Server):  # type: ignore[misc]
         self._options = options
         self._on_ready = on_ready
         self._ports: list[Any] = []
-        self._channels: set[_Channel] = set()
+        self._channels: set[LimitedChannel] = set()
         self._per_source: dict[str, int] = {}
-        self._source_of: dict[_Channel, str] = {}
-        self._closing: dict[_Channel, float] = {}
+        self._source_of: dict[LimitedChannel, str] = {}
+        self._closing: dict[LimitedChannel, float] = {}
         self._draining = False
         self._deadline = 0.0
         self._error: BaseException | None = None
         self._worker_threads: asyncio.Task[None] | None = None
 
-    # -- connection tracking (called by _Channel)
-    def channel_opened(self, channel: _Channel) -> bool:
+    # -- connection tracking (called by LimitedChannel)
+    def channel_opened(self, channel: LimitedChannel) -> bool:
         """Track a new connection; ``False`` if it was refused (and is being closed)."""
         self._channels.add(channel)
         peer = channel.transport.getPeer() if channel.transport is not None else None
@@ -430,7 +213,7 @@ class Runner(Server):  # type: ignore[misc]
             return False
         return True
 
-    def channel_closed(self, channel: _Channel) -> None:
+    def channel_closed(self, channel: LimitedChannel) -> None:
         self._channels.discard(channel)
         self._closing.pop(channel, None)
         source = self._source_of.pop(channel, None)
@@ -444,7 +227,7 @@ class Runner(Server):  # type: ignore[misc]
     # -- running
     def run(self) -> None:
         self.connections: dict[Any, dict[str, Any]] = {}
-        self.http_factory = _HTTPFactory(self, self._options)
+        self.http_factory = HTTPChannelFactory(self, self._options)
         self.ws_factory = WebSocketFactory(self, server=self.server_name)
         self.ws_factory.setProtocolOptions(
             autoPingTimeout=self.ping_timeout,
@@ -550,7 +333,7 @@ class Runner(Server):  # type: ignore[misc]
                 channel.loseConnection()
         for channel, since in list(self._closing.items()):
             # A TLS close waits for the peer's close_notify; an idle client may never send it.
-            if time.monotonic() - since > _CLOSE_GRACE and channel.transport is not None:
+            if time.monotonic() - since > CLOSE_GRACE and channel.transport is not None:
                 channel.transport.abortConnection()
         done = not busy and not self._channels
         if done or time.monotonic() >= self._deadline:
