@@ -47,7 +47,7 @@ from qrc.keys.audit.format import (
     format_time,
     validate_details,
 )
-from qrc.keys.audit.query import query_events
+from qrc.keys.audit.query import query_audit_events
 from qrc.keys.audit.verify import (
     ChainBroken,
     ChainCheckpoint,
@@ -486,8 +486,8 @@ class AuditLog:
         cursor: str | None = None,
         descending: bool = False,
     ) -> tuple[list[AuditEvent], str | None]:
-        """One page of events matching every given filter: :func:`~.query.query_events`."""
-        return query_events(
+        """One page of events matching every given filter: :func:`~.query.query_audit_events`."""
+        return query_audit_events(
             session,
             since=since,
             until=until,

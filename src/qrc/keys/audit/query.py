@@ -12,12 +12,12 @@ from sqlalchemy.orm import Session
 from qrc.keys.audit.format import InvalidAuditQuery
 from qrc.keys.store.models import AuditEvent
 
-__all__ = ["MAX_QUERY_LIMIT", "query_events"]
+__all__ = ["MAX_QUERY_LIMIT", "query_audit_events"]
 
 MAX_QUERY_LIMIT = 1000
 
 
-def query_events(
+def query_audit_events(
     session: Session,
     *,
     since: datetime | None = None,
